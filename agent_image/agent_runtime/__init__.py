@@ -1,0 +1,1 @@
+"""The Agentpool agent runtime: what every agent pod runs."""

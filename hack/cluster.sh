@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The local control plane: a real kube-apiserver + etcd + kube-controller-manager +
+# kube-scheduler, started by kwokctl with the binary runtime from the binaries that
+# hack/build-binaries.sh builds, plus kwok fake nodes so that pods reach Running.
+#
+#   hack/cluster.sh up [NAME]          start (idempotent) and print the kubeconfig path
+#   hack/cluster.sh down [NAME]        stop and delete
+#   hack/cluster.sh kubeconfig [NAME]  print the kubeconfig path
+#   hack/cluster.sh status [NAME]      print whether the API server answers
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CMD="${1:-}"
+NAME="${2:-${AGENTPOOL_CLUSTER:-agentpool-dev}}"
+NODES="${AGENTPOOL_FAKE_NODES:-3}"
+export KWOK_WORKDIR="$AGENTPOOL_CACHE/kwok"
+KUBECONFIG_PATH="$AGENTPOOL_CACHE/kubeconfig-$NAME.yaml"
+LOG="$AGENTPOOL_CACHE/logs/cluster-$NAME.log"
+mkdir -p "$AGENTPOOL_CACHE/logs"
+
+BIN="$("$HACK_DIR/build-binaries.sh")"
+export PATH="$BIN:$PATH"
+export KWOK_KUBE_VERSION="$KUBE_VERSION"
+
+kctl() { kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+api_ready() {
+  [[ -f "$KUBECONFIG_PATH" ]] && kctl get --raw /readyz >/dev/null 2>&1
+}
+
+fail() {
+  echo "---- last lines of $LOG ----" >&2
+  tail -n 30 "$LOG" >&2 || true
+  local comp
+  for comp in "$KWOK_WORKDIR/clusters/$NAME/logs"/*.log; do
+    [[ -f "$comp" ]] || continue
+    echo "---- last lines of $comp ----" >&2
+    tail -n 5 "$comp" >&2
+  done
+  die "$1. Logs: $LOG and $KWOK_WORKDIR/clusters/$NAME/logs/. Retry with: hack/cluster.sh down $NAME && hack/cluster.sh up $NAME"
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...
+wait_for() {
+  local what="$1" timeout="$2"
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "timed out after ${timeout}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+nodes_ready() {
+  local ready
+  ready="$(kctl get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)"
+  ((ready >= NODES))
+}
+
+up() {
+  if api_ready; then
+    echo "$KUBECONFIG_PATH"
+    return 0
+  fi
+  # A half-started cluster from a crash is cleaned up rather than reused.
+  kwokctl delete cluster --name "$NAME" >>"$LOG" 2>&1 || true
+  local start=$SECONDS
+  echo ">> starting cluster $NAME ($KUBE_VERSION, $NODES fake nodes); log: $LOG" >&2
+  kwokctl create cluster --name "$NAME" --runtime binary \
+    --kube-apiserver-binary "$BIN/kube-apiserver" \
+    --kube-controller-manager-binary "$BIN/kube-controller-manager" \
+    --kube-scheduler-binary "$BIN/kube-scheduler" \
+    --kwok-controller-binary "$BIN/kwok" \
+    --etcd-binary "$BIN/etcd" \
+    --kubectl-binary "$BIN/kubectl" \
+    --kube-authorization \
+    --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
+  kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"
+  wait_for "the API server /readyz" 60 api_ready
+  echo ">> API server ready after $((SECONDS - start))s" >&2
+  kwokctl scale node --name "$NAME" --replicas "$NODES" >>"$LOG" 2>&1 || fail "could not create fake nodes"
+  wait_for "$NODES Ready nodes" 60 nodes_ready
+  wait_for "the default ServiceAccount" 60 kctl get serviceaccount default -n default
+  echo ">> cluster $NAME ready after $((SECONDS - start))s" >&2
+  echo "$KUBECONFIG_PATH"
+}
+
+down() {
+  kwokctl delete cluster --name "$NAME" >>"$LOG" 2>&1 || true
+  rm -f "$KUBECONFIG_PATH"
+  echo ">> cluster $NAME deleted" >&2
+}
+
+case "$CMD" in
+  up) up ;;
+  down) down ;;
+  kubeconfig) [[ -f "$KUBECONFIG_PATH" ]] || die "cluster $NAME is not running; start it with hack/cluster.sh up $NAME"; echo "$KUBECONFIG_PATH" ;;
+  status) if api_ready; then echo "cluster $NAME: running ($KUBECONFIG_PATH)"; else echo "cluster $NAME: not running"; exit 1; fi ;;
+  *) die "usage: hack/cluster.sh up|down|kubeconfig|status [NAME]" ;;
+esac

@@ -1,0 +1,1 @@
+"""The Agentpool Kubernetes operator (kopf)."""

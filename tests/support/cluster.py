@@ -1,0 +1,98 @@
+"""The Kubernetes cluster the integration tests run against.
+
+By default the local control plane (hack/cluster.sh, kwokctl with real binaries) is
+started once per session; with AGENTPOOL_TEST_KUBECONFIG set, that cluster is used as it
+is (this is how the same suite runs against kind).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.redis_server import REPO_ROOT
+
+TEST_CLUSTER = "agentpool-test"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    bin_dir: Path | None
+    started_here: bool
+
+    def tool(self, name: str) -> str:
+        """Path of a control-plane tool (kubectl, helm): the built one when we have it."""
+        if self.bin_dir is not None and (self.bin_dir / name).exists():
+            return str(self.bin_dir / name)
+        return name
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [self.tool("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+        return out
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [self.tool("helm"), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+        return out
+
+
+def _hack(*args: str) -> str:
+    out = subprocess.run(
+        [str(REPO_ROOT / "hack" / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,  # a first run compiles the control plane
+    )
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"hack/{' '.join(args)} failed (exit {out.returncode}); the integration tests "
+            f"cannot run without it:\n{out.stderr[-4000:]}"
+        )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def built_bin_dir() -> Path:
+    return Path(_hack("build-binaries.sh"))
+
+
+def acquire_cluster() -> Cluster:
+    external = os.environ.get("AGENTPOOL_TEST_KUBECONFIG")
+    if external:
+        return Cluster(kubeconfig=Path(external), bin_dir=None, started_here=False)
+    status = subprocess.run(
+        [str(REPO_ROOT / "hack" / "cluster.sh"), "status", TEST_CLUSTER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    already_running = status.returncode == 0
+    kubeconfig = Path(_hack("cluster.sh", "up", TEST_CLUSTER))
+    return Cluster(kubeconfig=kubeconfig, bin_dir=built_bin_dir(), started_here=not already_running)
+
+
+def release_cluster(cluster: Cluster) -> None:
+    # A cluster someone else started (a developer's, or kind) is left alone.
+    if cluster.started_here and not os.environ.get("AGENTPOOL_TEST_KEEP_CLUSTER"):
+        _hack("cluster.sh", "down", TEST_CLUSTER)
