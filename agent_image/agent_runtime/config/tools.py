@@ -1,0 +1,404 @@
+"""The tools section of the runtime config: tool definitions and pool-wide resilience defaults.
+
+The operator renders one `ToolDefinition` per AgentTool the pool may use (camelCase, like
+Kubernetes) and the pool's `ResilienceSettings` / `CacheSettings` defaults; `ToolsConfig`
+bundles them. Secrets never appear in the document: header values name environment
+variables (`valueFrom: {env: NAME}`) that the operator fills from secret references.
+
+A tool's own `resilience` and `cache` blocks are *overrides*: only the fields a document
+sets replace the pool default (see `merge_settings`).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+TOOL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+"""What both OpenAI function calling and MCP accept as a tool name."""
+
+ErrorKind = Literal[
+    "timeout",
+    "transport",
+    "server",
+    "client",
+    "rateLimited",
+    "responseTooLarge",
+    "execution",
+]
+"""How a failed tool call is classified; breakers and retries choose kinds, not classes."""
+
+_BREAKER_RECORDS: tuple[ErrorKind, ...] = (
+    "timeout",
+    "transport",
+    "server",
+    "rateLimited",
+    "execution",
+)
+_RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "transport", "server", "rateLimited")
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+
+
+_S = TypeVar("_S", bound=BaseModel)
+
+
+def merge_settings(base: _S, override: _S | None) -> _S:
+    """`base` with every field that `override` explicitly set replacing it, recursively.
+
+    Nested sections merge field by field too, so a tool that sets only
+    `retry.maxAttempts` keeps the pool's backoff.
+    """
+    if override is None:
+        return base
+    updates: dict[str, Any] = {}
+    for name in override.model_fields_set:
+        mine = getattr(override, name)
+        theirs = getattr(base, name)
+        if isinstance(mine, BaseModel) and isinstance(theirs, type(mine)):
+            updates[name] = merge_settings(theirs, mine)
+        else:
+            updates[name] = mine
+    return base.model_copy(update=updates)
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+class EnvRef(_Section):
+    """An environment variable the operator fills (usually from a Secret)."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class HeaderFromEnv(_Section):
+    """A header whose value is read from an environment variable when the tool is built."""
+
+    value_from: EnvRef
+
+
+HeaderValue = str | HeaderFromEnv
+"""A literal header value, or `{valueFrom: {env: NAME}}`."""
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+class ToolHints(_Section):
+    """Behaviour hints with MCP annotation semantics (`readOnlyHint` and friends).
+
+    `destructive` and `idempotent` are meaningful only when `readOnly` is false; a
+    read-only tool is treated as idempotent for retries and as cacheable.
+    """
+
+    read_only: bool = False
+    destructive: bool = True
+    idempotent: bool = False
+    open_world: bool = True
+
+    @property
+    def safe_to_repeat(self) -> bool:
+        """Whether calling twice has the same effect as calling once."""
+        return self.read_only or self.idempotent
+
+
+# ----------------------------------------------------------------------------- kinds
+
+
+class HttpImplementation(_Section):
+    """Call an HTTP endpoint.
+
+    `{name}` placeholders in the URL are filled from (and consume) the arguments, URL-quoted;
+    the remaining arguments go in the query string for GET and DELETE, else as a JSON body.
+    """
+
+    url: str = Field(pattern=r"^https?://")
+    method: HttpMethod = "POST"
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_response_bytes: int = Field(default=1 << 20, gt=0, le=1 << 30)
+
+
+class CommandLimits(_Section):
+    """Kernel resource limits applied to the child process (setrlimit)."""
+
+    cpu_seconds: int = Field(default=10, ge=1, le=3600)
+    memory_bytes: int = Field(default=512 << 20, ge=16 << 20)
+    file_size_bytes: int = Field(default=16 << 20, ge=0)
+    processes: int = Field(
+        default=16, ge=1, le=4096, description="Processes the command may have at once."
+    )
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class CommandImplementation(_Section):
+    """Run a program directly (never through a shell) in a sandbox.
+
+    `argv` is a template: the first element is a literal binary that must be on
+    `allowedBinaries`; any other element may contain `{name}` placeholders, each filled
+    from one argument and kept inside that one argv element. Values starting with `-`
+    are refused unless they come after a literal `--`; values that are absolute paths
+    or contain a `..` component are refused unless `allowPaths` is set.
+    """
+
+    argv: list[str] = Field(min_length=1)
+    allowed_binaries: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    max_output_bytes: int = Field(default=64 << 10, gt=0, le=64 << 20)
+    limits: CommandLimits = Field(default_factory=CommandLimits)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra literal environment for the command."
+    )
+    allow_paths: bool = False
+
+    @model_validator(mode="after")
+    def _binary_is_literal_and_allowed(self) -> Self:
+        binary = self.argv[0]
+        if _PLACEHOLDER.search(binary) or "{" in binary:
+            raise ValueError("argv[0] must be a literal binary, not a placeholder")
+        names = {b.rsplit("/", 1)[-1] for b in self.allowed_binaries}
+        if binary not in self.allowed_binaries and binary.rsplit("/", 1)[-1] not in names:
+            raise ValueError(f"argv[0] {binary!r} is not in allowedBinaries")
+        for element in self.argv[1:]:
+            for _, field_name, _, _ in string.Formatter().parse(element):
+                if field_name is not None and not _PLACEHOLDER.fullmatch("{" + field_name + "}"):
+                    raise ValueError(f"argv element {element!r} has a malformed placeholder")
+        return self
+
+    def placeholders(self) -> set[str]:
+        """The argument names the template refers to."""
+        return {m.group(1) for element in self.argv[1:] for m in _PLACEHOLDER.finditer(element)}
+
+
+class McpImplementation(_Section):
+    """Tools served by an MCP server over streamable HTTP.
+
+    With `toolName`, the definition is that one remote tool under the definition's name.
+    Without it, every tool the server lists is registered as `{namespace}__{remoteName}`
+    (`namespace` defaults to the definition's name).
+    """
+
+    url: str = Field(pattern=r"^https?://")
+    tool_name: str | None = None
+    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,30}$")
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+
+class AgentImplementation(_Section):
+    """Another pool's chat API as a tool (multi-agent collaboration).
+
+    Either `url` (the pool's base URL) or `pool` (+ `namespace`, `port`): the operator
+    names a pool's Service after the pool.
+    """
+
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    pool: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    port: int = Field(default=8080, ge=1, le=65535)
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    max_response_bytes: int = Field(default=1 << 20, gt=0, le=1 << 30)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.url is None) == (self.pool is None):
+            raise ValueError("set exactly one of `url` or `pool`")
+        return self
+
+    def base_url(self) -> str:
+        """The other pool's base URL."""
+        if self.url is not None:
+            return self.url.rstrip("/")
+        where = f"{self.pool}.{self.namespace}.svc" if self.namespace else f"{self.pool}"
+        return f"http://{where}:{self.port}"
+
+
+# ----------------------------------------------------------------------------- resilience
+
+
+class CircuitBreakerSettings(_Section):
+    """A circuit breaker (see `agent_runtime.resilience.breaker`)."""
+
+    enabled: bool = True
+    window_type: Literal["count", "time"] = "count"
+    window_size: int = Field(default=20, ge=1, le=10_000, description="Calls, or seconds.")
+    minimum_calls: int = Field(default=10, ge=1)
+    failure_rate_threshold: float = Field(default=50.0, gt=0, le=100, description="Percent.")
+    slow_call_rate_threshold: float = Field(default=100.0, gt=0, le=100, description="Percent.")
+    slow_call_duration_seconds: float = Field(default=10.0, gt=0)
+    wait_duration_in_open_seconds: float = Field(default=30.0, gt=0)
+    permitted_calls_in_half_open: int = Field(default=3, ge=1)
+    record_on: list[ErrorKind] = Field(
+        default_factory=lambda: list(_BREAKER_RECORDS),
+        description="Failure kinds that count against the dependency.",
+    )
+    shared: bool = Field(default=False, description="Share the open state through Redis.")
+    sync_interval_seconds: float = Field(
+        default=1.0, ge=0, description="How stale a replica's view of the shared state may be."
+    )
+
+
+class RetrySettings(_Section):
+    """Retries with exponential backoff and jitter (tenacity)."""
+
+    enabled: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_backoff_seconds: float = Field(default=0.1, ge=0)
+    max_backoff_seconds: float = Field(default=5.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter_seconds: float = Field(default=0.1, ge=0)
+    retry_non_idempotent: bool = Field(
+        default=False, description="Retry tools that are neither read-only nor idempotent."
+    )
+    retry_on: list[ErrorKind] = Field(default_factory=lambda: list(_RETRY_ON))
+
+
+class TimeoutSettings(_Section):
+    """Deadlines: for the whole call (all attempts) and for each attempt."""
+
+    per_call_seconds: float | None = Field(default=120.0, gt=0)
+    per_attempt_seconds: float | None = Field(
+        default=None, gt=0, description="Defaults to the implementation's own timeout."
+    )
+
+
+class StaticFallback(_Section):
+    """A fixed answer used when everything else failed."""
+
+    value: Any = None
+
+
+class FallbackSettings(_Section):
+    """What answers when the tool fails: other tools in order, then a static value."""
+
+    tools: list[str] = Field(default_factory=list)
+    static: StaticFallback | None = None
+
+
+class BulkheadSettings(_Section):
+    """A per-tool concurrency limit."""
+
+    max_concurrent: int = Field(default=32, ge=1)
+    max_wait_seconds: float = Field(default=5.0, ge=0)
+
+
+class RateLimitSettings(_Section):
+    """A per-tool token bucket; `ratePerSecond: null` disables it."""
+
+    rate_per_second: float | None = Field(default=None, gt=0)
+    burst: int = Field(default=10, ge=1)
+    max_wait_seconds: float = Field(default=0.0, ge=0)
+
+
+class ResilienceSettings(_Section):
+    """The resilience policy: pool defaults, or (as a tool's `resilience`) overrides."""
+
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
+    bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+
+
+class CacheSettings(_Section):
+    """Result caching: pool defaults, or (as a tool's `cache`) overrides.
+
+    Only read-only tools are cached unless `allowNonReadOnly` is set for the tool.
+    """
+
+    enabled: bool = True
+    ttl_seconds: float = Field(default=300.0, gt=0)
+    allow_non_read_only: bool = False
+    max_entries: int = Field(default=4096, ge=1, description="Pool-wide; ignored per tool.")
+    shared: bool = Field(default=False, description="Also cache in Redis, shared by replicas.")
+
+
+# ----------------------------------------------------------------------------- definitions
+
+
+class ToolDefinition(_Section):
+    """One tool as the operator renders it from an AgentTool resource.
+
+    Exactly one of `http`, `command`, `mcp`, `agent` is set. `parameters` is a JSON
+    Schema object (MCP `inputSchema` shape); it is required except for MCP tools (taken
+    from the server) and agent tools (`{message, conversationId}` by default).
+    """
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    result_schema: dict[str, Any] | None = None
+    hints: ToolHints = Field(default_factory=ToolHints)
+    http: HttpImplementation | None = None
+    command: CommandImplementation | None = None
+    mcp: McpImplementation | None = None
+    agent: AgentImplementation | None = None
+    resilience: ResilienceSettings | None = None
+    cache: CacheSettings | None = None
+
+    @field_validator("parameters", "result_schema")
+    @classmethod
+    def _object_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None and schema.get("type", "object") != "object":
+            raise ValueError('a tool schema must describe an object ("type": "object")')
+        return schema
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Self:
+        set_kinds = [k for k in ("http", "command", "mcp", "agent") if getattr(self, k) is not None]
+        if len(set_kinds) != 1:
+            raise ValueError(
+                f"set exactly one of http, command, mcp, agent (got {set_kinds or 'none'})"
+            )
+        if self.parameters is None and set_kinds[0] in ("http", "command"):
+            raise ValueError(f"`parameters` is required for {set_kinds[0]} tools")
+        if self.command is not None:
+            declared = set((self.parameters or {}).get("properties", {}))
+            missing = self.command.placeholders() - declared
+            if missing:
+                raise ValueError(
+                    f"command.argv uses placeholders not declared in parameters: {sorted(missing)}"
+                )
+        return self
+
+    @property
+    def kind(self) -> Literal["http", "command", "mcp", "agent"]:
+        """Which implementation this definition uses."""
+        if self.http is not None:
+            return "http"
+        if self.command is not None:
+            return "command"
+        if self.mcp is not None:
+            return "mcp"
+        return "agent"
+
+
+class ToolsConfig(_Section):
+    """Every tool of the pool, and the pool's resilience and cache defaults."""
+
+    definitions: list[ToolDefinition] = Field(default_factory=list)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        seen: set[str] = set()
+        for definition in self.definitions:
+            if definition.name in seen:
+                raise ValueError(f"tool name {definition.name!r} is defined twice")
+            seen.add(definition.name)
+        return self
