@@ -21,6 +21,7 @@ mkdir -p "$AGENTPOOL_CACHE/logs"
 BIN="$("$HACK_DIR/build-binaries.sh")"
 export PATH="$BIN:$PATH"
 export KWOK_KUBE_VERSION="$KUBE_VERSION"
+export KWOK_ETCD_VERSION="$ETCD_VERSION"
 
 kctl() { kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
@@ -72,7 +73,6 @@ up() {
     --kube-scheduler-binary "$BIN/kube-scheduler" \
     --kwok-controller-binary "$BIN/kwok" \
     --etcd-binary "$BIN/etcd" \
-    --kubectl-binary "$BIN/kubectl" \
     --kube-authorization \
     --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
   kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"

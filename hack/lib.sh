@@ -5,6 +5,8 @@
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
 export KUBE_VERSION="v1.34.4"
+# Must match hack/tools/etcd/go.mod; kwokctl picks etcd flags by version.
+export ETCD_VERSION="3.5.35"
 AGENTPOOL_CACHE="${AGENTPOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/agentpool}"
 
 die() {

@@ -41,7 +41,9 @@ class Cluster:
             check=False,
         )
         if check and out.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}"
+            )
         return out
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

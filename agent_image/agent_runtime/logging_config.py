@@ -1,0 +1,51 @@
+"""structlog set-up shared by the runtime and the operator: JSON in pods, pretty in a terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def wants_json(stream_is_tty: bool, env: dict[str, str]) -> bool:
+    """JSON unless a person is watching; AGENTPOOL_LOG_FORMAT=json|console overrides."""
+    forced = env.get("AGENTPOOL_LOG_FORMAT", "").lower()
+    if forced in {"json", "console"}:
+        return forced == "json"
+    return not stream_is_tty
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Route structlog and stdlib logging (uvicorn, kopf, httpx) through one renderer."""
+    as_json = wants_json(sys.stderr.isatty(), dict(os.environ))
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.format_exc_info] if as_json else []),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
