@@ -6,7 +6,7 @@
 #   hack/cluster.sh up [NAME]          start (idempotent) and print the kubeconfig path
 #   hack/cluster.sh down [NAME]        stop and delete
 #   hack/cluster.sh kubeconfig [NAME]  print the kubeconfig path
-#   hack/cluster.sh status [NAME]      print whether the API server answers
+#   hack/cluster.sh status [NAME]      whether the API server answers, and each component's peak memory
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -91,10 +91,26 @@ down() {
   echo ">> cluster $NAME deleted" >&2
 }
 
+status() {
+  if ! api_ready; then
+    echo "cluster $NAME: not running"
+    return 1
+  fi
+  echo "cluster $NAME: running ($KUBECONFIG_PATH)"
+  local pid total=0 rss
+  for pid in $(pgrep -f "kwok/clusters/$NAME/" || true); do
+    rss="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+    [[ -n "$rss" ]] || continue
+    printf "  %-24s peak RSS %6d MiB\n" "$(cat "/proc/$pid/comm")" $((rss / 1024))
+    total=$((total + rss))
+  done
+  printf "  %-24s peak RSS %6d MiB\n" "control plane (sum)" $((total / 1024))
+}
+
 case "$CMD" in
   up) up ;;
   down) down ;;
   kubeconfig) [[ -f "$KUBECONFIG_PATH" ]] || die "cluster $NAME is not running; start it with hack/cluster.sh up $NAME"; echo "$KUBECONFIG_PATH" ;;
-  status) if api_ready; then echo "cluster $NAME: running ($KUBECONFIG_PATH)"; else echo "cluster $NAME: not running"; exit 1; fi ;;
+  status) status ;;
   *) die "usage: hack/cluster.sh up|down|kubeconfig|status [NAME]" ;;
 esac
