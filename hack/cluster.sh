@@ -74,7 +74,7 @@ up() {
     --kwok-controller-binary "$BIN/kwok" \
     --etcd-binary "$BIN/etcd" \
     --kube-authorization \
-    --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
+    --timeout 120s --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
   kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"
   wait_for "the API server /readyz" 60 api_ready
   echo ">> API server ready after $((SECONDS - start))s" >&2
