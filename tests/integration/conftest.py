@@ -52,10 +52,10 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied before each test."""
     if redis_server.process is None:  # a test that stopped it and did not restart it
         redis_server.start()
     with redis.Redis.from_url(redis_server.url) as conn:
         conn.flushall()
-    yield redis_server.url
+    return redis_server.url

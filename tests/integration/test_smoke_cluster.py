@@ -161,7 +161,14 @@ def test_helm_runs(cluster: Cluster, tmp_path: Path) -> None:
         [cluster.tool("helm"), "create", str(tmp_path / "demo")], capture_output=True, check=True
     )
     rendered = subprocess.run(
-        [cluster.tool("helm"), "template", "demo", str(tmp_path / "demo"), "--set", "replicaCount=2"],
+        [
+            cluster.tool("helm"),
+            "template",
+            "demo",
+            str(tmp_path / "demo"),
+            "--set",
+            "replicaCount=2",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -10,7 +10,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-class ConditionTimeout(AssertionError):
+class ConditionTimeoutError(AssertionError):
     """The condition did not hold before the deadline."""
 
 
@@ -36,14 +36,16 @@ def wait_until(
         except Exception as exc:  # the probe may fail until the thing exists
             last = exc
         if time.monotonic() >= deadline:
-            raise ConditionTimeout(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+            raise ConditionTimeoutError(
+                f"timed out after {timeout}s waiting for {what}; last: {last!r}"
+            )
         time.sleep(interval)
 
 
 async def async_wait_until(
     probe: Callable[[], Awaitable[T | None]],
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - a polling deadline, not an operation's own timeout
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
@@ -59,5 +61,7 @@ async def async_wait_until(
         except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
-            raise ConditionTimeout(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+            raise ConditionTimeoutError(
+                f"timed out after {timeout}s waiting for {what}; last: {last!r}"
+            )
         await asyncio.sleep(interval)
