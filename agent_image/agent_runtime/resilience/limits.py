@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
 
@@ -40,21 +38,24 @@ class Bulkhead:
         """Calls holding a slot now."""
         return self.limit - self._slots._value  # the semaphore exposes no public count
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot for the duration of the block."""
+    async def acquire(self) -> None:
+        """Take a slot, waiting up to `max_wait`; else `BulkheadFullError`.
+
+        Pair with `release()` in a `finally` (a plain method pair, not a context manager,
+        because this sits on every call's path).
+        """
         if not self._slots.locked():
-            await self._slots.acquire()  # free slot: returns without suspending
-        else:
-            try:
-                async with asyncio.timeout(self._max_wait):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise BulkheadFullError(self.name, self.limit) from None
+            await self._slots.acquire()  # a free slot: returns without suspending
+            return
         try:
-            yield
-        finally:
-            self._slots.release()
+            async with asyncio.timeout(self._max_wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise BulkheadFullError(self.name, self.limit) from None
+
+    def release(self) -> None:
+        """Give the slot back."""
+        self._slots.release()
 
 
 class TokenBucket:

@@ -1,0 +1,41 @@
+"""The cache layer: serves repeated calls of cacheable tools from `ToolCache`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_runtime.cache import ToolCache
+from agent_runtime.tools import metrics
+from agent_runtime.tools.middleware.chain import Next
+from agent_runtime.tools.middleware.observe import labelled
+from agent_runtime.tools.tool import ToolCall
+
+
+def cacheable(call: ToolCall) -> bool:
+    """Read-only tools, or tools that opted in, with caching enabled."""
+    settings = call.policy.cache
+    return settings.enabled and (call.tool.hints.read_only or settings.allow_non_read_only)
+
+
+class CacheMiddleware:
+    """Looks the call up by tool name and canonical arguments; computes once on a miss."""
+
+    name = "cache"
+
+    def __init__(self, cache: ToolCache) -> None:
+        self.cache = cache
+
+    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+        if not cacheable(call):
+            return await call_next(call)
+        tool = call.tool.name
+
+        async def compute() -> Any:
+            return await call_next(call)
+
+        value, hit = await self.cache.get_or_compute(
+            tool, call.arguments, call.policy.cache.ttl_seconds, compute
+        )
+        call.cached = hit
+        labelled(metrics.CACHE, tool, "hit" if hit else "miss").inc()
+        return value

@@ -1,0 +1,82 @@
+"""Observability layers: structured logs with the call id bound, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from functools import cache
+from time import perf_counter
+from typing import Any
+
+import structlog
+from prometheus_client.metrics import MetricWrapperBase
+
+from agent_runtime.tools import metrics
+from agent_runtime.tools.errors import REFUSALS, error_kind
+from agent_runtime.tools.middleware.chain import Next
+from agent_runtime.tools.tool import ToolCall
+
+log = structlog.get_logger("agent_runtime.tools")
+
+
+@cache
+def labelled(metric: MetricWrapperBase, *values: str) -> Any:
+    """`metric.labels(*values)`, memoized: the label lookup is the costly part of a metric."""
+    return metric.labels(*values)
+
+
+class LoggingMiddleware:
+    """Binds `tool` and `tool_call_id` to the log context for the whole call (so logs from
+    inside the call carry them) and logs each call's outcome once."""
+
+    name = "logging"
+
+    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+        tokens = structlog.contextvars.bind_contextvars(
+            tool=call.tool.name, tool_call_id=call.call_id
+        )
+        started = perf_counter()
+        try:
+            value = await call_next(call)
+        except Exception as error:
+            log.warning(
+                "tool call failed",
+                error=str(error),
+                error_kind=error_kind(error) or "refused",
+                duration_ms=round((perf_counter() - started) * 1000, 3),
+                attempts=call.attempts,
+            )
+            raise
+        else:
+            log.info(
+                "tool call finished",
+                duration_ms=round((perf_counter() - started) * 1000, 3),
+                attempts=call.attempts,
+                cached=call.cached,
+                answered_by=call.answered_by,
+            )
+            return value
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+class MetricsMiddleware:
+    """Counts calls by outcome and observes their duration."""
+
+    name = "metrics"
+
+    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+        tool = call.tool.name
+        started = perf_counter()
+        try:
+            value = await call_next(call)
+        except REFUSALS:
+            labelled(metrics.CALLS, tool, "refused").inc()
+            raise
+        except Exception:
+            labelled(metrics.CALLS, tool, "error").inc()
+            raise
+        finally:
+            labelled(metrics.DURATION, tool).observe(perf_counter() - started)
+        labelled(metrics.CALLS, tool, "ok").inc()
+        if call.answered_by != "primary":
+            labelled(metrics.FALLBACKS, tool, call.answered_by).inc()
+        return value
