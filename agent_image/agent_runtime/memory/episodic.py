@@ -1,0 +1,386 @@
+"""Episodic memory: experiences with embeddings, persisted in Redis, searched by meaning.
+
+Redis holds the truth: per namespace, a hash of episode documents, a hash of their
+vectors and a hash from key to episode id; every change is also appended to one
+pool-wide Stream. Each replica keeps an approximate index per namespace and brings it
+up to date incrementally by reading the Stream from where it stopped (one XRANGE per
+sync), after a full load on first use. Searches only ever see one namespace's index,
+so tenants never see each other's episodes.
+
+The Stream is not trimmed: a replica that starts later rebuilds from the hashes, and
+entries are small (~60 bytes), but a pool with tens of millions of changes would want
+a compaction step (not implemented).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from redis.asyncio import Redis
+
+from agent_runtime.config.memory import IndexSettings
+from agent_runtime.memory import codec
+from agent_runtime.memory.embeddings import Embedder, Vectors
+from agent_runtime.memory.errors import CorruptRecordError, InvalidMemoryError
+from agent_runtime.memory.health import RedisHealth
+from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
+from agent_runtime.memory.vector_index import VectorIndex
+
+SYNC_BATCH = 1000
+
+
+class Episode(BaseModel):
+    """One experience: what happened (text), what to keep (data), and its importance."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    namespace: str
+    key: str | None = None
+    text: str
+    data: JsonValue = None
+    importance: float = Field(ge=0.0, le=1.0)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    created_at: float
+
+
+class EpisodeHit(BaseModel):
+    """An episode found by a search, with its cosine similarity to the query."""
+
+    model_config = ConfigDict(frozen=True)
+
+    episode: Episode
+    score: float
+
+
+# Adds an episode; a key already in use moves to the new episode and the old one goes.
+_ADD = """
+local old = false
+if ARGV[4] ~= '' then
+  old = redis.call('HGET', KEYS[3], ARGV[4])
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+end
+if old then
+  redis.call('HDEL', KEYS[1], old)
+  redis.call('HDEL', KEYS[2], old)
+  redis.call('XADD', KEYS[4], '*', 'op', 'del', 'ns', ARGV[5], 'id', old)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('XADD', KEYS[4], '*', 'op', 'add', 'ns', ARGV[5], 'id', ARGV[1])
+return 1
+"""
+
+# Deletes an episode by id (ARGV[1]) or, when ARGV[1] is '', by key (ARGV[3]).
+_DELETE = """
+local id = ARGV[1]
+if id == '' then
+  id = redis.call('HGET', KEYS[3], ARGV[3])
+  if not id then return 0 end
+end
+local doc = redis.call('HGET', KEYS[1], id)
+if not doc then return 0 end
+redis.call('HDEL', KEYS[1], id)
+redis.call('HDEL', KEYS[2], id)
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) == id then
+  redis.call('HDEL', KEYS[3], ARGV[3])
+end
+redis.call('XADD', KEYS[4], '*', 'op', 'del', 'ns', ARGV[2], 'id', id)
+return 1
+"""
+
+
+def _vector_bytes(vector: Vectors) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _episode_document(episode: Episode) -> dict[str, Any]:
+    return {"v": 1, **episode.model_dump(mode="python")}
+
+
+def _decode_episode(payload: bytes) -> Episode:
+    document = codec.decode(payload)
+    if not isinstance(document, dict) or document.pop("v", None) != 1:
+        raise CorruptRecordError("episode record has an unknown layout")
+    try:
+        return Episode.model_validate(document)
+    except ValidationError as exc:
+        raise CorruptRecordError(f"episode record is malformed: {exc}") from exc
+
+
+class EpisodicMemory:
+    """Episodes of one pool, for every namespace; one instance per replica."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: KeySpace,
+        health: RedisHealth,
+        embedder: Embedder,
+        *,
+        index_settings: IndexSettings | None = None,
+        compress_above_bytes: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._health = health
+        self.embedder = embedder
+        self._index_settings = index_settings or IndexSettings()
+        self._compress_above = compress_above_bytes
+        self._clock = clock
+        self._indexes: dict[str, VectorIndex] = {}
+        self._cursor: str | None = None
+        self._add = client.register_script(_ADD)
+        self._delete = client.register_script(_DELETE)
+
+    def _index(self, namespace: str) -> VectorIndex:
+        index = self._indexes.get(namespace)
+        if index is None:
+            index = VectorIndex(self.embedder.dimensions, self._index_settings)
+            self._indexes[namespace] = index
+        return index
+
+    def index_size(self, namespace: str) -> int:
+        """How many episodes of `namespace` this replica's index holds."""
+        index = self._indexes.get(namespace)
+        return 0 if index is None else len(index)
+
+    def _script_keys(self, namespace: str) -> list[str]:
+        return [
+            self._keys.episode_docs(namespace),
+            self._keys.episode_vectors(namespace),
+            self._keys.episode_keys(namespace),
+            self._keys.episode_log,
+            self._keys.episode_namespaces,
+        ]
+
+    async def add(
+        self,
+        namespace: str,
+        text: str,
+        data: JsonValue = None,
+        *,
+        key: str | None = None,
+        importance: float = 0.5,
+        metadata: dict[str, JsonValue] | None = None,
+    ) -> Episode:
+        """Embed and persist an episode; with `key`, it replaces that key's episode."""
+        check_namespace(namespace)
+        if key is not None:
+            check_key(key)
+        if not text.strip():
+            raise InvalidMemoryError("an episode needs non-empty text to embed")
+        vectors = await self.embedder.embed([text])
+
+        async def next_id() -> int:
+            return int(await self._client.incr(self._keys.episode_sequence))
+
+        episode_id = await self._health.call(next_id, what="episode id allocation")
+        episode = Episode(
+            id=episode_id,
+            namespace=namespace,
+            key=key,
+            text=text,
+            data=codec.canonical_json(data),
+            importance=importance,
+            metadata=codec.canonical_json(metadata or {}),
+            created_at=self._clock(),
+        )
+        payload = codec.encode(_episode_document(episode), compress_above=self._compress_above)
+
+        async def write() -> object:
+            return await self._add(
+                keys=self._script_keys(namespace),
+                args=[episode_id, payload, _vector_bytes(vectors[0]), key or "", namespace],
+            )
+
+        await self._health.call(write, what=f"episode write in {namespace!r}")
+        return episode
+
+    async def delete(self, namespace: str, episode_id: int) -> bool:
+        """Remove one episode by id; True if it existed."""
+        return await self._remove(namespace, str(episode_id), "")
+
+    async def forget_key(self, namespace: str, key: str) -> bool:
+        """Remove the episode remembered under `key`; True if there was one."""
+        return await self._remove(namespace, "", check_key(key))
+
+    async def _remove(self, namespace: str, episode_id: str, key: str) -> bool:
+        async def remove() -> object:
+            return await self._delete(
+                keys=self._script_keys(namespace)[:4], args=[episode_id, namespace, key]
+            )
+
+        return bool(await self._health.call(remove, what=f"episode delete in {namespace!r}"))
+
+    async def get(self, namespace: str, episode_id: int) -> Episode | None:
+        """One episode by id, or None."""
+        found = await self._fetch(namespace, [episode_id])
+        return found.get(episode_id)
+
+    async def get_by_key(self, namespace: str, key: str) -> Episode | None:
+        """The episode remembered under `key`, or None."""
+        name = self._keys.episode_keys(namespace)
+
+        async def lookup() -> Any:
+            return await self._client.hget(name, check_key(key))
+
+        found = await self._health.call(lookup, what=f"episode lookup of {key!r}")
+        return None if found is None else await self.get(namespace, int(found))
+
+    async def _fetch(self, namespace: str, ids: list[int]) -> dict[int, Episode]:
+        if not ids:
+            return {}
+        name = self._keys.episode_docs(namespace)
+
+        async def read() -> list[Any]:
+            found: list[Any] = await self._client.hmget(name, [str(i) for i in ids])
+            return found
+
+        payloads = await self._health.call(read, what=f"episode read in {namespace!r}")
+        episodes = {}
+        for episode_id, payload in zip(ids, payloads, strict=True):
+            if payload is not None:
+                episode = _decode_episode(payload)
+                if episode.namespace != namespace:
+                    raise CorruptRecordError(
+                        f"episode {episode_id} is filed under another namespace"
+                    )
+                episodes[episode_id] = episode
+        return episodes
+
+    async def search(
+        self, namespace: str, query: str, k: int = 5, *, exact: bool = False, sync: bool = True
+    ) -> list[EpisodeHit]:
+        """The `k` episodes of `namespace` most similar to `query`, best first."""
+        vectors = await self.embedder.embed([query])
+        return await self.search_vector(namespace, vectors[0], k, exact=exact, sync=sync)
+
+    async def search_vector(
+        self,
+        namespace: str,
+        vector: Vectors,
+        k: int = 5,
+        *,
+        exact: bool = False,
+        sync: bool = True,
+    ) -> list[EpisodeHit]:
+        """Like `search` with a ready query vector; `exact=True` uses brute force."""
+        check_namespace(namespace)
+        if sync:
+            await self.sync()
+        index = self._indexes.get(namespace)
+        if index is None:
+            return []
+        # Ask for a few extra: an episode deleted since the last sync is skipped below.
+        hits = index.exact_search(vector, k + 4) if exact else index.search(vector, k + 4)
+        episodes = await self._fetch(namespace, [episode_id for episode_id, _ in hits])
+        found = [
+            EpisodeHit(episode=episodes[episode_id], score=score)
+            for episode_id, score in hits
+            if episode_id in episodes
+        ]
+        return found[:k]
+
+    async def sync(self) -> int:
+        """Bring this replica's indexes up to date with Redis; return the changes applied."""
+        if self._cursor is None:
+            return await self._full_load()
+        applied = 0
+        while True:
+            read = functools.partial(
+                self._client.xrange,
+                self._keys.episode_log,
+                min=f"({self._cursor}",
+                count=SYNC_BATCH,
+            )
+            found: Any = await self._health.call(read, what="episode index sync")
+            entries: list[Any] = list(found or [])
+            applied += await self._apply(entries)
+            if len(entries) < SYNC_BATCH:
+                return applied
+
+    async def _apply(self, entries: list[Any]) -> int:
+        if not entries:
+            return 0
+        wanted: dict[str, list[int]] = defaultdict(list)
+        changes: list[tuple[str, str, int]] = []
+        for _, fields in entries:
+            op, namespace = fields[b"op"].decode(), fields[b"ns"].decode()
+            episode_id = int(fields[b"id"])
+            changes.append((op, namespace, episode_id))
+            if op == "add":
+                wanted[namespace].append(episode_id)
+        vectors = {ns: await self._read_vectors(ns, ids) for ns, ids in wanted.items()}
+        for op, namespace, episode_id in changes:
+            index = self._index(namespace)
+            vector = vectors.get(namespace, {}).get(episode_id)
+            if op == "add" and vector is not None:
+                index.add([episode_id], vector[None, :])
+            elif op == "del":
+                index.remove([episode_id])
+        self._cursor = entries[-1][0].decode()
+        return len(changes)
+
+    async def _read_vectors(self, namespace: str, ids: list[int]) -> dict[int, Vectors]:
+        name = self._keys.episode_vectors(namespace)
+
+        async def read() -> list[Any]:
+            found: list[Any] = await self._client.hmget(name, [str(i) for i in ids])
+            return found
+
+        raw = await self._health.call(read, what="episode vector read")
+        return {
+            episode_id: self._to_vector(blob)
+            for episode_id, blob in zip(ids, raw, strict=True)
+            if blob is not None
+        }
+
+    def _to_vector(self, blob: bytes) -> Vectors:
+        if len(blob) != 4 * self.embedder.dimensions:
+            raise CorruptRecordError(
+                f"stored episode vector has {len(blob) // 4} dimensions; "
+                f"the embedder makes {self.embedder.dimensions}"
+            )
+        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+    async def _full_load(self) -> int:
+        # Note the Stream position first: changes racing with the scan are replayed
+        # afterwards, and replaying an add or a delete twice is harmless.
+        async def position() -> tuple[Any, Any]:
+            last = await self._client.xrevrange(self._keys.episode_log, count=1)
+            members = await self._client.smembers(self._keys.episode_namespaces)
+            return last, members
+
+        last, members = await self._health.call(position, what="episode index load")
+        self._indexes.clear()
+        loaded = 0
+        for raw_namespace in members:
+            namespace = raw_namespace.decode()
+            loaded += await self._load_namespace(namespace)
+        self._cursor = last[0][0].decode() if last else "0-0"
+        return loaded
+
+    async def _load_namespace(self, namespace: str) -> int:
+        name = self._keys.episode_vectors(namespace)
+        cursor = 0
+        index = self._index(namespace)
+        loaded = 0
+        while True:
+            scan = functools.partial(self._client.hscan, name, cursor, count=1000)
+            scanned: Any = await self._health.call(scan, what="episode index load")
+            cursor, batch = scanned
+            if batch:
+                ids = [int(k) for k in batch]
+                index.add(ids, np.stack([self._to_vector(v) for v in batch.values()]))
+                loaded += len(ids)
+            if cursor == 0:
+                return loaded

@@ -1,0 +1,295 @@
+"""The memory hierarchy: remember routes by the pool's rules, recall walks the tiers.
+
+`recall` tries working memory (this replica, this conversation), then long-term
+memory (promoting a hit into working memory), then episodic memory (the episode
+remembered under the key, else the closest episode by meaning); every answer says
+which tier gave it. `forget` removes a key from every tier.
+
+When Redis is unreachable the hierarchy keeps answering from working memory and
+refuses (with `StoreUnavailableError`) any write that needs Redis; it never keeps a
+write only in process while claiming it was stored.
+
+Working memory is per replica: a `forget` or an overwrite on one replica clears the
+key from this replica's working memories only. Other replicas keep their copy until
+it is evicted, so routing rules that put shared, changing keys in working memory
+trade freshness for speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from redis.asyncio import Redis
+
+from agent_runtime.config.memory import MemoryConfig, RoutingSettings, Tier
+from agent_runtime.memory import codec
+from agent_runtime.memory.embeddings import Embedder, build_embedder
+from agent_runtime.memory.episodic import EpisodicMemory
+from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
+from agent_runtime.memory.health import MemoryStatus, RedisHealth
+from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
+from agent_runtime.memory.longterm import LongTermMemory, MemoryRecord
+from agent_runtime.memory.routing import route
+from agent_runtime.memory.working import WorkingMemoryRegistry
+
+log = structlog.get_logger(__name__)
+
+
+class Recollection(BaseModel):
+    """What `recall` found, and which tier answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: Tier
+    namespace: str
+    key: str | None
+    value: JsonValue
+    importance: float
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    score: float | None = Field(default=None, description="Similarity, for episodic answers.")
+
+
+class MemoryHierarchy:
+    """The three tiers of one pool behind remember / recall / forget."""
+
+    def __init__(
+        self,
+        *,
+        working: WorkingMemoryRegistry[MemoryRecord],
+        long_term: LongTermMemory,
+        episodic: EpisodicMemory | None,
+        routing: RoutingSettings,
+        health: RedisHealth,
+        default_ttl_seconds: int | None = None,
+        episodic_min_score: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.working = working
+        self.long_term = long_term
+        self.episodic = episodic
+        self.routing = routing
+        self.health = health
+        self._default_ttl = default_ttl_seconds
+        self._min_score = episodic_min_score
+        self._clock = clock
+
+    @classmethod
+    def from_config(
+        cls,
+        config: MemoryConfig,
+        client: Redis,
+        health: RedisHealth,
+        *,
+        embedder: Embedder | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> MemoryHierarchy:
+        """Build the hierarchy the pool's config describes, on an existing client."""
+        keys = KeySpace(config.key_prefix, config.pool)
+        episodic = None
+        if config.episodic.enabled:
+            episodic = EpisodicMemory(
+                client,
+                keys,
+                health,
+                embedder or build_embedder(config.episodic.embedder, environ),
+                index_settings=config.episodic.index,
+                compress_above_bytes=config.long_term.compress_above_bytes,
+            )
+        return cls(
+            working=WorkingMemoryRegistry(
+                capacity=config.working_memory.capacity,
+                max_conversations=config.working_memory.max_conversations,
+            ),
+            long_term=LongTermMemory(
+                client,
+                keys,
+                health,
+                compress_above_bytes=config.long_term.compress_above_bytes,
+                max_value_bytes=config.long_term.max_value_bytes,
+            ),
+            episodic=episodic,
+            routing=config.routing,
+            health=health,
+            default_ttl_seconds=config.long_term.ttl_seconds,
+            episodic_min_score=config.episodic.recall_min_score,
+        )
+
+    def status(self) -> MemoryStatus:
+        """Degraded or not, for `/readyz`."""
+        return self.health.status()
+
+    async def remember(
+        self,
+        key: str,
+        value: JsonValue,
+        *,
+        namespace: str,
+        importance: float = 0.5,
+        conversation: str | None = None,
+        metadata: dict[str, JsonValue] | None = None,
+        text: str | None = None,
+    ) -> tuple[Tier, ...]:
+        """Store `value` under `key` in the tiers the routing rules choose; return them.
+
+        `text` is what episodic memory embeds (default: the key and the value).
+        Raises `InvalidMemoryError` for bad input and `StoreUnavailableError` when a
+        chosen tier needs Redis and Redis is unreachable; nothing is kept then.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        if not 0.0 <= importance <= 1.0:
+            raise InvalidMemoryError(f"importance must be within [0, 1], got {importance}")
+        rule = route(self.routing, key, importance)
+        if rule is None:
+            return ()
+        tiers = tuple(t for t in rule.tiers if t != "episodic" or self.episodic is not None)
+        now = self._clock()
+        ttl = rule.ttl_seconds or self._default_ttl
+        record = MemoryRecord(
+            namespace=namespace,
+            key=key,
+            value=codec.canonical_json(value),
+            importance=importance,
+            metadata=_metadata(metadata),
+            created_at=now,
+            expires_at=None if ttl is None else now + ttl,
+        )
+        if "longTerm" in tiers:
+            await self.long_term.put(record, ttl_seconds=ttl)
+        if "episodic" in tiers and self.episodic is not None:
+            await self.episodic.add(
+                namespace,
+                text or _episode_text(key, record.value),
+                record.value,
+                key=key,
+                importance=importance,
+                metadata=record.metadata,
+            )
+        # Older copies elsewhere on this replica would shadow the new value.
+        self.working.drop_key(namespace, key)
+        if "working" in tiers:
+            self.working.open(namespace, conversation).put(key, record)
+        return tiers
+
+    async def recall(
+        self,
+        key: str,
+        *,
+        namespace: str,
+        conversation: str | None = None,
+        query: str | None = None,
+    ) -> Recollection | None:
+        """The memory under `key`: working, then long-term, then episodic.
+
+        With Redis unreachable only working memory answers (and `status()` says so).
+        `query` is the text for the episodic search (default: the key).
+        """
+        check_namespace(namespace)
+        check_key(key)
+        working = self.working.find(namespace, conversation)
+        held = working.get(key) if working is not None else None
+        if held is not None and not self._expired(held):
+            return _from_record("working", held)
+        try:
+            return await self._recall_stored(key, namespace, conversation, query)
+        except StoreUnavailableError as exc:
+            log.warning("recall served from working memory only", key=key, error=str(exc))
+            return None
+
+    async def _recall_stored(
+        self, key: str, namespace: str, conversation: str | None, query: str | None
+    ) -> Recollection | None:
+        record = await self.long_term.get(namespace, key)
+        if record is not None:
+            self.working.open(namespace, conversation).put(key, record)
+            return _from_record("longTerm", record)
+        if self.episodic is None:
+            return None
+        episode = await self.episodic.get_by_key(namespace, key)
+        if episode is not None:
+            return Recollection(
+                tier="episodic",
+                namespace=namespace,
+                key=episode.key,
+                value=episode.data,
+                importance=episode.importance,
+                metadata=episode.metadata,
+                score=1.0,
+            )
+        hits = await self.episodic.search(namespace, query or key, k=1)
+        if not hits or hits[0].score < self._min_score:
+            return None
+        best = hits[0]
+        return Recollection(
+            tier="episodic",
+            namespace=namespace,
+            key=best.episode.key,
+            value=best.episode.data,
+            importance=best.episode.importance,
+            metadata=best.episode.metadata,
+            score=best.score,
+        )
+
+    async def search(self, query: str, *, namespace: str, k: int = 5) -> list[Recollection]:
+        """The `k` episodes of `namespace` closest in meaning to `query`."""
+        if self.episodic is None:
+            return []
+        hits = await self.episodic.search(check_namespace(namespace), query, k=k)
+        return [
+            Recollection(
+                tier="episodic",
+                namespace=namespace,
+                key=hit.episode.key,
+                value=hit.episode.data,
+                importance=hit.episode.importance,
+                metadata=hit.episode.metadata,
+                score=hit.score,
+            )
+            for hit in hits
+        ]
+
+    async def forget(self, key: str, *, namespace: str) -> tuple[Tier, ...]:
+        """Remove `key` from every tier; return the tiers that held it.
+
+        This replica's working memories are cleared first, so even when Redis is
+        unreachable (and `StoreUnavailableError` is raised) the key stops being served.
+        """
+        check_namespace(namespace)
+        check_key(key)
+        removed: list[Tier] = []
+        if self.working.drop_key(namespace, key):
+            removed.append("working")
+        if await self.long_term.delete(namespace, key):
+            removed.append("longTerm")
+        if self.episodic is not None and await self.episodic.forget_key(namespace, key):
+            removed.append("episodic")
+        return tuple(removed)
+
+    def _expired(self, record: MemoryRecord) -> bool:
+        return record.expires_at is not None and record.expires_at <= self._clock()
+
+
+def _metadata(metadata: dict[str, JsonValue] | None) -> dict[str, JsonValue]:
+    copy = codec.canonical_json(metadata or {})
+    if not isinstance(copy, dict):
+        raise InvalidMemoryError("metadata must be a JSON object")
+    return copy
+
+
+def _episode_text(key: str, value: JsonValue) -> str:
+    rendered = value if isinstance(value, str) else codec.canonical_text(value)
+    return f"{key}: {rendered}"
+
+
+def _from_record(tier: Tier, record: MemoryRecord) -> Recollection:
+    return Recollection(
+        tier=tier,
+        namespace=record.namespace,
+        key=record.key,
+        value=record.value,
+        importance=record.importance,
+        metadata=record.metadata,
+    )

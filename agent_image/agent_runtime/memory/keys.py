@@ -1,0 +1,83 @@
+"""Redis key names: every key is scoped by prefix and pool, and memories by namespace.
+
+Parts chosen by users (namespaces, keys, conversation ids) are percent-encoded, so a
+`:` inside one can never forge another tenant's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from agent_runtime.memory.errors import InvalidMemoryError
+
+MAX_NAMESPACE_CHARS = 256
+MAX_KEY_CHARS = 1024
+
+
+def _part(text: str) -> str:
+    return quote(text, safe="")
+
+
+def check_namespace(namespace: str) -> str:
+    """Return `namespace` if usable, else raise `InvalidMemoryError`."""
+    if not namespace or len(namespace) > MAX_NAMESPACE_CHARS:
+        raise InvalidMemoryError(
+            f"namespace must be 1..{MAX_NAMESPACE_CHARS} characters, got {len(namespace)}"
+        )
+    return namespace
+
+
+def check_key(key: str) -> str:
+    """Return `key` if usable, else raise `InvalidMemoryError`."""
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise InvalidMemoryError(f"memory key must be 1..{MAX_KEY_CHARS} characters")
+    return key
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """Builds the Redis keys of one pool."""
+
+    prefix: str
+    pool: str
+
+    @property
+    def root(self) -> str:
+        return f"{_part(self.prefix)}:{_part(self.pool)}"
+
+    def _ns(self, namespace: str) -> str:
+        return f"{self.root}:ns:{_part(check_namespace(namespace))}"
+
+    def long_term(self, namespace: str, key: str) -> str:
+        return f"{self._ns(namespace)}:lt:{_part(check_key(key))}"
+
+    def episode_docs(self, namespace: str) -> str:
+        return f"{self._ns(namespace)}:ep:docs"
+
+    def episode_vectors(self, namespace: str) -> str:
+        return f"{self._ns(namespace)}:ep:vecs"
+
+    def episode_keys(self, namespace: str) -> str:
+        return f"{self._ns(namespace)}:ep:keys"
+
+    @property
+    def episode_log(self) -> str:
+        return f"{self.root}:ep:log"
+
+    @property
+    def episode_sequence(self) -> str:
+        return f"{self.root}:ep:seq"
+
+    @property
+    def episode_namespaces(self) -> str:
+        return f"{self.root}:ep:namespaces"
+
+    def conversation_events(self, conversation_id: str) -> str:
+        return f"{self.root}:conv:{_part(conversation_id)}:events"
+
+    def conversation_snapshot(self, conversation_id: str) -> str:
+        return f"{self.root}:conv:{_part(conversation_id)}:snapshot"
+
+    def conversation_version(self, conversation_id: str) -> str:
+        return f"{self.root}:conv:{_part(conversation_id)}:version"
