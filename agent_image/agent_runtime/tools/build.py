@@ -1,0 +1,115 @@
+"""Build a `ToolRegistry` from the runtime config (what the server does at start-up).
+
+    registry = await build_registry(config.tools, redis=redis)
+    ...
+    await registry.aclose()
+
+HTTP and agent tools share one pooled HTTP client, closed by `registry.aclose()`. MCP
+definitions are discovered from their servers now; an unreachable MCP server is logged
+and skipped (the pod still starts and serves its other tools) unless `strict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+import structlog
+from redis.asyncio import Redis
+
+from agent_runtime.config.tools import ToolDefinition, ToolsConfig
+from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
+from agent_runtime.tools.agent import AGENT_PARAMETERS, AgentTool
+from agent_runtime.tools.command import CommandTool
+from agent_runtime.tools.errors import ToolError
+from agent_runtime.tools.http import HttpTool, new_http_client
+from agent_runtime.tools.mcp import discover
+from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.tool import Implementation, Tool
+
+log = structlog.get_logger("agent_runtime.tools")
+
+
+async def tools_for(
+    definition: ToolDefinition,
+    client: httpx.AsyncClient,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> list[Tool]:
+    """The tools one definition stands for (several for a discover-all MCP server)."""
+    implementation: Implementation
+    attempt_timeout: float
+    parameters = definition.parameters
+    if definition.http is not None:
+        implementation = HttpTool(definition.name, definition.http, client, environ=environ)
+        attempt_timeout = definition.http.timeout_seconds
+    elif definition.command is not None:
+        implementation = CommandTool(definition.name, definition.command)
+        # The sandbox enforces its own wall clock; the margin lets it report, not be cut off.
+        attempt_timeout = definition.command.timeout_seconds + 5
+    elif definition.agent is not None:
+        implementation = AgentTool(definition.name, definition.agent, client, environ=environ)
+        attempt_timeout = definition.agent.timeout_seconds
+        parameters = parameters or AGENT_PARAMETERS
+    else:
+        return await discover(definition, environ=environ)
+    assert parameters is not None  # ToolDefinition requires it for these kinds
+    return [
+        Tool(
+            name=definition.name,
+            description=definition.description,
+            parameters=parameters,
+            result_schema=definition.result_schema,
+            hints=definition.hints,
+            implementation=implementation,
+            kind=definition.kind,
+            attempt_timeout=attempt_timeout,
+            resilience=definition.resilience,
+            cache=definition.cache,
+        )
+    ]
+
+
+async def build_registry(
+    config: ToolsConfig,
+    *,
+    redis: Redis | None = None,
+    environ: Mapping[str, str] | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    strict: bool = False,
+    clock: Clock = monotonic,
+    sleep: Sleep = sleep,
+) -> ToolRegistry:
+    """A registry holding every configured tool, with the config's pool defaults.
+
+    `redis` backs tools whose breaker or cache is `shared`; `environ` (default
+    `os.environ`) supplies secret header values; `http_client` replaces the pooled client
+    (it is then not closed by `aclose`). Built-in tools are added afterwards with
+    `registry.register_function`.
+    """
+    registry = ToolRegistry(
+        resilience=config.resilience,
+        cache_settings=config.cache,
+        redis=redis,
+        clock=clock,
+        sleep=sleep,
+    )
+    client = http_client
+    if client is None:
+        client = new_http_client()
+        registry.on_close(client.aclose)
+    try:
+        for definition in config.definitions:
+            try:
+                tools = await tools_for(definition, client, environ=environ)
+            except ToolError as exc:
+                if strict:
+                    raise
+                log.error("tool unavailable at start-up", tool=definition.name, error=str(exc))
+                continue
+            for tool in tools:
+                registry.register(tool)
+    except BaseException:
+        await registry.aclose()
+        raise
+    return registry

@@ -1,0 +1,188 @@
+"""MCP tools: tools served by an MCP server, through the official `mcp` SDK client over
+streamable HTTP.
+
+`discover` lists the server's tools (following pagination) and turns each into a
+`Tool` whose schema, result schema and hints (MCP annotations, with the spec's defaults
+when absent) come from the server. With `toolName` only that tool is registered, under
+the definition's name; otherwise every tool is registered as `{namespace}__{name}`.
+
+Each call opens its own MCP session (connect, negotiate, call, close). That costs a few
+round trips per call but never leaves a broken session behind when a server restarts;
+keeping a long-lived session per server is a later optimisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+import mcp_types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from agent_runtime.config.tools import McpImplementation, ToolDefinition, ToolHints
+from agent_runtime.tools.errors import ToolConfigError, ToolError, ToolTransportError
+from agent_runtime.tools.http import resolve_headers
+from agent_runtime.tools.tool import Tool
+
+NAMESPACE_SEPARATOR = "__"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def namespaced(namespace: str, remote_name: str) -> str:
+    """`{namespace}__{remote_name}`, with characters tool names may not hold replaced by `_`
+    and cut to the 64 characters OpenAI accepts."""
+    return (namespace + NAMESPACE_SEPARATOR + _UNSAFE.sub("_", remote_name))[:64]
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def hints_from(annotations: mcp_types.ToolAnnotations | None) -> ToolHints:
+    """MCP annotations as hints; absent ones take the MCP defaults."""
+    if annotations is None:
+        return ToolHints()
+    defaults = ToolHints()
+    return ToolHints(
+        read_only=annotations.read_only_hint
+        if annotations.read_only_hint is not None
+        else defaults.read_only,
+        destructive=annotations.destructive_hint
+        if annotations.destructive_hint is not None
+        else defaults.destructive,
+        idempotent=annotations.idempotent_hint
+        if annotations.idempotent_hint is not None
+        else defaults.idempotent,
+        open_world=annotations.open_world_hint
+        if annotations.open_world_hint is not None
+        else defaults.open_world,
+    )
+
+
+def result_value(tool: str, result: mcp_types.CallToolResult) -> Any:
+    """A tool result as a JSON-like value: structured content, else text, else content blocks."""
+    if result.is_error:
+        text = " ".join(
+            block.text for block in result.content if isinstance(block, mcp_types.TextContent)
+        )
+        raise ToolError(tool, f"the MCP server reported an error: {text or 'no detail'}")
+    if result.structured_content is not None:
+        return result.structured_content
+    if all(isinstance(block, mcp_types.TextContent) for block in result.content):
+        return "\n".join(
+            block.text for block in result.content if isinstance(block, mcp_types.TextContent)
+        )
+    return [block.model_dump(by_alias=True, exclude_none=True) for block in result.content]
+
+
+class McpServer:
+    """One MCP server: list its tools, call one."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: McpImplementation,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self._headers = resolve_headers(name, spec.headers, environ)
+
+    def _client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            headers=self._headers, timeout=httpx2.Timeout(self.spec.timeout_seconds)
+        )
+
+    async def list_tools(self) -> list[mcp_types.Tool]:
+        """Every tool the server lists."""
+        tools: list[mcp_types.Tool] = []
+        try:
+            async with (
+                self._client() as http,
+                Client(streamable_http_client(self.spec.url, http_client=http)) as client,
+            ):
+                cursor: str | None = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    tools.extend(page.tools)
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        return tools
+        except Exception as exc:
+            raise ToolTransportError(
+                self.name, f"listing tools at {self.spec.url} failed: {_leaf(exc)!r}"
+            ) from None
+
+    async def call(self, tool: str, remote_name: str, arguments: dict[str, Any]) -> Any:
+        """Call `remote_name` with `arguments`; errors become `ToolError`s of `tool`."""
+        try:
+            async with (
+                self._client() as http,
+                Client(
+                    streamable_http_client(self.spec.url, http_client=http),
+                    read_timeout_seconds=self.spec.timeout_seconds,
+                ) as client,
+            ):
+                result = await client.call_tool(remote_name, arguments)
+        except Exception as exc:
+            leaf = _leaf(exc)
+            if isinstance(leaf, MCPError):
+                raise ToolError(tool, f"MCP error {leaf.code}: {leaf}") from None
+            raise ToolTransportError(tool, f"{self.spec.url}: {leaf!r}") from None
+        return result_value(tool, result)
+
+
+def _tool(server: McpServer, remote: mcp_types.Tool, name: str, definition: ToolDefinition) -> Tool:
+    async def implementation(arguments: dict[str, Any]) -> Any:
+        return await server.call(name, remote.name, arguments)
+
+    single = definition.mcp is not None and definition.mcp.tool_name is not None
+    return Tool(
+        name=name,
+        description=(definition.description if single and definition.description else None)
+        or remote.description
+        or "",
+        parameters=(definition.parameters if single else None) or dict(remote.input_schema),
+        result_schema=dict(remote.output_schema) if remote.output_schema is not None else None,
+        hints=definition.hints
+        if single and "hints" in definition.model_fields_set
+        else hints_from(remote.annotations),
+        title=remote.title,
+        implementation=implementation,
+        kind="mcp",
+        attempt_timeout=server.spec.timeout_seconds,
+        resilience=definition.resilience,
+        cache=definition.cache,
+    )
+
+
+async def discover(
+    definition: ToolDefinition, *, environ: Mapping[str, str] | None = None
+) -> list[Tool]:
+    """The tools one `mcp` definition stands for, discovered from its server."""
+    spec = definition.mcp
+    if spec is None:
+        raise ToolConfigError(f"tool {definition.name!r} is not an MCP tool")
+    server = McpServer(definition.name, spec, environ=environ)
+    listed = await server.list_tools()
+    if spec.tool_name is not None:
+        found = [t for t in listed if t.name == spec.tool_name]
+        if not found:
+            names = ", ".join(t.name for t in listed) or "none"
+            raise ToolConfigError(
+                f"tool {definition.name!r}: the MCP server at {spec.url} has no tool "
+                f"{spec.tool_name!r} (it has: {names})"
+            )
+        return [_tool(server, found[0], definition.name, definition)]
+    namespace = spec.namespace or definition.name
+    return [
+        _tool(server, remote, namespaced(namespace, remote.name), definition) for remote in listed
+    ]
