@@ -930,7 +930,13 @@ class AgentToolSpec(ApiModel):
             "x-kubernetes-preserve-unknown-fields": True,
             "default": _default_parameters(),
             # Only `type` is structural; the rest of the JSON Schema is kept as written.
-            "properties": {"type": {"type": "string", "enum": ["object"]}},
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "enum": ["object"],
+                    "description": "Always `object`: a tool takes named arguments.",
+                }
+            },
             "required": ["type"],
         },
     )
