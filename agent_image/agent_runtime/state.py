@@ -491,11 +491,24 @@ class ConversationStore:
                 )
             state = apply(state, decode_event(_event_payload(fields)))
         if to_version is not None and state.version != to_version:
-            raise InvalidMemoryError(
-                f"conversation {conversation_id!r} has no version {to_version} "
-                f"(it is at {state.version})"
-            )
+            await self._explain_missing(conversation_id, to_version)
         return state
+
+    async def _explain_missing(self, conversation_id: str, version: int) -> None:
+        name = self._keys.conversation_version(conversation_id)
+
+        async def read() -> Any:
+            return await self._client.get(name)
+
+        current = int(await self._health.call(read, what="version check") or 0)
+        if current >= version:
+            raise HistoryUnavailableError(
+                f"conversation {conversation_id!r}: the events up to version {version} "
+                "were trimmed by retention and no snapshot covers that point"
+            )
+        raise InvalidMemoryError(
+            f"conversation {conversation_id!r} has no version {version} (it is at {current})"
+        )
 
     async def events(
         self, conversation_id: str, *, after: int = 0, upto: int | None = None
@@ -540,7 +553,7 @@ class ConversationStore:
             return 0
 
         async def remove() -> int:
-            removed: int = await self._client.xtrim(stream, minid=f"{cutoff}-0")
+            removed: int = await self._client.xtrim(stream, minid=f"{cutoff}-0", approximate=False)
             return removed
 
         return await self._health.call(remove, what="retention trim")

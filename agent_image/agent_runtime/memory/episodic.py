@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -166,11 +166,11 @@ class EpisodicMemory:
         self,
         namespace: str,
         text: str,
-        data: JsonValue = None,
+        data: object = None,
         *,
         key: str | None = None,
         importance: float = 0.5,
-        metadata: dict[str, JsonValue] | None = None,
+        metadata: Mapping[str, object] | None = None,
     ) -> Episode:
         """Embed and persist an episode; with `key`, it replaces that key's episode."""
         check_namespace(namespace)
@@ -191,7 +191,7 @@ class EpisodicMemory:
             text=text,
             data=codec.canonical_json(data),
             importance=importance,
-            metadata=codec.canonical_json(metadata or {}),
+            metadata=codec.canonical_json(dict(metadata or {})),
             created_at=self._clock(),
         )
         payload = codec.encode(_episode_document(episode), compress_above=self._compress_above)

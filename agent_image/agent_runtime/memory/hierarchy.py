@@ -124,16 +124,17 @@ class MemoryHierarchy:
     async def remember(
         self,
         key: str,
-        value: JsonValue,
+        value: object,
         *,
         namespace: str,
         importance: float = 0.5,
         conversation: str | None = None,
-        metadata: dict[str, JsonValue] | None = None,
+        metadata: Mapping[str, object] | None = None,
         text: str | None = None,
     ) -> tuple[Tier, ...]:
         """Store `value` under `key` in the tiers the routing rules choose; return them.
 
+        `value` must be plain JSON (checked: anything JSON would alter is refused).
         `text` is what episodic memory embeds (default: the key and the value).
         Raises `InvalidMemoryError` for bad input and `StoreUnavailableError` when a
         chosen tier needs Redis and Redis is unreachable; nothing is kept then.
@@ -272,8 +273,8 @@ class MemoryHierarchy:
         return record.expires_at is not None and record.expires_at <= self._clock()
 
 
-def _metadata(metadata: dict[str, JsonValue] | None) -> dict[str, JsonValue]:
-    copy = codec.canonical_json(metadata or {})
+def _metadata(metadata: Mapping[str, object] | None) -> dict[str, JsonValue]:
+    copy = codec.canonical_json(dict(metadata or {}))
     if not isinstance(copy, dict):
         raise InvalidMemoryError("metadata must be a JSON object")
     return copy
