@@ -215,7 +215,8 @@ class LabelSelectorRequirement(ApiModel):
 
     cel_rules = (
         Rule(
-            cel="(self.operator in ['In', 'NotIn']) == (size(self.values) > 0)",
+            # values has no server-side default: absent and empty are the same.
+            cel="(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
             message="values must be non-empty for In and NotIn, and empty for Exists and "
             "DoesNotExist",
             field_path=".values",

@@ -9,6 +9,7 @@ Shared by the unit tests and the integration tests against the real API server.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import strategies as st
@@ -339,56 +340,72 @@ BASE_POOL: Doc = {
 
 @st.composite
 def pool_rule_probes(draw: st.DrawFn) -> Doc:
-    """Pool specs where every cross-field rule may or may not hold; nothing else is off."""
-    spec = dict(BASE_POOL)
-    spec["scaling"] = {
-        "mode": draw(st.sampled_from(["operator", "hpa", "none"])),
-        "minReplicas": draw(st.integers(0, 4)),
-        "maxReplicas": draw(st.integers(1, 4)),
-        "targetLoadPercent": draw(st.integers(1, 5)),
-        "scaleDownLoadPercent": draw(st.integers(0, 5)),
-    }
-    spec["resilience"] = {
-        "circuitBreaker": {
+    """Pool specs where a few cross-field rules may or may not hold; nothing else is off.
+
+    Each probe exercises one or two groups of rules, so that about as many probes are
+    accepted as refused.
+    """
+    groups = draw(
+        st.sets(
+            st.sampled_from(["scaling", "breaker", "retry", "redis", "episodic", "template"]),
+            min_size=1,
+            max_size=2,
+        )
+    )
+    spec = copy.deepcopy(BASE_POOL)
+    if "scaling" in groups:
+        spec["scaling"] = {
+            "mode": draw(st.sampled_from(["operator", "hpa", "none"])),
+            "minReplicas": draw(st.integers(0, 3)),
+            "maxReplicas": draw(st.integers(1, 3)),
+            "targetLoadPercent": draw(st.integers(1, 4)),
+            "scaleDownLoadPercent": draw(st.integers(0, 3)),
+        }
+    if "breaker" in groups:
+        spec.setdefault("resilience", {})["circuitBreaker"] = {
             "slidingWindowType": draw(st.sampled_from(["CountBased", "TimeBased"])),
-            "slidingWindowSize": draw(st.integers(1, 4)),
-            "minimumNumberOfCalls": draw(st.integers(1, 4)),
-        },
-        "retry": {
+            "slidingWindowSize": draw(st.integers(1, 3)),
+            "minimumNumberOfCalls": draw(st.integers(1, 3)),
+        }
+    if "retry" in groups:
+        spec.setdefault("resilience", {})["retry"] = {
             "initialBackoffSeconds": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])),
             "maxBackoffSeconds": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])),
-        },
-    }
-    redis: Doc = {}
-    if draw(st.booleans()):
-        redis["url"] = draw(st.sampled_from(["redis://r:6379/0", "redis://user:pw@r:6379/0"]))
-    if draw(st.booleans()):
-        redis["urlSecretRef"] = {"name": "redis", "key": "url"}
-    episodic: Doc = {"embedder": draw(st.sampled_from(["Hashing", "Endpoint"]))}
-    if draw(st.booleans()):
-        episodic["embeddingModel"] = "text-embedding-3-small"
-    spec["memory"] = {"redis": redis, "episodic": episodic}
-    toleration: Doc = {"operator": draw(st.sampled_from(["Equal", "Exists"])), "key": "k"}
-    if draw(st.booleans()):
-        toleration["value"] = "v"
-    if draw(st.booleans()):
-        toleration["effect"] = draw(st.sampled_from(["NoSchedule", "NoExecute"]))
-    if draw(st.booleans()):
-        toleration["tolerationSeconds"] = 60
-    env: Doc = {"name": "E"}
-    if draw(st.booleans()):
-        env["value"] = "v"
-    if draw(st.booleans()):
-        env["valueFrom"] = draw(
-            st.sampled_from(
-                [
-                    {"secretKeyRef": {"name": "s", "key": "k"}},
-                    {"configMapKeyRef": {"name": "c", "key": "k"}},
-                    {},
-                ]
+        }
+    if "redis" in groups:
+        redis: Doc = {}
+        if draw(st.booleans()):
+            redis["url"] = draw(st.sampled_from(["redis://r:6379/0", "redis://u:pw@r:6379/0"]))
+        if draw(st.booleans()):
+            redis["urlSecretRef"] = {"name": "redis", "key": "url"}
+        spec.setdefault("memory", {})["redis"] = redis
+    if "episodic" in groups:
+        episodic: Doc = {"embedder": draw(st.sampled_from(["Hashing", "Endpoint"]))}
+        if draw(st.booleans()):
+            episodic["embeddingModel"] = "text-embedding-3-small"
+        spec.setdefault("memory", {})["episodic"] = episodic
+    if "template" in groups:
+        toleration: Doc = {"operator": draw(st.sampled_from(["Equal", "Exists"])), "key": "k"}
+        if draw(st.booleans()):
+            toleration["value"] = "v"
+        if draw(st.booleans()):
+            toleration["effect"] = draw(st.sampled_from(["NoSchedule", "NoExecute"]))
+        if draw(st.booleans()):
+            toleration["tolerationSeconds"] = 60
+        env: Doc = {"name": "E"}
+        if draw(st.booleans()):
+            env["value"] = "v"
+        if draw(st.booleans()):
+            env["valueFrom"] = draw(
+                st.sampled_from(
+                    [
+                        {"secretKeyRef": {"name": "s", "key": "k"}},
+                        {"configMapKeyRef": {"name": "c", "key": "k"}},
+                        {},
+                    ]
+                )
             )
-        )
-    spec["template"] = {"tolerations": [toleration], "env": [env]}
+        spec["template"] = {"tolerations": [toleration], "env": [env]}
     return spec
 
 
@@ -396,7 +413,11 @@ def pool_rule_probes(draw: st.DrawFn) -> Doc:
 def tool_rule_probes(draw: st.DrawFn) -> Doc:
     """Tool specs where every cross-field rule may or may not hold; nothing else is off."""
     spec: Doc = {"description": "probe"}
-    chosen = draw(st.sets(st.sampled_from(["http", "command", "mcp", "agent"]), max_size=2))
+    kinds = st.sampled_from(["http", "command", "mcp", "agent"])
+    # Mostly exactly one implementation (valid), sometimes none or two (refused).
+    chosen = draw(
+        st.one_of(kinds.map(lambda k: {k}), kinds.map(lambda k: {k}), st.sets(kinds, max_size=2))
+    )
     binary = draw(st.sampled_from(["/bin/echo", "/bin/cat", "{x}"]))
     header: Doc = {"name": draw(st.sampled_from(["Authorization", "X-Api", "authorization"]))}
     if draw(st.booleans()):
