@@ -192,7 +192,8 @@ class ToolCache:
             return value, True
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._fill(tool, key, ttl, compute))
+            generation = self._generations.get(tool, 0)
+            task = asyncio.ensure_future(self._fill(tool, key, ttl, compute, generation))
             self._inflight[key] = task
             task.add_done_callback(self._settled)
         return await asyncio.shield(task)
@@ -225,8 +226,9 @@ class ToolCache:
                 log.warning("shared cache not invalidated", tool=tool, error=str(exc))
         return removed
 
-    async def _fill(self, tool: str, key: str, ttl: float, compute: Compute) -> tuple[Any, bool]:
-        generation = self._generations.get(tool, 0)
+    async def _fill(
+        self, tool: str, key: str, ttl: float, compute: Compute, generation: int
+    ) -> tuple[Any, bool]:
         shared = await self._shared_get(key)
         if shared is not MISSING:
             self._shared_hits += 1

@@ -100,7 +100,10 @@ def test_tool_names_are_unique() -> None:
 
 def test_overrides_replace_only_the_fields_they_set() -> None:
     pool = ResilienceSettings.model_validate(
-        {"retry": {"maxAttempts": 2, "initialBackoffSeconds": 1.5}, "circuitBreaker": {"windowSize": 7}}
+        {
+            "retry": {"maxAttempts": 2, "initialBackoffSeconds": 1.5},
+            "circuitBreaker": {"windowSize": 7},
+        }
     )
     tool = ResilienceSettings.model_validate({"retry": {"maxAttempts": 5}})
     merged = merge_settings(pool, tool)
@@ -113,7 +116,9 @@ def test_overrides_replace_only_the_fields_they_set() -> None:
     base=st.builds(RetrySettings, max_attempts=st.integers(1, 20), jitter_seconds=st.floats(0, 9)),
     attempts=st.none() | st.integers(1, 20),
 )
-def test_merging_keeps_every_unset_field_of_the_base(base: RetrySettings, attempts: int | None) -> None:
+def test_merging_keeps_every_unset_field_of_the_base(
+    base: RetrySettings, attempts: int | None
+) -> None:
     override = RetrySettings() if attempts is None else RetrySettings(max_attempts=attempts)
     merged = merge_settings(base, override)
     assert merged.jitter_seconds == base.jitter_seconds

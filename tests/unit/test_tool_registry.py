@@ -32,7 +32,9 @@ SCHEMA: dict[str, Any] = {
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-100, 100) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 arguments = st.fixed_dictionaries(
@@ -41,7 +43,9 @@ arguments = st.fixed_dictionaries(
         "query": st.text(max_size=3) | json_values,
         "limit": st.integers(-5, 60) | json_values,
         "tags": st.lists(st.sampled_from(["a", "b", "c"]), max_size=3) | json_values,
-        "filter": st.fixed_dictionaries({}, optional={"since": st.sampled_from(["2024-01-02", "nope"])})
+        "filter": st.fixed_dictionaries(
+            {}, optional={"since": st.sampled_from(["2024-01-02", "nope"])}
+        )
         | json_values,
         "extra": json_values,
     },
@@ -80,8 +84,14 @@ async def test_only_valid_arguments_reach_the_implementation(args: dict[str, Any
         for issue in caught.value.issues:
             assert issue.path.startswith("$")
             assert issue.rule in {
-                "type", "minLength", "minimum", "maximum", "enum", "required",
-                "additionalProperties", "format",
+                "type",
+                "minLength",
+                "minimum",
+                "maximum",
+                "enum",
+                "required",
+                "additionalProperties",
+                "format",
             }
 
 
@@ -95,7 +105,9 @@ async def test_only_valid_arguments_reach_the_implementation(args: dict[str, Any
         ({"query": "x", "filter": {"since": "yesterday"}}, "$.filter.since", "format"),
     ],
 )
-async def test_errors_name_the_path_and_the_rule(args: dict[str, Any], path: str, rule: str) -> None:
+async def test_errors_name_the_path_and_the_rule(
+    args: dict[str, Any], path: str, rule: str
+) -> None:
     registry, _ = recording_registry()
     with pytest.raises(ToolValidationError) as caught:
         await registry.call("search", args)
@@ -131,7 +143,10 @@ def test_bad_registrations_are_refused() -> None:
         registry.register_function(noop, name="no spaces", description="")
     with pytest.raises(ToolConfigError, match=r"invalid JSON Schema at \$\.properties\.x"):
         registry.register_function(
-            noop, name="bad", description="", parameters={"type": "object", "properties": {"x": {"type": 5}}}
+            noop,
+            name="bad",
+            description="",
+            parameters={"type": "object", "properties": {"x": {"type": 5}}},
         )
 
 
@@ -166,14 +181,19 @@ def test_export_keeps_everything(
     open_world: bool,
     with_result: bool,
 ) -> None:
-    result_schema = {"type": "object", "properties": {"n": {"type": "integer"}}} if with_result else None
+    result_schema = (
+        {"type": "object", "properties": {"n": {"type": "integer"}}} if with_result else None
+    )
     tool = Tool(
         name=name,
         description=description,
         parameters=SCHEMA,
         implementation=_noop,
         hints=ToolHints(
-            read_only=read_only, destructive=destructive, idempotent=idempotent, open_world=open_world
+            read_only=read_only,
+            destructive=destructive,
+            idempotent=idempotent,
+            open_world=open_world,
         ),
         result_schema=result_schema,
     )

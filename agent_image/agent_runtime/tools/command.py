@@ -108,7 +108,8 @@ def _checked(tool: str, name: str, value: str, allow_paths: bool) -> str:
 def render_argv(tool: str, spec: CommandImplementation, arguments: Mapping[str, Any]) -> list[str]:
     """The template's arguments filled in (without argv[0]); `CommandRefusedError` if unsafe.
 
-    An element that is exactly one placeholder whose argument is absent is left out.
+    An element whose placeholders' arguments are all absent is left out (optional flags
+    like `--limit={limit}`); one with only some of them is refused.
     """
     out: list[str] = []
     options_ended = False
@@ -118,9 +119,9 @@ def render_argv(tool: str, spec: CommandImplementation, arguments: Mapping[str, 
             out.append(element)
             options_ended = options_ended or element == "--"
             continue
-        if _PLACEHOLDER.fullmatch(element) and names[0] not in arguments:
-            continue
         absent = [n for n in names if n not in arguments]
+        if len(absent) == len(names):
+            continue  # an optional argument left out: so is its element
         if absent:
             raise CommandRefusedError(tool, f"missing arguments {absent} for {element!r}")
         filled = _PLACEHOLDER.sub(
