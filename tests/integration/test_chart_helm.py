@@ -71,8 +71,10 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
     assert kinds == sorted(
         [
             "ServiceAccount",
-            "ClusterRole",
-            "ClusterRole",
+            "ClusterRole",  # the operator's
+            "ClusterRole",  # discovery (CRDs, namespaces)
+            "ClusterRole",  # aggregated into edit/admin
+            "ClusterRole",  # aggregated into view
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
@@ -105,8 +107,13 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
     roles = _by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert len(_by_kind(docs, "RoleBinding")) == 2
-    # Only the read-only discovery role stays cluster-wide.
-    [cluster_role] = _by_kind(docs, "ClusterRole")
+    # Only the read-only discovery role is bound cluster-wide.
+    [binding] = _by_kind(docs, "ClusterRoleBinding")
+    [cluster_role] = [
+        r
+        for r in _by_kind(docs, "ClusterRole")
+        if r["metadata"]["name"] == binding["roleRef"]["name"]
+    ]
     assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
         "customresourcedefinitions"
     }
@@ -197,6 +204,8 @@ def test_install_creates_everything_and_uninstall_removes_it(
         ("service", f"{fullname}-redis"),
     ]
     cluster_wide = [
+        ("clusterrole", f"{fullname}-edit"),
+        ("clusterrole", f"{fullname}-view"),
         ("clusterrole", fullname),
         ("clusterrolebinding", fullname),
         ("clusterrole", f"{fullname}-discovery"),
@@ -239,6 +248,22 @@ def test_install_creates_everything_and_uninstall_removes_it(
     assert not can("get", "secrets", "-n", namespace)
     assert not can("delete", "pods", "-n", namespace)
     assert not can("delete", "agentpools", "-n", namespace)
+
+    # The built-in edit role now covers the new kinds, view reads them.
+    cluster.kubectl("create", "serviceaccount", "developer", "-n", namespace)
+    cluster.kubectl(
+        "create", "rolebinding", "developer-edit", "--clusterrole=edit",
+        f"--serviceaccount={namespace}:developer", "-n", namespace,
+    )  # fmt: skip
+    developer = f"system:serviceaccount:{namespace}:developer"
+    wait_until(
+        lambda: cluster.kubectl(
+            "auth", "can-i", "create", "agentpools", "-n", namespace, "--as", developer,
+            check=False,
+        ).stdout.strip() == "yes",
+        timeout=30,
+        what="the edit role to aggregate the agentpool rules",
+    )  # fmt: skip
 
     cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import functools
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,3 +229,14 @@ def test_generated_yaml_loads_back_to_the_crd() -> None:
     for kind in crdgen.KINDS:
         path = crdgen.REPO_ROOT / "crds" / f"agentpool.dev_{kind.plural}.yaml"
         assert yaml.safe_load(path.read_text()) == crdgen.crd(kind)
+
+
+def test_the_module_runs_as_a_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "agentpool_operator.crdgen", "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
