@@ -225,6 +225,58 @@ def test_status_written_through_the_subresource_feeds_the_scale_selector(
     assert status == {"replicas": 1, "selector": "agentpool.dev/pool=probe"}
 
 
+def test_an_hpa_can_target_a_pool(
+    crds: Cluster, objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    _create(objects, namespace, "AgentPool", BASE_POOL, dry_run=False)
+    objects.patch_namespaced_custom_object_status(
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        "agentpools",
+        "probe",
+        {"status": {"replicas": 1, "selector": "agentpool.dev/pool=probe"}},
+    )
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": api.API_VERSION,
+                "kind": "AgentPool",
+                "name": "probe",
+            },
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        },
+    }
+    crds.kubectl("apply", "-f", "-", input=json.dumps(hpa))
+
+    # Below minReplicas the HPA controller scales up without metrics, through the
+    # pool's scale subresource.
+    def replicas() -> int | None:
+        pool = cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, "agentpools", "probe"
+            ),
+        )
+        value = pool["spec"]["replicas"]
+        return value if value == 2 else None
+
+    assert wait_until(replicas, timeout=90, interval=1, what="the HPA to scale the pool") == 2
+
+
 # ---------------------------------------------------------------------------- refusals
 
 
