@@ -17,9 +17,15 @@ def wants_json(stream_is_tty: bool, env: dict[str, str]) -> bool:
     return not stream_is_tty
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Route structlog and stdlib logging (uvicorn, kopf, httpx) through one renderer."""
-    as_json = wants_json(sys.stderr.isatty(), dict(os.environ))
+def configure_logging(level: str = "INFO", log_format: str | None = None) -> None:
+    """Route structlog and stdlib logging (uvicorn, kopf, httpx) through one renderer.
+
+    `log_format` ("json" or "console") wins over AGENTPOOL_LOG_FORMAT and the terminal check.
+    """
+    env = dict(os.environ)
+    if log_format:
+        env["AGENTPOOL_LOG_FORMAT"] = log_format
+    as_json = wants_json(sys.stderr.isatty(), env)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -31,3 +31,19 @@ def test_operator_namespaces_from_flags_or_env() -> None:
 
 def test_agent_port_flag() -> None:
     assert agent_args(["--port", "9000"]).port == 9000
+
+
+def test_operator_accepts_the_flags_the_chart_renders() -> None:
+    args = operator_args(
+        [
+            "--namespace=team-a",
+            "--standalone",
+            "--metrics-port=9090",
+            "--health-port=9091",
+            "--log-level=DEBUG",
+            "--log-format=json",
+        ]
+    )
+    assert (args.standalone, args.metrics_port, args.health_port) == (True, 9090, 9091)
+    assert (args.log_level, args.log_format) == ("debug", "json")
+    assert watched_namespaces(args, {}) == ["team-a"]
