@@ -45,6 +45,7 @@ from agent_runtime.tools.errors import CommandRefusedError, ToolConfigError, Too
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOBODY = 65534
 _CHUNK = 64 << 10
+_REAP_SECONDS = 5.0
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FORBIDDEN_ENV = re.compile(r"^(LD_|PATH$)")
 
@@ -180,14 +181,17 @@ class _Capture:
         self._on_overflow = on_overflow
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
+        """Read to EOF (so the pipe closes), keeping at most `limit` bytes."""
         while chunk := await stream.read(_CHUNK):
+            if self.truncated:
+                continue  # the group is being killed: discard until EOF
             room = self._limit - len(self.data)
             if len(chunk) > room:
-                self.data += chunk[: max(room, 0)]
+                self.data += chunk[:room]
                 self.truncated = True
                 self._on_overflow()
-                return
-            self.data += chunk
+            else:
+                self.data += chunk
 
 
 async def run_sandboxed(
@@ -237,18 +241,22 @@ async def run_sandboxed(
 
     out = _Capture(max_output_bytes, overflow)
     err = _Capture(max_output_bytes, overflow)
+    drains = asyncio.gather(out.drain(process.stdout), err.drain(process.stderr))
     try:
         async with asyncio.timeout(timeout_seconds):
-            await asyncio.gather(out.drain(process.stdout), err.drain(process.stderr))
+            await asyncio.shield(drains)
             returncode = await process.wait()
     except TimeoutError:
         _kill_group(pgid)
-        await process.wait()
         raise ToolTimeoutError(tool, timeout_seconds, "command") from None
     finally:
         _kill_group(pgid)  # whatever the program left running in its group
-        if process.returncode is None:
-            await process.wait()
+        # With the group dead the pipes reach EOF; a grandchild that escaped the group
+        # could hold them open, so the wait is bounded.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_REAP_SECONDS):
+                await drains
+                await process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
     return CommandResult(
         exit_code=returncode if returncode >= 0 else None,
