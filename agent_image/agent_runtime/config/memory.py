@@ -111,7 +111,7 @@ class IndexSettings(_Section):
 
     connectivity: int = Field(default=16, ge=2, le=128)
     expansion_add: int = Field(default=64, ge=8, le=4096)
-    expansion_search: int = Field(default=64, ge=8, le=4096)
+    expansion_search: int = Field(default=128, ge=8, le=4096)
     dtype: Literal["f32", "f16", "i8"] = "f16"
 
 

@@ -158,4 +158,7 @@ class RedisHealth:
                 await asyncio.sleep(max(0.0, self._next_attempt - self._clock()))
             else:
                 await asyncio.sleep(interval)
-            await self.probe()
+            try:
+                await self.probe()
+            except Exception:  # e.g. an auth error: keep watching, never die silently
+                log.exception("memory health probe failed", pool=self.pool)

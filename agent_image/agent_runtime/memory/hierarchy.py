@@ -192,8 +192,10 @@ class MemoryHierarchy:
         check_key(key)
         working = self.working.find(namespace, conversation)
         held = working.get(key) if working is not None else None
-        if held is not None and not self._expired(held):
-            return _from_record("working", held)
+        if working is not None and held is not None:
+            if not self._expired(held):
+                return _from_record("working", held)
+            working.delete(key)
         try:
             return await self._recall_stored(key, namespace, conversation, query)
         except StoreUnavailableError as exc:

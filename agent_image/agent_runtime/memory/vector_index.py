@@ -84,7 +84,8 @@ class VectorIndex:
         """The approximate `k` nearest ids with cosine similarity, best first."""
         if self._size == 0 or k <= 0:
             return []
-        found = self._ann.search(np.asarray(query, dtype=np.float32), min(k, self._size))
+        # One query is too small to gain from usearch's thread pool.
+        found = self._ann.search(np.asarray(query, dtype=np.float32), min(k, self._size), threads=1)
         return [
             (int(key), 1.0 - float(dist))
             for key, dist in zip(found.keys, found.distances, strict=True)

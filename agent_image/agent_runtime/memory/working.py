@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 V = TypeVar("V")
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkingEntry(Generic[V]):
     """One entry and how often it has been read."""
 
