@@ -23,6 +23,7 @@ from agent_runtime.memory import (
     create_health,
     create_redis,
 )
+from tests.support.wait import async_wait_until
 
 json_values = st.recursive(
     st.none()
@@ -287,3 +288,41 @@ async def test_bad_input_is_refused_clearly(
 ) -> None:
     with pytest.raises(InvalidMemoryError):
         await replica.memory.remember(key, value, namespace=namespace, importance=importance)
+
+
+async def test_other_replicas_drop_overwritten_and_forgotten_keys(config: MemoryConfig) -> None:
+    first, second = Replica(config), Replica(config)
+    listeners = [
+        asyncio.create_task(first.memory.watch_invalidations()),
+        asyncio.create_task(second.memory.watch_invalidations()),
+    ]
+    try:
+        for made in (first, second):
+            assert made.memory.invalidator is not None
+            await asyncio.wait_for(made.memory.invalidator.subscribed.wait(), 10)
+        await first.memory.remember("plan", "v1", namespace="u", importance=0.5)
+        await second.memory.recall("plan", namespace="u")  # now cached on the second replica
+        await second.memory.remember("note", "only here", namespace="u", importance=0.1)
+
+        await first.memory.remember("plan", "v2", namespace="u", importance=0.5)
+
+        async def second_sees(value: str) -> bool:
+            found = await second.memory.recall("plan", namespace="u")
+            return found is not None and found.value == value
+
+        await async_wait_until(lambda: second_sees("v2"), timeout=10, what="overwrite to spread")
+        await first.memory.forget("plan", namespace="u")
+
+        async def second_forgot() -> bool:
+            return await second.memory.recall("plan", namespace="u") is None
+
+        await async_wait_until(second_forgot, timeout=10, what="forget to spread")
+        note = await second.memory.recall("note", namespace="u")
+        assert note is not None
+        assert note.tier == "working"  # working-only memories are untouched
+    finally:
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+        await first.close()
+        await second.close()

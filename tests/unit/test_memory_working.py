@@ -88,3 +88,15 @@ def test_registry_scopes_cannot_collide_through_separators() -> None:
     first = registry.find("a/b", None)
     assert first is not None
     assert first.get("k") == 1
+
+
+def test_registry_drops_only_matching_entries_everywhere() -> None:
+    registry: WorkingMemoryRegistry[int] = WorkingMemoryRegistry(capacity=8, max_conversations=8)
+    registry.open("a", "c1").put("even", 2)
+    registry.open("a", "c1").put("odd", 3)
+    registry.open("b", None).put("even", 4)
+    assert registry.drop_matching(lambda value: value % 2 == 0) == 2
+    first, second = registry.find("a", "c1"), registry.find("b", None)
+    assert first is not None
+    assert second is not None
+    assert (first.keys(), second.keys()) == (["odd"], [])

@@ -21,7 +21,8 @@ from agent_runtime.memory.errors import (
     StoreUnavailableError,
 )
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
-from agent_runtime.memory.hierarchy import MemoryHierarchy, Recollection
+from agent_runtime.memory.hierarchy import MemoryHierarchy, Recollection, WorkingItem
+from agent_runtime.memory.invalidation import Invalidator
 from agent_runtime.memory.keys import KeySpace
 from agent_runtime.memory.longterm import LongTermMemory, MemoryRecord
 from agent_runtime.memory.working import WorkingMemory, WorkingMemoryRegistry
@@ -35,6 +36,7 @@ __all__ = [
     "EpisodicMemory",
     "HashingEmbedder",
     "InvalidMemoryError",
+    "Invalidator",
     "KeySpace",
     "LongTermMemory",
     "MemoryHierarchy",
@@ -45,6 +47,7 @@ __all__ = [
     "RedisHealth",
     "SentenceTransformerEmbedder",
     "StoreUnavailableError",
+    "WorkingItem",
     "WorkingMemory",
     "WorkingMemoryRegistry",
     "build_embedder",

@@ -9,16 +9,17 @@ When Redis is unreachable the hierarchy keeps answering from working memory and
 refuses (with `StoreUnavailableError`) any write that needs Redis; it never keeps a
 write only in process while claiming it was stored.
 
-Working memory is per replica: a `forget` or an overwrite on one replica clears the
-key from this replica's working memories only. Other replicas keep their copy until
-it is evicted, so routing rules that put shared, changing keys in working memory
-trade freshness for speed.
+Working memory is per replica. An overwrite or a `forget` clears the key from this
+replica's working memories at once and, through `Invalidator` (pub/sub), from the
+other replicas' within the delivery latency, provided each replica runs
+`watch_invalidations()` as a background task.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -30,6 +31,7 @@ from agent_runtime.memory.embeddings import Embedder, build_embedder
 from agent_runtime.memory.episodic import EpisodicMemory
 from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
+from agent_runtime.memory.invalidation import Invalidator
 from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
 from agent_runtime.memory.longterm import LongTermMemory, MemoryRecord
 from agent_runtime.memory.routing import route
@@ -52,17 +54,26 @@ class Recollection(BaseModel):
     score: float | None = Field(default=None, description="Similarity, for episodic answers.")
 
 
+@dataclass(frozen=True, slots=True)
+class WorkingItem:
+    """A working-memory entry; `durable` if Redis holds it too (so it can be re-read)."""
+
+    record: MemoryRecord
+    durable: bool
+
+
 class MemoryHierarchy:
     """The three tiers of one pool behind remember / recall / forget."""
 
     def __init__(
         self,
         *,
-        working: WorkingMemoryRegistry[MemoryRecord],
+        working: WorkingMemoryRegistry[WorkingItem],
         long_term: LongTermMemory,
         episodic: EpisodicMemory | None,
         routing: RoutingSettings,
         health: RedisHealth,
+        invalidator: Invalidator | None = None,
         default_ttl_seconds: int | None = None,
         episodic_min_score: float = 0.5,
         clock: Callable[[], float] = time.time,
@@ -72,6 +83,7 @@ class MemoryHierarchy:
         self.episodic = episodic
         self.routing = routing
         self.health = health
+        self.invalidator = invalidator
         self._default_ttl = default_ttl_seconds
         self._min_score = episodic_min_score
         self._clock = clock
@@ -113,6 +125,9 @@ class MemoryHierarchy:
             episodic=episodic,
             routing=config.routing,
             health=health,
+            invalidator=Invalidator(
+                client, keys, health, max_backoff=config.redis.reconnect_backoff_max_seconds
+            ),
             default_ttl_seconds=config.long_term.ttl_seconds,
             episodic_min_score=config.episodic.recall_min_score,
         )
@@ -120,6 +135,15 @@ class MemoryHierarchy:
     def status(self) -> MemoryStatus:
         """Degraded or not, for `/readyz`."""
         return self.health.status()
+
+    async def watch_invalidations(self) -> None:
+        """Apply other replicas' overwrites and forgets to this one (run as a task)."""
+        if self.invalidator is None:
+            return
+        await self.invalidator.run(
+            drop_key=self.working.drop_key,
+            drop_durable=lambda: self.working.drop_matching(lambda item: item.durable),
+        )
 
     async def remember(
         self,
@@ -169,10 +193,14 @@ class MemoryHierarchy:
                 importance=importance,
                 metadata=record.metadata,
             )
+        durable = "longTerm" in tiers or "episodic" in tiers
+        if durable and self.invalidator is not None:
+            await self.invalidator.publish(namespace, key)
         # Older copies elsewhere on this replica would shadow the new value.
         self.working.drop_key(namespace, key)
         if "working" in tiers:
-            self.working.open(namespace, conversation).put(key, record)
+            item = WorkingItem(record=record, durable="longTerm" in tiers)
+            self.working.open(namespace, conversation).put(key, item)
         return tiers
 
     async def recall(
@@ -193,8 +221,8 @@ class MemoryHierarchy:
         working = self.working.find(namespace, conversation)
         held = working.get(key) if working is not None else None
         if working is not None and held is not None:
-            if not self._expired(held):
-                return _from_record("working", held)
+            if not self._expired(held.record):
+                return _from_record("working", held.record)
             working.delete(key)
         try:
             return await self._recall_stored(key, namespace, conversation, query)
@@ -207,7 +235,8 @@ class MemoryHierarchy:
     ) -> Recollection | None:
         record = await self.long_term.get(namespace, key)
         if record is not None:
-            self.working.open(namespace, conversation).put(key, record)
+            item = WorkingItem(record=record, durable=True)
+            self.working.open(namespace, conversation).put(key, item)
             return _from_record("longTerm", record)
         if self.episodic is None:
             return None
@@ -269,6 +298,8 @@ class MemoryHierarchy:
             removed.append("longTerm")
         if self.episodic is not None and await self.episodic.forget_key(namespace, key):
             removed.append("episodic")
+        if self.invalidator is not None:
+            await self.invalidator.publish(namespace, key)
         return tuple(removed)
 
     def _expired(self, record: MemoryRecord) -> bool:

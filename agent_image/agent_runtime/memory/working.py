@@ -8,7 +8,7 @@ every operation O(1).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote, unquote
@@ -130,6 +130,20 @@ class WorkingMemoryRegistry(Generic[V]):
                 self._by_namespace[namespace].discard(scope)
             elif memory.delete(key):
                 dropped += 1
+        return dropped
+
+    def drop_matching(self, predicate: Callable[[V], bool]) -> int:
+        """Remove every entry, in every conversation, whose value matches; return how many."""
+        dropped = 0
+        for scope in list(self._scopes):
+            memory = self._scopes.peek(scope)
+            if memory is None:
+                continue
+            for key in list(memory):
+                value = memory.peek(key)
+                if value is not None and predicate(value):
+                    memory.delete(key)
+                    dropped += 1
         return dropped
 
     def __len__(self) -> int:
