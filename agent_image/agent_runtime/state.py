@@ -324,11 +324,24 @@ def decode_snapshot(payload: bytes) -> ConversationState:
 
 # KEYS: events stream, version counter, snapshot hash.
 # ARGV: expected version, event count n, n encoded events, snapshot version or '',
-#       snapshot payload. Returns {1, new version} or {0, current version}.
+#       snapshot payload. Returns {1, new version}, {2, new version} when exactly these
+#       events are already there (a retry whose first reply was lost), or
+#       {0, current version} on a conflict.
 _APPEND = """
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current ~= tonumber(ARGV[1]) then return {0, current} end
+local expected = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+if current ~= expected then
+  if current >= expected + n then
+    local found = redis.call('XRANGE', KEYS[1], (expected + 1) .. '-0', (expected + n) .. '-0')
+    local same = #found == n
+    for i = 1, #found do
+      if not same or found[i][2][2] ~= ARGV[2 + i] then same = false end
+    end
+    if same then return {2, expected + n} end
+  end
+  return {0, current}
+end
 for i = 1, n do
   current = current + 1
   redis.call('XADD', KEYS[1], current .. '-0', 'e', ARGV[2 + i])
@@ -413,7 +426,9 @@ class ConversationStore:
 
         Raises `InvalidEventError` (nothing written) if the events cannot follow
         `state`, `ConflictError` if another writer appended since `state` was loaded,
-        `StoreUnavailableError` if Redis is unreachable (not acknowledged).
+        `StoreUnavailableError` if Redis is unreachable (not acknowledged: the append
+        may or may not have landed). Retrying the same append is safe: when exactly
+        these events already follow `state`, it succeeds without writing them twice.
         """
         if not events:
             return state
@@ -437,7 +452,11 @@ class ConversationStore:
         )
         if not int(done):
             raise ConflictError(state.conversation_id, state.version, int(version))
-        if snapshot[0] and (self.retention.max_events or self.retention.max_age_seconds):
+        if (
+            int(done) == 1
+            and snapshot[0]
+            and (self.retention.max_events or self.retention.max_age_seconds)
+        ):
             await self.trim(state.conversation_id)
         return after
 

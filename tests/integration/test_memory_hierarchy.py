@@ -133,30 +133,44 @@ async def main():
     client = create_redis(config.redis)
     health = create_health(config.pool, client, config.redis)
     memory = MemoryHierarchy.from_config(config, client, health)
-    found = await memory.recall(sys.argv[2], namespace=sys.argv[3])
-    print(json.dumps(None if found is None else found.model_dump(mode="json")))
+    found = [await memory.recall(key, namespace=sys.argv[3]) for key in json.loads(sys.argv[2])]
+    print(json.dumps([None if f is None else f.model_dump(mode="json") for f in found]))
     await client.aclose()
 
 asyncio.run(main())
 """
 
 
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(values=st.lists(json_values, min_size=1, max_size=15))
 async def test_a_new_process_recalls_what_another_remembered(
-    config: MemoryConfig, replica: Replica
+    config: MemoryConfig, replica: Replica, values: list[JsonValue]
 ) -> None:
-    value: JsonValue = {"plan": ["a", 1, 2.5, None, True], "nested": {"ü": -0.0}}
-    await replica.memory.remember("plan", value, namespace="tenant-1", importance=0.5)
+    keys = [f"k-{uuid.uuid4().hex}" for _ in values]
+    for key, value in zip(keys, values, strict=True):
+        await replica.memory.remember(key, value, namespace="tenant-1", importance=0.5)
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", RECALL_IN_NEW_PROCESS, config.model_dump_json(), "plan", "tenant-1"],
+        [
+            sys.executable,
+            "-c",
+            RECALL_IN_NEW_PROCESS,
+            config.model_dump_json(),
+            json.dumps(keys),
+            "tenant-1",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
     found = json.loads(out.stdout)
-    assert found["tier"] == "longTerm"
-    assert found["value"] == value
+    assert [f["tier"] for f in found] == ["longTerm"] * len(values)
+    assert [f["value"] for f in found] == values
 
 
 async def test_namespaces_never_see_each_other(replica: Replica) -> None:

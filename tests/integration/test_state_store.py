@@ -92,6 +92,18 @@ async def test_a_stale_writer_gets_a_conflict_and_nothing_is_written(client: Red
     assert [m.content for m in after.messages] == ["from a", "from b, retried"]
 
 
+async def test_retrying_an_append_that_landed_does_not_duplicate_it(client: Redis) -> None:
+    writer = store(client)
+    state = await writer.append(new_state("c"), InputReceived(at=1, content="hi"))
+    events = (ResponseGenerated(at=2, content="hello"), InputReceived(at=3, content="?"))
+    first = await writer.append(state, *events)
+    again = await writer.append(state, *events)  # as if the first reply had been lost
+    assert again == first
+    assert [v for v, _ in await writer.events("c")] == [1, 2, 3]
+    with pytest.raises(ConflictError):
+        await writer.append(state, ResponseGenerated(at=2, content="something else"))
+
+
 async def test_invalid_events_are_refused_before_anything_is_written(client: Redis) -> None:
     writer = store(client)
     with pytest.raises(InvalidEventError):
