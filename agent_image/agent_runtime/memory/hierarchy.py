@@ -160,8 +160,10 @@ class MemoryHierarchy:
 
         `value` must be plain JSON (checked: anything JSON would alter is refused).
         `text` is what episodic memory embeds (default: the key and the value).
-        Raises `InvalidMemoryError` for bad input and `StoreUnavailableError` when a
-        chosen tier needs Redis and Redis is unreachable; nothing is kept then.
+        Raises `InvalidMemoryError` for bad input (nothing stored) and
+        `StoreUnavailableError` when a chosen tier needs Redis and Redis is
+        unreachable. A write that raised is not acknowledged: it may have reached
+        some tiers, and retrying it is safe (the same key is simply overwritten).
         """
         check_namespace(namespace)
         check_key(key)
