@@ -460,3 +460,22 @@ async def test_calls_are_counted_by_outcome() -> None:
         await registry.call("counted", {})
     await registry.call("counted", {})
     assert (count("error"), count("ok")) == (1, 1)
+
+
+async def test_a_layer_that_does_not_apply_to_a_tool_is_left_out_of_its_chain() -> None:
+    log: list[str] = []
+
+    class OnlyForA(Recorder):
+        def applies_to(self, tool: Any, policy: Any) -> bool:
+            return bool(tool.name == "a")
+
+    async def ok(_: dict[str, Any]) -> Any:
+        return "ok"
+
+    registry = ToolRegistry()
+    registry.register_function(ok, name="a", description="")
+    registry.register_function(ok, name="b", description="")
+    registry.add_middleware(OnlyForA("only_a", log))
+    await registry.call("a", {})
+    await registry.call("b", {})
+    assert log == ["pre:only_a", "post:only_a"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
@@ -43,20 +44,37 @@ STATE_GAUGE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.
 
 
 class CircuitOpenError(Exception):
-    """The breaker refused the call without running it."""
+    """The breaker refused the call without running it.
 
-    def __init__(self, name: str, retry_after: float) -> None:
-        self.name = name
-        self.retry_after = max(retry_after, 0.0)
-        super().__init__(
-            f"circuit breaker {name!r} is open; calls are refused for "
+    `CircuitOpenError(name, retry_after)`. There is deliberately no `__init__`: the
+    attributes read the exception's args and the message is built in `__str__`, so
+    raising one costs no Python-level frame (an open breaker rejects on every call).
+    """
+
+    args: tuple[str, float]
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self.args[0]
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets a trial call through (0 when half-open)."""
+        return max(self.args[1], 0.0)
+
+    def __str__(self) -> str:
+        return (
+            f"circuit breaker {self.name!r} is open; calls are refused for "
             f"another {self.retry_after:.1f}s"
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
-    """Leave to make one call; hand it back with `record` or `release`."""
+class Permit(NamedTuple):
+    """Leave to make one call; hand it back with `record` or `release`.
+
+    A named tuple rather than a dataclass: one is made per call, and tuples are cheapest.
+    """
 
     generation: int
     started: float
@@ -120,6 +138,10 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._trials_started = 0
         self._trials = [0, 0, 0]  # calls, failures, slow in the current half-open episode
+        self._slow_after = self.settings.slow_call_duration_seconds
+        self._minimum_calls = self.settings.minimum_calls
+        self._failure_threshold = self.settings.failure_rate_threshold
+        self._slow_threshold = self.settings.slow_call_rate_threshold
 
     # ------------------------------------------------------------------ reading
 
@@ -173,14 +195,17 @@ class CircuitBreaker:
             return
         now = self._clock()
         elapsed = now - permit.started if duration is None else duration
-        slow = elapsed >= self.settings.slow_call_duration_seconds
+        slow = elapsed >= self._slow_after
         if self._state is BreakerState.CLOSED:
-            self._window.add(failed, slow, now)
-            totals = self._window.totals(now)
-            if totals.calls >= self.settings.minimum_calls:
-                reason = self._tripped(totals)
-                if reason:
-                    self._open(reason)
+            window = self._window
+            window.add(failed, slow, now)
+            # Integer comparisons on the running totals: this runs after every call.
+            calls = window.calls
+            if calls >= self._minimum_calls and (
+                window.failures * 100 >= self._failure_threshold * calls
+                or window.slow * 100 >= self._slow_threshold * calls
+            ):
+                self._open(self._tripped(window.totals(now)))
         elif self._state is BreakerState.HALF_OPEN:
             trials = self._trials
             trials[0] += 1

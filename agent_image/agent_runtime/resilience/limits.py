@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
+from agent_runtime.resilience.deadline import within
 
 
 class BulkheadFullError(Exception):
@@ -25,37 +27,58 @@ class RateLimitedError(Exception):
 
 
 class Bulkhead:
-    """At most `limit` concurrent calls; a call waits up to `max_wait` for a slot."""
+    """At most `limit` concurrent calls; a call waits up to `max_wait` for a slot.
+
+    A counter with a queue of waiting futures rather than `asyncio.Semaphore`: the free-slot
+    path is one comparison and one increment, and it sits on every call (the semaphore's
+    `locked()` scans its waiters each time).
+    """
 
     def __init__(self, name: str, limit: int, max_wait: float) -> None:
         self.name = name
         self.limit = limit
         self._max_wait = max_wait
-        self._slots = asyncio.Semaphore(limit)
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def in_flight(self) -> int:
         """Calls holding a slot now."""
-        return self.limit - self._slots._value  # the semaphore exposes no public count
+        return self._in_flight
 
     async def acquire(self) -> None:
         """Take a slot, waiting up to `max_wait`; else `BulkheadFullError`.
 
-        Pair with `release()` in a `finally` (a plain method pair, not a context manager,
-        because this sits on every call's path).
+        Pair with `release()` in a `finally`.
         """
-        if not self._slots.locked():
-            await self._slots.acquire()  # a free slot: returns without suspending
+        if self._in_flight < self.limit and not self._waiters:
+            self._in_flight += 1
             return
+        if self._max_wait <= 0:
+            raise BulkheadFullError(self.name, self.limit)
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
         try:
-            async with asyncio.timeout(self._max_wait):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise BulkheadFullError(self.name, self.limit) from None
+            await within(
+                self._max_wait,
+                asyncio.shield(slot),
+                expired=lambda: BulkheadFullError(self.name, self.limit),
+            )
+        except BaseException:
+            if slot.done() and not slot.cancelled():
+                self.release()  # handed a slot just as we gave up: pass it on
+            else:
+                slot.cancel()
+            raise
 
     def release(self) -> None:
-        """Give the slot back."""
-        self._slots.release()
+        """Give the slot back (to the longest waiter, if any)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands; the count stays
+                return
+        self._in_flight -= 1
 
 
 class TokenBucket:

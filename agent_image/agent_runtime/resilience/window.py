@@ -6,12 +6,10 @@ which keeps the breaker's hot path to a few attribute updates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class WindowTotals:
+class WindowTotals(NamedTuple):
     """What a window holds: calls, and how many of them failed or were slow."""
 
     calls: int
@@ -30,7 +28,11 @@ class WindowTotals:
 
 
 class OutcomeWindow(Protocol):
-    """A sliding window of outcomes."""
+    """A sliding window of outcomes, with running totals as of the latest `add`."""
+
+    calls: int
+    failures: int
+    slow: int
 
     def add(self, failed: bool, slow: bool, now: float) -> None:
         """Record one finished call."""

@@ -13,8 +13,10 @@ Every valid call goes through the chain, outermost first:
     rate_limit, bulkhead, attempt_timeout, [user middleware], implementation
 
 so retries re-enter the breaker (each attempt counts), a cache hit skips everything
-below it, and the fallback sees the final outcome. `add_middleware` places user
-middleware anywhere relative to these names (innermost by default).
+below it, and the fallback sees the final outcome. Each tool's chain is composed once,
+without the layers that have nothing to do for it (no fallback configured, not
+cacheable, no rate limit...). `add_middleware` places user middleware anywhere relative
+to these names (innermost by default).
 
 Built-in tools (memory's remember/recall/search, for example) are plain async callables
 registered with `register_function`; configured tools come from `tools.build`.
@@ -42,7 +44,7 @@ from agent_runtime.config.tools import (
     ToolHints,
     merge_settings,
 )
-from agent_runtime.resilience.breaker import BreakerSnapshot
+from agent_runtime.resilience.breaker import BreakerSnapshot, CircuitBreaker
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
 from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import (
@@ -98,12 +100,13 @@ _CALL_ID_PREFIX = os.urandom(4).hex()
 Closer = Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     tool: Tool
     policy: ToolPolicy
     validator: Validator
     result_validator: Validator | None
+    handler: Next
 
 
 class ToolRegistry:
@@ -147,7 +150,6 @@ class ToolRegistry:
                 AttemptTimeoutMiddleware(),
             ]
         )
-        self._handler: Next = self._chain.build(self._run)
 
     # ------------------------------------------------------------------ tools
 
@@ -168,6 +170,7 @@ class ToolRegistry:
             result_validator=compile_schema(tool.name, tool.result_schema)
             if tool.result_schema is not None
             else None,
+            handler=self._chain.build(self._run, tool, policy),
         )
         return tool
 
@@ -237,12 +240,16 @@ class ToolRegistry:
     ) -> None:
         """Insert user middleware just outside `before`, just inside `after`, or innermost."""
         self._chain.add(middleware, before=before, after=after)
-        self._handler = self._chain.build(self._run)
+        self._rebuild()
 
     def remove_middleware(self, name: str) -> None:
         """Take a layer out of the chain (built-in ones included)."""
         self._chain.remove(name)
-        self._handler = self._chain.build(self._run)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        for entry in self._entries.values():
+            entry.handler = self._chain.build(self._run, entry.tool, entry.policy)
 
     # ------------------------------------------------------------------ calling
 
@@ -268,7 +275,7 @@ class ToolRegistry:
             call_id=call_id or f"{_CALL_ID_PREFIX}-{next(_call_ids)}",
         )
         started = perf_counter()
-        value = await self._handler(call)
+        value = await entry.handler(call)
         return ToolResult(
             tool=name,
             call_id=call.call_id,
@@ -303,6 +310,10 @@ class ToolRegistry:
     def breakers(self) -> list[BreakerSnapshot]:
         """The circuit breakers' states (tools that have been called)."""
         return self._breakers.snapshots()
+
+    def breaker(self, tool: str) -> CircuitBreaker | None:
+        """The live breaker of `tool` (to force it open or reset it), once it has been called."""
+        return self._breakers.breaker(tool)
 
     def cache_stats(self) -> CacheStats:
         """The result cache's counters."""

@@ -8,13 +8,13 @@ from agent_runtime.cache import ToolCache
 from agent_runtime.tools import metrics
 from agent_runtime.tools.middleware.chain import Next
 from agent_runtime.tools.middleware.observe import labelled
-from agent_runtime.tools.tool import ToolCall
+from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy
 
 
-def cacheable(call: ToolCall) -> bool:
+def cacheable(tool: Tool, policy: ToolPolicy) -> bool:
     """Read-only tools, or tools that opted in, with caching enabled."""
-    settings = call.policy.cache
-    return settings.enabled and (call.tool.hints.read_only or settings.allow_non_read_only)
+    settings = policy.cache
+    return settings.enabled and (tool.hints.read_only or settings.allow_non_read_only)
 
 
 class CacheMiddleware:
@@ -25,8 +25,12 @@ class CacheMiddleware:
     def __init__(self, cache: ToolCache) -> None:
         self.cache = cache
 
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only cacheable tools."""
+        return cacheable(tool, policy)
+
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
-        if not cacheable(call):
+        if not cacheable(call.tool, call.policy):
             return await call_next(call)
         tool = call.tool.name
 

@@ -2,7 +2,9 @@
 
 A middleware is an async callable `(call, call_next) -> value` with a `name`: code before
 `await call_next(call)` is its pre-hook, code after it its post-hook. The chain is
-composed once (one `functools.partial` per layer), not per call.
+composed once per tool (one `functools.partial` per layer), not per call; a layer with
+an `applies_to(tool, policy)` method that returns False for a tool is left out of that
+tool's chain (a tool without a rate limit pays nothing for the rate-limit layer).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
-from agent_runtime.tools.tool import ToolCall
+from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy
 
 Next = Callable[[ToolCall], Awaitable[Any]]
 """The rest of the chain (ending in the tool's implementation)."""
@@ -53,6 +55,12 @@ class HookMiddleware:
             await self.on_error(call, error)
             raise
         return await self.after(call, value)
+
+
+def applies(layer: Middleware, tool: Tool, policy: ToolPolicy) -> bool:
+    """Whether `layer` has anything to do for calls of `tool` (True unless it says not)."""
+    check: Callable[[Tool, ToolPolicy], bool] | None = getattr(layer, "applies_to", None)
+    return True if check is None else check(tool, policy)
 
 
 def compose(middleware: Sequence[Middleware], terminal: Next) -> Next:
@@ -104,9 +112,14 @@ class MiddlewareChain:
         """Take the layer called `name` out."""
         del self._layers[self._index(name)]
 
-    def build(self, terminal: Next) -> Next:
-        """The composed handler."""
-        return compose(self._layers, terminal)
+    def build(
+        self, terminal: Next, tool: Tool | None = None, policy: ToolPolicy | None = None
+    ) -> Next:
+        """The composed handler; for `tool` (with its `policy`), only the layers that apply."""
+        layers = self._layers
+        if tool is not None and policy is not None:
+            layers = [layer for layer in layers if applies(layer, tool, policy)]
+        return compose(layers, terminal)
 
     def _index(self, name: str) -> int:
         for i, layer in enumerate(self._layers):

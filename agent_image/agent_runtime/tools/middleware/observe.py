@@ -29,6 +29,18 @@ class LoggingMiddleware:
 
     name = "logging"
 
+    def __init__(self) -> None:
+        self._logger: Any = None
+
+    @property
+    def _log(self) -> Any:
+        # A concrete bound logger, resolved on first use: going through the lazy proxy
+        # `structlog.get_logger()` returns re-binds on every log call, which costs more
+        # than the rest of this layer. Logging is configured at start-up, before calls.
+        if self._logger is None:
+            self._logger = log.bind()
+        return self._logger
+
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         tokens = structlog.contextvars.bind_contextvars(
             tool=call.tool.name, tool_call_id=call.call_id
@@ -36,17 +48,22 @@ class LoggingMiddleware:
         started = perf_counter()
         try:
             value = await call_next(call)
+        except REFUSALS as error:
+            # Info, not warning: an open breaker refuses every call, and its transition
+            # was already logged once at the moment it opened.
+            self._log.info("tool call refused", error=str(error))
+            raise
         except Exception as error:
-            log.warning(
+            self._log.warning(
                 "tool call failed",
                 error=str(error),
-                error_kind=error_kind(error) or "refused",
+                error_kind=error_kind(error),
                 duration_ms=round((perf_counter() - started) * 1000, 3),
                 attempts=call.attempts,
             )
             raise
         else:
-            log.info(
+            self._log.info(
                 "tool call finished",
                 duration_ms=round((perf_counter() - started) * 1000, 3),
                 attempts=call.attempts,

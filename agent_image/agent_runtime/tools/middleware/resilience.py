@@ -6,7 +6,6 @@ buckets, bulkheads) keyed by tool name, created on the tool's first call.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from agent_runtime.resilience.breaker import (
     Transition,
 )
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
+from agent_runtime.resilience.deadline import within
 from agent_runtime.resilience.fallback import Static, answer_with_fallbacks
 from agent_runtime.resilience.limits import Bulkhead, TokenBucket
 from agent_runtime.resilience.retry import call_with_retry
@@ -28,7 +28,7 @@ from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import ToolTimeoutError, error_kind
 from agent_runtime.tools.middleware.chain import Next
 from agent_runtime.tools.middleware.observe import labelled
-from agent_runtime.tools.tool import ToolCall, ToolResult
+from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy, ToolResult
 
 CallTool = Callable[[str, Mapping[str, Any]], Awaitable[ToolResult]]
 
@@ -45,6 +45,11 @@ class FallbackMiddleware:
     """
 
     name = "fallback"
+
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only tools with fallbacks."""
+        settings = policy.resilience.fallback
+        return bool(settings.tools) or settings.static is not None
 
     def __init__(self, call_tool: CallTool) -> None:
         self._call_tool = call_tool
@@ -80,6 +85,10 @@ class CallTimeoutMiddleware:
 
     name = "call_timeout"
 
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only tools with a per-call deadline."""
+        return policy.resilience.timeouts.per_call_seconds is not None
+
     def __init__(self, *, clock: Clock = monotonic) -> None:
         self._clock = clock
 
@@ -88,14 +97,10 @@ class CallTimeoutMiddleware:
         if seconds is None:
             return await call_next(call)
         call.deadline = self._clock() + seconds
-        scope = asyncio.timeout(seconds)
-        try:
-            async with scope:
-                return await call_next(call)
-        except TimeoutError:
-            if scope.expired():
-                raise ToolTimeoutError(call.tool.name, seconds, "call") from None
-            raise
+        name = call.tool.name
+        return await within(
+            seconds, call_next(call), expired=lambda: ToolTimeoutError(name, seconds, "call")
+        )
 
 
 class AttemptTimeoutMiddleware:
@@ -103,18 +108,18 @@ class AttemptTimeoutMiddleware:
 
     name = "attempt_timeout"
 
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only tools with an attempt deadline."""
+        return bool(policy.resilience.timeouts.per_attempt_seconds or tool.attempt_timeout)
+
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         seconds = call.policy.resilience.timeouts.per_attempt_seconds or call.tool.attempt_timeout
         if seconds is None:
             return await call_next(call)
-        scope = asyncio.timeout(seconds)
-        try:
-            async with scope:
-                return await call_next(call)
-        except TimeoutError:
-            if scope.expired():
-                raise ToolTimeoutError(call.tool.name, seconds, "attempt") from None
-            raise
+        name = call.tool.name
+        return await within(
+            seconds, call_next(call), expired=lambda: ToolTimeoutError(name, seconds, "attempt")
+        )
 
 
 class RetryMiddleware:
@@ -175,6 +180,10 @@ class CircuitBreakerMiddleware:
     """
 
     name = "circuit_breaker"
+
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only tools whose breaker is enabled."""
+        return policy.resilience.circuit_breaker.enabled
 
     def __init__(self, *, redis: Redis | None = None, clock: Clock = monotonic) -> None:
         self._redis = redis
@@ -243,6 +252,10 @@ class RateLimitMiddleware:
     """A token bucket per tool (`rateLimit.ratePerSecond`; off when null)."""
 
     name = "rate_limit"
+
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only rate-limited tools."""
+        return policy.resilience.rate_limit.rate_per_second is not None
 
     def __init__(self, *, clock: Clock = monotonic, sleep: Sleep = sleep) -> None:
         self._clock = clock
