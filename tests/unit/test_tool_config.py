@@ -54,6 +54,7 @@ def test_a_camel_case_document_loads_and_round_trips() -> None:
         ({"parameters": {"type": "array"}}, '"type": "object"'),
         ({"name": "has space"}, "pattern"),
         ({"surprise": 1}, "Extra inputs"),
+        ({"http": {"url": "https://x.example/{nope}"}}, "placeholders not declared"),
     ],
 )
 def test_bad_definitions_are_refused_with_a_message(change: dict[str, Any], message: str) -> None:

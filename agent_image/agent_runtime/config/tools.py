@@ -366,12 +366,18 @@ class ToolDefinition(_Section):
             )
         if self.parameters is None and set_kinds[0] in ("http", "command"):
             raise ValueError(f"`parameters` is required for {set_kinds[0]} tools")
+        declared = set((self.parameters or {}).get("properties", {}))
         if self.command is not None:
-            declared = set((self.parameters or {}).get("properties", {}))
             missing = self.command.placeholders() - declared
             if missing:
                 raise ValueError(
                     f"command.argv uses placeholders not declared in parameters: {sorted(missing)}"
+                )
+        if self.http is not None:
+            missing = set(_PLACEHOLDER.findall(self.http.url)) - declared
+            if missing:
+                raise ValueError(
+                    f"http.url uses placeholders not declared in parameters: {sorted(missing)}"
                 )
         return self
 

@@ -102,6 +102,17 @@ class BreakerSnapshot:
     slow_call_rate: float
     retry_after_seconds: float
 
+    def as_dict(self) -> dict[str, object]:
+        """The JSON shape the HTTP API serves (camelCase, like the config)."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "calls": self.calls,
+            "failureRate": self.failure_rate,
+            "slowCallRate": self.slow_call_rate,
+            "retryAfterSeconds": self.retry_after_seconds,
+        }
+
 
 Listener = Callable[[Transition], None]
 

@@ -20,6 +20,7 @@ import httpx
 from agent_runtime.config.tools import HeaderFromEnv, HeaderValue, HttpImplementation
 from agent_runtime.tools.errors import (
     ToolConfigError,
+    ToolError,
     ToolHttpStatusError,
     ToolResponseTooLargeError,
     ToolTimeoutError,
@@ -125,7 +126,7 @@ class HttpTool:
         """The request for one call (URL placeholders filled and quoted)."""
         missing = self._path_params - set(arguments)
         if missing:
-            raise ToolHttpStatusError(self.name, 400, f"missing URL parameters {sorted(missing)}")
+            raise ToolError(self.name, f"missing URL parameters {sorted(missing)}", kind="client")
         url = _URL_PLACEHOLDER.sub(
             lambda m: quote(str(arguments[m.group(1)]), safe=""), self.spec.url
         )

@@ -10,6 +10,7 @@ import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 
 from agent_runtime.resilience.breaker import (
@@ -29,6 +30,8 @@ from agent_runtime.tools.errors import ToolTimeoutError, error_kind
 from agent_runtime.tools.middleware.chain import Next
 from agent_runtime.tools.middleware.observe import labelled
 from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy, ToolResult
+
+log = structlog.get_logger("agent_runtime.tools")
 
 CallTool = Callable[[str, Mapping[str, Any]], Awaitable[ToolResult]]
 
@@ -207,6 +210,8 @@ class CircuitBreakerMiddleware:
         self._local[name] = breaker
         if settings.shared and self._redis is not None:
             self._shared[name] = SharedCircuitBreaker(breaker, self._redis, clock=self._clock)
+        elif settings.shared:
+            log.warning("shared circuit breaker without Redis: this replica only", tool=name)
         return breaker
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
