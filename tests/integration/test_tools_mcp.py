@@ -160,3 +160,11 @@ async def test_a_server_that_goes_away_fails_calls_and_comes_back() -> None:
             assert (await registry.call("calc__shout", {"text": "b"})).value == "B"
     finally:
         await registry.aclose()
+
+
+async def test_concurrent_calls_share_one_session(mcp_url: str) -> None:
+    async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
+        results = await asyncio.gather(
+            *(registry.call("calc__shout", {"text": f"n{i}"}) for i in range(20))
+        )
+        assert [r.value for r in results] == [f"N{i}" for i in range(20)]

@@ -11,7 +11,7 @@ and skipped (the pod still starts and serves its other tools) unless `strict`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 import structlog
@@ -23,8 +23,8 @@ from agent_runtime.tools.agent import AGENT_PARAMETERS, AgentTool
 from agent_runtime.tools.command import CommandTool
 from agent_runtime.tools.errors import ToolError
 from agent_runtime.tools.http import HttpTool, new_http_client
-from agent_runtime.tools.mcp import discover
-from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.mcp import McpServer, discover
+from agent_runtime.tools.registry import Closer, ToolRegistry
 from agent_runtime.tools.tool import Implementation, Tool
 
 log = structlog.get_logger("agent_runtime.tools")
@@ -35,8 +35,12 @@ async def tools_for(
     client: httpx.AsyncClient,
     *,
     environ: Mapping[str, str] | None = None,
+    on_close: Callable[[Closer], None] = lambda _: None,
 ) -> list[Tool]:
-    """The tools one definition stands for (several for a discover-all MCP server)."""
+    """The tools one definition stands for (several for a discover-all MCP server).
+
+    Resources the tools hold (an MCP session) are handed to `on_close`.
+    """
     implementation: Implementation
     attempt_timeout: float
     parameters = definition.parameters
@@ -52,7 +56,15 @@ async def tools_for(
         attempt_timeout = definition.agent.timeout_seconds
         parameters = parameters or AGENT_PARAMETERS
     else:
-        return await discover(definition, environ=environ)
+        assert definition.mcp is not None  # the only kind left
+        server = McpServer(definition.name, definition.mcp, environ=environ)
+        try:
+            tools = await discover(definition, server)
+        except BaseException:
+            await server.aclose()
+            raise
+        on_close(server.aclose)
+        return tools
     assert parameters is not None  # ToolDefinition requires it for these kinds
     return [
         Tool(
@@ -101,7 +113,9 @@ async def build_registry(
     try:
         for definition in config.definitions:
             try:
-                tools = await tools_for(definition, client, environ=environ)
+                tools = await tools_for(
+                    definition, client, environ=environ, on_close=registry.on_close
+                )
             except ToolError as exc:
                 if strict:
                     raise

@@ -6,19 +6,21 @@ streamable HTTP.
 when absent) come from the server. With `toolName` only that tool is registered, under
 the definition's name; otherwise every tool is registered as `{namespace}__{name}`.
 
-Each call opens its own MCP session (connect, negotiate, call, close). That costs a few
-round trips per call but never leaves a broken session behind when a server restarts;
-keeping a long-lived session per server is a later optimisation.
+One session per server is kept open and shared by its tools (see `McpServer`); close
+it with `McpServer.aclose()` (the registry does, on `aclose()`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx2
 import mcp_types
+import structlog
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -27,6 +29,8 @@ from agent_runtime.config.tools import McpImplementation, ToolDefinition, ToolHi
 from agent_runtime.tools.errors import ToolConfigError, ToolError, ToolTransportError
 from agent_runtime.tools.http import resolve_headers
 from agent_runtime.tools.tool import Tool
+
+log = structlog.get_logger("agent_runtime.tools.mcp")
 
 NAMESPACE_SEPARATOR = "__"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -83,7 +87,14 @@ def result_value(tool: str, result: mcp_types.CallToolResult) -> Any:
 
 
 class McpServer:
-    """One MCP server: list its tools, call one."""
+    """One MCP server: list its tools, call them over one long-lived session.
+
+    The session is opened on the first call and kept by a background task (the SDK's
+    transport lives in an anyio task group, which must be entered and left by one task);
+    calls from any task share it. A call that fails below the MCP layer (connection
+    refused or reset, server restarted) drops the session, so the next call opens a
+    fresh one: a restarted server is picked up without restarting the runtime.
+    """
 
     def __init__(
         self,
@@ -95,28 +106,77 @@ class McpServer:
         self.name = name
         self.spec = spec
         self._headers = resolve_headers(name, spec.headers, environ)
+        self._client: Client | None = None
+        self._holder: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._connecting = asyncio.Lock()
 
-    def _client(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers=self._headers, timeout=httpx2.Timeout(self.spec.timeout_seconds)
-        )
+    async def _session(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._connecting:
+            if self._client is not None:
+                return self._client
+            ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+            self._stop = asyncio.Event()
+            self._holder = asyncio.create_task(self._hold(ready, self._stop))
+            return await ready
+
+    async def _hold(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
+        try:
+            async with (
+                httpx2.AsyncClient(
+                    headers=self._headers, timeout=httpx2.Timeout(self.spec.timeout_seconds)
+                ) as http,
+                Client(
+                    streamable_http_client(self.spec.url, http_client=http),
+                    read_timeout_seconds=self.spec.timeout_seconds,
+                ) as client,
+            ):
+                self._client = client
+                ready.set_result(client)
+                await stop.wait()
+        except asyncio.CancelledError:
+            if not ready.done():
+                ready.cancel()
+            raise
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.warning("MCP session ended", server=self.spec.url, error=repr(_leaf(exc)))
+        finally:
+            self._client = None
+
+    async def _drop(self) -> None:
+        """Close the current session (if any); the next call opens a new one."""
+        holder, stop = self._holder, self._stop
+        self._client = None
+        self._holder = self._stop = None
+        if stop is not None:
+            stop.set()
+        if holder is not None:
+            with contextlib.suppress(Exception):
+                await holder
+
+    async def aclose(self) -> None:
+        """Close the session."""
+        await self._drop()
 
     async def list_tools(self) -> list[mcp_types.Tool]:
         """Every tool the server lists."""
         tools: list[mcp_types.Tool] = []
         try:
-            async with (
-                self._client() as http,
-                Client(streamable_http_client(self.spec.url, http_client=http)) as client,
-            ):
-                cursor: str | None = None
-                while True:
-                    page = await client.list_tools(cursor=cursor)
-                    tools.extend(page.tools)
-                    cursor = page.next_cursor
-                    if cursor is None:
-                        return tools
+            client = await self._session()
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    return tools
         except Exception as exc:
+            await self._drop()
             raise ToolTransportError(
                 self.name, f"listing tools at {self.spec.url} failed: {_leaf(exc)!r}"
             ) from None
@@ -124,18 +184,13 @@ class McpServer:
     async def call(self, tool: str, remote_name: str, arguments: dict[str, Any]) -> Any:
         """Call `remote_name` with `arguments`; errors become `ToolError`s of `tool`."""
         try:
-            async with (
-                self._client() as http,
-                Client(
-                    streamable_http_client(self.spec.url, http_client=http),
-                    read_timeout_seconds=self.spec.timeout_seconds,
-                ) as client,
-            ):
-                result = await client.call_tool(remote_name, arguments)
+            client = await self._session()
+            result = await client.call_tool(remote_name, arguments)
         except Exception as exc:
             leaf = _leaf(exc)
-            if isinstance(leaf, MCPError):
+            if isinstance(leaf, MCPError) and leaf.code != mcp_types.CONNECTION_CLOSED:
                 raise ToolError(tool, f"MCP error {leaf.code}: {leaf}") from None
+            await self._drop()
             raise ToolTransportError(tool, f"{self.spec.url}: {leaf!r}") from None
         return result_value(tool, result)
 
@@ -164,14 +219,11 @@ def _tool(server: McpServer, remote: mcp_types.Tool, name: str, definition: Tool
     )
 
 
-async def discover(
-    definition: ToolDefinition, *, environ: Mapping[str, str] | None = None
-) -> list[Tool]:
+async def discover(definition: ToolDefinition, server: McpServer) -> list[Tool]:
     """The tools one `mcp` definition stands for, discovered from its server."""
     spec = definition.mcp
     if spec is None:
         raise ToolConfigError(f"tool {definition.name!r} is not an MCP tool")
-    server = McpServer(definition.name, spec, environ=environ)
     listed = await server.list_tools()
     if spec.tool_name is not None:
         found = [t for t in listed if t.name == spec.tool_name]

@@ -49,13 +49,13 @@ class FallbackMiddleware:
 
     name = "fallback"
 
+    def __init__(self, call_tool: CallTool) -> None:
+        self._call_tool = call_tool
+
     def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
         """Only tools with fallbacks."""
         settings = policy.resilience.fallback
         return bool(settings.tools) or settings.static is not None
-
-    def __init__(self, call_tool: CallTool) -> None:
-        self._call_tool = call_tool
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         settings = call.policy.resilience.fallback
@@ -88,12 +88,12 @@ class CallTimeoutMiddleware:
 
     name = "call_timeout"
 
+    def __init__(self, *, clock: Clock = monotonic) -> None:
+        self._clock = clock
+
     def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
         """Only tools with a per-call deadline."""
         return policy.resilience.timeouts.per_call_seconds is not None
-
-    def __init__(self, *, clock: Clock = monotonic) -> None:
-        self._clock = clock
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         seconds = call.policy.resilience.timeouts.per_call_seconds
@@ -184,15 +184,15 @@ class CircuitBreakerMiddleware:
 
     name = "circuit_breaker"
 
-    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
-        """Only tools whose breaker is enabled."""
-        return policy.resilience.circuit_breaker.enabled
-
     def __init__(self, *, redis: Redis | None = None, clock: Clock = monotonic) -> None:
         self._redis = redis
         self._clock = clock
         self._local: dict[str, CircuitBreaker] = {}
         self._shared: dict[str, SharedCircuitBreaker] = {}
+
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only tools whose breaker is enabled."""
+        return policy.resilience.circuit_breaker.enabled
 
     def snapshots(self) -> list[BreakerSnapshot]:
         """Every breaker's state, by tool name."""
@@ -258,14 +258,14 @@ class RateLimitMiddleware:
 
     name = "rate_limit"
 
-    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
-        """Only rate-limited tools."""
-        return policy.resilience.rate_limit.rate_per_second is not None
-
     def __init__(self, *, clock: Clock = monotonic, sleep: Sleep = sleep) -> None:
         self._clock = clock
         self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
+
+    def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
+        """Only rate-limited tools."""
+        return policy.resilience.rate_limit.rate_per_second is not None
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         settings = call.policy.resilience.rate_limit
