@@ -479,3 +479,18 @@ async def test_a_layer_that_does_not_apply_to_a_tool_is_left_out_of_its_chain() 
     await registry.call("a", {})
     await registry.call("b", {})
     assert log == ["pre:only_a", "post:only_a"]
+
+
+async def test_re_registering_a_tool_starts_it_with_a_fresh_breaker() -> None:
+    run, _ = flaky(100, server_error)
+    opens_fast = policy({"circuitBreaker": {"minimumCalls": 1}, "retry": {"enabled": False}})
+    registry = ToolRegistry(resilience=opens_fast)
+    registry.register_function(run, name="t", description="", cache=NO_CACHE)
+    with pytest.raises(ToolError):
+        await registry.call("t", {})
+    with pytest.raises(CircuitOpenError):
+        await registry.call("t", {})
+    registry.register(registry.get("t"), replace=True)
+    with pytest.raises(ToolError):  # reached the implementation again
+        await registry.call("t", {})
+    assert registry.breakers()[0].as_dict()["state"] == "open"

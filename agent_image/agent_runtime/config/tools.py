@@ -324,7 +324,9 @@ class CacheSettings(_Section):
     ttl_seconds: float = Field(default=300.0, gt=0)
     allow_non_read_only: bool = False
     max_entries: int = Field(default=4096, ge=1, description="Pool-wide; ignored per tool.")
-    shared: bool = Field(default=False, description="Also cache in Redis, shared by replicas.")
+    shared: bool = Field(
+        default=False, description="Also cache in Redis, shared by replicas. Pool-wide."
+    )
 
 
 # ----------------------------------------------------------------------------- definitions

@@ -159,6 +159,7 @@ class ToolRegistry:
             raise ToolConfigError(f"tool name {tool.name!r} does not match {TOOL_NAME_PATTERN}")
         if tool.name in self._entries and not replace:
             raise ToolConfigError(f"a tool named {tool.name!r} is already registered")
+        self._forget(tool.name)
         policy = ToolPolicy(
             resilience=merge_settings(self.defaults, tool.resilience),
             cache=merge_settings(self.cache_defaults, tool.cache),
@@ -205,6 +206,7 @@ class ToolRegistry:
         """Remove a tool."""
         self._entry(name)
         del self._entries[name]
+        self._forget(name)
 
     def get(self, name: str) -> Tool:
         """The tool called `name` (`ToolNotFoundError` otherwise)."""
@@ -246,6 +248,13 @@ class ToolRegistry:
         """Take a layer out of the chain (built-in ones included)."""
         self._chain.remove(name)
         self._rebuild()
+
+    def _forget(self, name: str) -> None:
+        # Per-tool state (breaker, bucket, bulkhead) was made from the old policy.
+        for layer in self._chain.layers:
+            forget = getattr(layer, "forget", None)
+            if forget is not None:
+                forget(name)
 
     def _rebuild(self) -> None:
         for entry in self._entries.values():

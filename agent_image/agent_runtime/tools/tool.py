@@ -75,3 +75,15 @@ class ToolResult:
     cached: bool
     attempts: int
     duration_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape the HTTP API serves (camelCase, like the config)."""
+        return {
+            "tool": self.tool,
+            "callId": self.call_id,
+            "value": self.value,
+            "answeredBy": self.answered_by,
+            "cached": self.cached,
+            "attempts": self.attempts,
+            "durationSeconds": self.duration_seconds,
+        }

@@ -194,6 +194,11 @@ class CircuitBreakerMiddleware:
         """Only tools whose breaker is enabled."""
         return policy.resilience.circuit_breaker.enabled
 
+    def forget(self, tool: str) -> None:
+        """Drop the tool's breaker (it is re-registered with a new policy)."""
+        self._local.pop(tool, None)
+        self._shared.pop(tool, None)
+
     def snapshots(self) -> list[BreakerSnapshot]:
         """Every breaker's state, by tool name."""
         return [self._local[name].snapshot() for name in sorted(self._local)]
@@ -263,6 +268,10 @@ class RateLimitMiddleware:
         self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
 
+    def forget(self, tool: str) -> None:
+        """Drop the tool's bucket (it is re-registered with a new policy)."""
+        self._buckets.pop(tool, None)
+
     def applies_to(self, tool: Tool, policy: ToolPolicy) -> bool:
         """Only rate-limited tools."""
         return policy.resilience.rate_limit.rate_per_second is not None
@@ -294,6 +303,10 @@ class BulkheadMiddleware:
 
     def __init__(self) -> None:
         self._bulkheads: dict[str, Bulkhead] = {}
+
+    def forget(self, tool: str) -> None:
+        """Drop the tool's bulkhead (it is re-registered with a new policy)."""
+        self._bulkheads.pop(tool, None)
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
         name = call.tool.name
