@@ -81,11 +81,18 @@ class CacheStats:
 class TtlLruCache:
     """At most `max_entries` values, each expiring after its TTL; least recently used go first."""
 
-    def __init__(self, max_entries: int, *, clock: Clock = monotonic) -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        *,
+        clock: Clock = monotonic,
+        on_evict: Callable[[str], None] | None = None,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("a cache holds at least one entry")
         self.max_entries = max_entries
         self._clock = clock
+        self._on_evict = on_evict
         self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._by_tool: dict[str, set[str]] = {}
         self.hits = self.misses = self.evictions = self.expirations = 0
@@ -119,6 +126,8 @@ class TtlLruCache:
             oldest = next(iter(self._entries))
             self._drop(oldest)
             self.evictions += 1
+            if self._on_evict is not None:
+                self._on_evict(tool_of(oldest))
 
     def invalidate(self, key: str) -> bool:
         """Forget one key; whether it was there."""
@@ -151,7 +160,8 @@ class ToolCache:
 
     With `redis`, values (which must then be JSON) are also stored under
     `agentpool:cache:<tool>:<sha256 of the arguments>` so other replicas reuse them; Redis
-    trouble degrades to the local tier and is logged.
+    trouble degrades to the local tier and is logged. `on_evict` is told the tool name of
+    every entry the size bound pushes out (the registry counts them in a metric).
     """
 
     def __init__(
@@ -161,8 +171,9 @@ class ToolCache:
         redis: Redis | None = None,
         clock: Clock = monotonic,
         shared_prefix: str = SHARED_PREFIX,
+        on_evict: Callable[[str], None] | None = None,
     ) -> None:
-        self.local = TtlLruCache(max_entries, clock=clock)
+        self.local = TtlLruCache(max_entries, clock=clock, on_evict=on_evict)
         self._redis = redis
         self._prefix = shared_prefix
         self._inflight: dict[str, asyncio.Task[Any]] = {}

@@ -167,7 +167,7 @@ class BreakerMachine(RuleBasedStateMachine):
             assert snapshot.calls == len(self.model.window(self.clock.now))
 
 
-BreakerMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+BreakerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 TestBreakerAgainstReference = BreakerMachine.TestCase
 
 

@@ -494,3 +494,22 @@ async def test_re_registering_a_tool_starts_it_with_a_fresh_breaker() -> None:
     with pytest.raises(ToolError):  # reached the implementation again
         await registry.call("t", {})
     assert registry.breakers()[0].as_dict()["state"] == "open"
+
+
+async def test_cache_evictions_are_counted_per_tool() -> None:
+    async def echo(args: dict[str, Any]) -> Any:
+        return args
+
+    registry = ToolRegistry(cache_settings=CacheSettings(max_entries=2))
+    registry.register_function(echo, name="evicting", description="", hints=READ_ONLY)
+    before = (
+        REGISTRY.get_sample_value("agentpool_tool_cache_evictions_total", {"tool": "evicting"}) or 0
+    )
+    for i in range(5):
+        await registry.call("evicting", {"i": i})
+    stats = registry.cache_stats()
+    assert (stats.size, stats.evictions) == (2, 3)
+    assert (
+        REGISTRY.get_sample_value("agentpool_tool_cache_evictions_total", {"tool": "evicting"})
+        == before + 3
+    )

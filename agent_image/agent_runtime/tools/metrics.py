@@ -20,6 +20,9 @@ FALLBACKS = Counter(
     "agentpool_tool_fallbacks_total", "Calls answered by a fallback.", ["tool", "strategy"]
 )
 CACHE = Counter("agentpool_tool_cache_requests_total", "Cache lookups.", ["tool", "result"])
+CACHE_EVICTIONS = Counter(
+    "agentpool_tool_cache_evictions_total", "Entries pushed out by the size bound.", ["tool"]
+)
 CIRCUIT_STATE = Gauge(
     "agentpool_tool_circuit_state",
     "Circuit breaker state: 0 closed, 1 open, 2 half-open.",

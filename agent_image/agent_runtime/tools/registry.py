@@ -131,7 +131,10 @@ class ToolRegistry:
         self.cache_defaults = cache_settings or CacheSettings()
         shared_cache = redis if self.cache_defaults.shared else None
         self.cache = cache or ToolCache(
-            self.cache_defaults.max_entries, redis=shared_cache, clock=clock
+            self.cache_defaults.max_entries,
+            redis=shared_cache,
+            clock=clock,
+            on_evict=lambda tool: labelled(metrics.CACHE_EVICTIONS, tool).inc(),
         )
         self._entries: dict[str, _Entry] = {}
         self._closers: list[Closer] = []
