@@ -73,6 +73,10 @@ def dependency_app(dep: Dependency) -> FastAPI:
             return StreamingResponse(chunks(), media_type="text/plain")
         return Response(payload, media_type="text/plain")
 
+    @app.get("/garbled")
+    async def garbled() -> Response:
+        return Response(b"{not json", media_type="application/json")
+
     @app.post("/v1/chat")
     async def chat(request: Request) -> Response:
         body = await request.json()
@@ -151,6 +155,11 @@ def config(url: str, **resilience: Any) -> ToolsConfig:
                     "http": {"url": f"{url}/big", "method": "GET", "maxResponseBytes": 10_000},
                 },
                 {"name": "peer", "agent": {"url": url}},
+                {
+                    "name": "garbled",
+                    "parameters": {"type": "object"},
+                    "http": {"url": f"{url}/garbled", "method": "GET"},
+                },
             ],
             "resilience": {
                 "retry": {"initialBackoffSeconds": 0.01, "jitterSeconds": 0.01},
@@ -248,6 +257,16 @@ async def test_oversized_responses_are_cut_off(
     async with registry_for(url) as registry:
         with pytest.raises(ToolResponseTooLargeError, match="larger than 10000 bytes"):
             await registry.call("big", {"chunked": chunked})
+
+
+async def test_a_body_that_lies_about_being_json_is_a_server_error(
+    dependency: tuple[Dependency, str],
+) -> None:
+    _, url = dependency
+    async with registry_for(url, retry={"enabled": False}) as registry:
+        with pytest.raises(ToolError, match="not valid JSON") as caught:
+            await registry.call("garbled", {})
+    assert caught.value.kind == "server"
 
 
 async def test_another_pool_answers_through_its_chat_api(

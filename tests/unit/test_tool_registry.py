@@ -217,3 +217,11 @@ def test_export_keeps_everything(
         parsed.annotations.idempotent_hint,
         parsed.annotations.open_world_hint,
     ) == (read_only, destructive, idempotent, open_world)
+
+
+@pytest.mark.parametrize("arguments", [["a"], "text", 3])
+async def test_arguments_that_are_not_an_object_are_refused(arguments: Any) -> None:
+    registry, seen = recording_registry()
+    with pytest.raises(ToolValidationError, match=r"\$: arguments must be an object"):
+        await registry.call("search", arguments)
+    assert seen == []

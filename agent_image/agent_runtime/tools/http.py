@@ -146,4 +146,7 @@ class HttpTool:
             timeout_seconds=self.spec.timeout_seconds,
             max_bytes=self.spec.max_response_bytes,
         )
-        return decode_body(response, body)
+        try:
+            return decode_body(response, body)
+        except ValueError:  # the dependency said JSON and sent something else
+            raise ToolError(self.name, "the response is not valid JSON", kind="server") from None

@@ -51,6 +51,7 @@ from agent_runtime.tools.errors import (
     ToolConfigError,
     ToolNotFoundError,
     ToolValidationError,
+    ValidationIssue,
 )
 from agent_runtime.tools.export import to_mcp, to_openai
 from agent_runtime.tools.middleware.caching import CacheMiddleware
@@ -274,6 +275,10 @@ class ToolRegistry:
         (a `ToolError`, `CircuitOpenError`, `FallbackExhaustedError`...).
         """
         entry = self._entry(name)
+        if arguments is not None and not isinstance(arguments, Mapping):
+            labelled(metrics.CALLS, name, "invalid").inc()
+            issue = ValidationIssue("$", "type", f"arguments must be an object, not {arguments!r}")
+            raise ToolValidationError(name, [issue])
         args = dict(arguments) if arguments is not None else {}
         if not entry.validator.is_valid(args):
             labelled(metrics.CALLS, name, "invalid").inc()
