@@ -31,6 +31,7 @@ log = structlog.get_logger("agent_runtime.resilience.shared")
 
 KEY_PREFIX = "agentpool:breaker:"
 _KEY_TTL_SECONDS = 24 * 3600  # garbage collection only; `until` carries the meaning
+_OUTAGE_BACKOFF_SECONDS = 5.0
 
 # Delete the shared open state only if it is still the episode this replica knows about:
 # another replica may have re-opened it (a newer epoch) in the meantime.
@@ -63,7 +64,7 @@ class SharedCircuitBreaker:
         self._clock = clock
         self._wall = wall
         self.key = f"{key_prefix}{breaker.name}"
-        self._last_sync: float | None = None
+        self._next_sync: float | None = None
         self._known_epoch: str | None = None
         self._pending: list[Transition] = []
         breaker.add_listener(self._pending.append)
@@ -77,9 +78,11 @@ class SharedCircuitBreaker:
         """Sync with the pool if due, then ask the local breaker (and ration trials)."""
         await self._flush()
         now = self._clock()
-        if self._last_sync is None or now - self._last_sync >= self._interval:
-            self._last_sync = now
-            await self._sync()
+        if self._next_sync is None or now >= self._next_sync:
+            self._next_sync = now + self._interval
+            if not await self._sync():
+                # Redis is unreachable: do not make every call wait for its timeout.
+                self._next_sync = now + max(self._interval, _OUTAGE_BACKOFF_SECONDS)
         permit = self.breaker.acquire()
         epoch = self._known_epoch
         half_open = self.breaker.state is BreakerState.HALF_OPEN
@@ -100,12 +103,13 @@ class SharedCircuitBreaker:
 
     # ------------------------------------------------------------------ Redis
 
-    async def _sync(self) -> None:
+    async def _sync(self) -> bool:
+        """Follow the pool's state; False when Redis could not be read."""
         try:
             raw = await self._redis.hgetall(self.key)
         except (RedisError, OSError) as exc:
             log.warning("shared breaker state unreadable", breaker=self.name, error=str(exc))
-            return
+            return False
         shared = {_text(k): _text(v) for k, v in raw.items()}
         epoch = shared.get("epoch")
         if shared.get("state") == "open" and epoch is not None:
@@ -121,6 +125,7 @@ class SharedCircuitBreaker:
             self._known_epoch = None
             if self.breaker.state is not BreakerState.CLOSED:
                 self.breaker.reset(remote=True)
+        return True
 
     async def _claim_trial(self, epoch: str) -> bool:
         key = f"{self.key}:trials:{epoch}"

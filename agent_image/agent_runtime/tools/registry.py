@@ -163,12 +163,11 @@ class ToolRegistry:
             raise ToolConfigError(f"tool name {tool.name!r} does not match {TOOL_NAME_PATTERN}")
         if tool.name in self._entries and not replace:
             raise ToolConfigError(f"a tool named {tool.name!r} is already registered")
-        self._forget(tool.name)
         policy = ToolPolicy(
             resilience=merge_settings(self.defaults, tool.resilience),
             cache=merge_settings(self.cache_defaults, tool.cache),
         )
-        self._entries[tool.name] = _Entry(
+        entry = _Entry(
             tool=tool,
             policy=policy,
             validator=compile_schema(tool.name, tool.parameters),
@@ -177,6 +176,8 @@ class ToolRegistry:
             else None,
             handler=self._chain.build(self._run, tool, policy),
         )
+        self._forget(tool.name)  # only once the new definition compiled
+        self._entries[tool.name] = entry
         return tool
 
     def register_function(
