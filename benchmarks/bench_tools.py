@@ -34,7 +34,7 @@ from agent_runtime.resilience import CircuitBreaker, CircuitOpenError
 from agent_runtime.tools.registry import ToolRegistry
 from agent_runtime.tools.schema import compile_schema
 
-ROUNDS = 21
+ROUNDS = 31
 CALLS = 2000
 
 SCHEMA: dict[str, Any] = {

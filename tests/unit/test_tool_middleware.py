@@ -439,7 +439,7 @@ async def test_the_call_id_is_bound_to_the_log_context_during_the_call() -> None
     registry = ToolRegistry()
     registry.register_function(context, name="ctx", description="", cache=NO_CACHE)
     result = await registry.call("ctx", {}, call_id="call-42")
-    assert result.value == {"tool": "ctx", "tool_call_id": "call-42"}
+    assert result.value == {"tool_call_id": "call-42"}
     assert structlog.contextvars.get_contextvars() == {}
 
 

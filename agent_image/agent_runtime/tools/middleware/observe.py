@@ -24,8 +24,11 @@ def labelled(metric: MetricWrapperBase, *values: str) -> Any:
 
 
 class LoggingMiddleware:
-    """Binds `tool` and `tool_call_id` to the log context for the whole call (so logs from
-    inside the call carry them) and logs each call's outcome once."""
+    """Binds `tool_call_id` to the log context for the whole call (so every log line from
+    inside the call carries it) and logs each call's outcome once, with the tool's name.
+
+    Only the id is bound: binding costs about 2 µs a key, and the id alone joins any
+    line to its call's outcome line."""
 
     name = "logging"
 
@@ -42,20 +45,19 @@ class LoggingMiddleware:
         return self._logger
 
     async def __call__(self, call: ToolCall, call_next: Next) -> Any:
-        tokens = structlog.contextvars.bind_contextvars(
-            tool=call.tool.name, tool_call_id=call.call_id
-        )
+        tokens = structlog.contextvars.bind_contextvars(tool_call_id=call.call_id)
         started = perf_counter()
         try:
             value = await call_next(call)
         except REFUSALS as error:
             # Info, not warning: an open breaker refuses every call, and its transition
             # was already logged once at the moment it opened.
-            self._log.info("tool call refused", error=str(error))
+            self._log.info("tool call refused", tool=call.tool.name, error=str(error))
             raise
         except Exception as error:
             self._log.warning(
                 "tool call failed",
+                tool=call.tool.name,
                 error=str(error),
                 error_kind=error_kind(error),
                 duration_ms=round((perf_counter() - started) * 1000, 3),
@@ -65,6 +67,7 @@ class LoggingMiddleware:
         else:
             self._log.info(
                 "tool call finished",
+                tool=call.tool.name,
                 duration_ms=round((perf_counter() - started) * 1000, 3),
                 attempts=call.attempts,
                 cached=call.cached,
