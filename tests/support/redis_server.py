@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -50,8 +51,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = (self.workdir / "redis.log").open("ab")
-        self.process = subprocess.Popen(
+        with (self.workdir / "redis.log").open("ab") as log:
+            self.process = self._spawn(log)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        try:
+            wait_until(
+                lambda: self._alive() and client.ping(),
+                timeout=15,
+                what=f"redis-server on port {self.port} (log: {self.workdir / 'redis.log'})",
+            )
+        finally:
+            client.close()
+
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 redis_server_binary(),
                 "--port",
@@ -70,15 +83,6 @@ class RedisServer:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        try:
-            wait_until(
-                lambda: self._alive() and client.ping(),
-                timeout=15,
-                what=f"redis-server on port {self.port} (log: {self.workdir / 'redis.log'})",
-            )
-        finally:
-            client.close()
 
     def _alive(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
