@@ -12,8 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, model_validator
+
+from agent_runtime.config.section import ConfigSection
 
 Tier = Literal["working", "longTerm", "episodic"]
 """The memory tiers, by the names the config and recall results use."""
@@ -21,13 +22,7 @@ Tier = Literal["working", "longTerm", "episodic"]
 EmbedderKind = Literal["hashing", "sentenceTransformer", "openai"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
-
-
-class RedisSettings(_Section):
+class RedisSettings(ConfigSection):
     """Where Redis is and how the runtime talks to it."""
 
     url: str | None = Field(default=None, description="Redis URL; prefer urlEnv for secrets.")
@@ -57,7 +52,7 @@ class RedisSettings(_Section):
         return found
 
 
-class WorkingMemorySettings(_Section):
+class WorkingMemorySettings(ConfigSection):
     """The in-process tier: one bounded LRU per conversation on each replica."""
 
     capacity: int = Field(default=256, ge=1, description="Entries per conversation.")
@@ -66,7 +61,7 @@ class WorkingMemorySettings(_Section):
     )
 
 
-class LongTermSettings(_Section):
+class LongTermSettings(ConfigSection):
     """The Redis key-value tier."""
 
     ttl_seconds: int | None = Field(
@@ -80,7 +75,7 @@ class LongTermSettings(_Section):
     )
 
 
-class EmbedderSettings(_Section):
+class EmbedderSettings(ConfigSection):
     """Which embedder turns episode text into vectors."""
 
     kind: EmbedderKind = "hashing"
@@ -101,7 +96,7 @@ class EmbedderSettings(_Section):
         return self
 
 
-class IndexSettings(_Section):
+class IndexSettings(ConfigSection):
     """Parameters of each replica's approximate (usearch HNSW) index.
 
     The defaults measured recall@10 of about 0.99 on 100k clustered 384-d vectors
@@ -115,7 +110,7 @@ class IndexSettings(_Section):
     dtype: Literal["f32", "f16", "i8"] = "f16"
 
 
-class EpisodicSettings(_Section):
+class EpisodicSettings(ConfigSection):
     """The semantic tier: episodes with embeddings, searched by meaning."""
 
     enabled: bool = True
@@ -126,7 +121,7 @@ class EpisodicSettings(_Section):
     )
 
 
-class RoutingRule(_Section):
+class RoutingRule(ConfigSection):
     """Which tiers a memory goes to when its importance reaches `minImportance`."""
 
     min_importance: float = Field(ge=0.0, le=1.0)
@@ -147,7 +142,7 @@ def _default_rules() -> tuple[RoutingRule, ...]:
     )
 
 
-class RoutingSettings(_Section):
+class RoutingSettings(ConfigSection):
     """The rules `remember()` follows; the first rule that matches wins.
 
     A rule matches when the memory's importance is at least `minImportance` and its
@@ -157,21 +152,21 @@ class RoutingSettings(_Section):
     rules: tuple[RoutingRule, ...] = Field(default_factory=_default_rules, min_length=1)
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(ConfigSection):
     """How much of a conversation's event log is kept behind its latest snapshot."""
 
     max_events: int | None = Field(default=None, ge=1)
     max_age_seconds: int | None = Field(default=None, ge=1)
 
 
-class StateSettings(_Section):
+class StateSettings(ConfigSection):
     """Event-sourced conversation state."""
 
     snapshot_every: int = Field(default=50, ge=1, description="Snapshot after this many events.")
     retention: RetentionSettings = RetentionSettings()
 
 
-class MemoryConfig(_Section):
+class MemoryConfig(ConfigSection):
     """The whole memory section: Redis, the three tiers, routing and conversation state."""
 
     redis: RedisSettings = RedisSettings()

@@ -15,8 +15,9 @@ import re
 import string
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from agent_runtime.config.section import ConfigSection
 
 TOOL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 """What both OpenAI function calling and MCP accept as a tool name."""
@@ -44,12 +45,6 @@ _RETRY_ON: tuple[ErrorKind, ...] = ("timeout", "transport", "server", "rateLimit
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
-
-
 _S = TypeVar("_S", bound=BaseModel)
 
 
@@ -75,13 +70,13 @@ def merge_settings(base: _S, override: _S | None) -> _S:
 # ----------------------------------------------------------------------------- secrets
 
 
-class EnvRef(_Section):
+class EnvRef(ConfigSection):
     """An environment variable the operator fills (usually from a Secret)."""
 
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class HeaderFromEnv(_Section):
+class HeaderFromEnv(ConfigSection):
     """A header whose value is read from an environment variable when the tool is built."""
 
     value_from: EnvRef
@@ -94,7 +89,7 @@ HeaderValue = str | HeaderFromEnv
 # ----------------------------------------------------------------------------- hints
 
 
-class ToolHints(_Section):
+class ToolHints(ConfigSection):
     """Behaviour hints with MCP annotation semantics (`readOnlyHint` and friends).
 
     `destructive` and `idempotent` are meaningful only when `readOnly` is false; a
@@ -115,7 +110,7 @@ class ToolHints(_Section):
 # ----------------------------------------------------------------------------- kinds
 
 
-class HttpImplementation(_Section):
+class HttpImplementation(ConfigSection):
     """Call an HTTP endpoint.
 
     `{name}` placeholders in the URL are filled from (and consume) the arguments, URL-quoted;
@@ -129,7 +124,7 @@ class HttpImplementation(_Section):
     max_response_bytes: int = Field(default=1 << 20, gt=0, le=1 << 30)
 
 
-class CommandLimits(_Section):
+class CommandLimits(ConfigSection):
     """Kernel resource limits applied to the child process (setrlimit)."""
 
     cpu_seconds: int = Field(default=10, ge=1, le=3600)
@@ -143,7 +138,7 @@ class CommandLimits(_Section):
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class CommandImplementation(_Section):
+class CommandImplementation(ConfigSection):
     """Run a program directly (never through a shell) in a sandbox.
 
     `argv` is a template: the first element is a literal binary that must be on
@@ -182,7 +177,7 @@ class CommandImplementation(_Section):
         return {m.group(1) for element in self.argv[1:] for m in _PLACEHOLDER.finditer(element)}
 
 
-class McpImplementation(_Section):
+class McpImplementation(ConfigSection):
     """Tools served by an MCP server over streamable HTTP.
 
     With `toolName`, the definition is that one remote tool under the definition's name.
@@ -197,7 +192,7 @@ class McpImplementation(_Section):
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
-class AgentImplementation(_Section):
+class AgentImplementation(ConfigSection):
     """Another pool's chat API as a tool (multi-agent collaboration).
 
     Either `url` (the pool's base URL) or `pool` (+ `namespace`, `port`): the operator
@@ -229,7 +224,7 @@ class AgentImplementation(_Section):
 # ----------------------------------------------------------------------------- resilience
 
 
-class CircuitBreakerSettings(_Section):
+class CircuitBreakerSettings(ConfigSection):
     """A circuit breaker (see `agent_runtime.resilience.breaker`)."""
 
     enabled: bool = True
@@ -251,7 +246,7 @@ class CircuitBreakerSettings(_Section):
     )
 
 
-class RetrySettings(_Section):
+class RetrySettings(ConfigSection):
     """Retries with exponential backoff and jitter (tenacity)."""
 
     enabled: bool = True
@@ -266,7 +261,7 @@ class RetrySettings(_Section):
     retry_on: list[ErrorKind] = Field(default_factory=lambda: list(_RETRY_ON))
 
 
-class TimeoutSettings(_Section):
+class TimeoutSettings(ConfigSection):
     """Deadlines: for the whole call (all attempts) and for each attempt."""
 
     per_call_seconds: float | None = Field(default=120.0, gt=0)
@@ -275,27 +270,27 @@ class TimeoutSettings(_Section):
     )
 
 
-class StaticFallback(_Section):
+class StaticFallback(ConfigSection):
     """A fixed answer used when everything else failed."""
 
     value: Any = None
 
 
-class FallbackSettings(_Section):
+class FallbackSettings(ConfigSection):
     """What answers when the tool fails: other tools in order, then a static value."""
 
     tools: list[str] = Field(default_factory=list)
     static: StaticFallback | None = None
 
 
-class BulkheadSettings(_Section):
+class BulkheadSettings(ConfigSection):
     """A per-tool concurrency limit."""
 
     max_concurrent: int = Field(default=32, ge=1)
     max_wait_seconds: float = Field(default=5.0, ge=0)
 
 
-class RateLimitSettings(_Section):
+class RateLimitSettings(ConfigSection):
     """A per-tool token bucket; `ratePerSecond: null` disables it."""
 
     rate_per_second: float | None = Field(default=None, gt=0)
@@ -303,7 +298,7 @@ class RateLimitSettings(_Section):
     max_wait_seconds: float = Field(default=0.0, ge=0)
 
 
-class ResilienceSettings(_Section):
+class ResilienceSettings(ConfigSection):
     """The resilience policy: pool defaults, or (as a tool's `resilience`) overrides."""
 
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
@@ -314,7 +309,7 @@ class ResilienceSettings(_Section):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
 
-class CacheSettings(_Section):
+class CacheSettings(ConfigSection):
     """Result caching: pool defaults, or (as a tool's `cache`) overrides.
 
     Only read-only tools are cached unless `allowNonReadOnly` is set for the tool.
@@ -332,7 +327,7 @@ class CacheSettings(_Section):
 # ----------------------------------------------------------------------------- definitions
 
 
-class ToolDefinition(_Section):
+class ToolDefinition(ConfigSection):
     """One tool as the operator renders it from an AgentTool resource.
 
     Exactly one of `http`, `command`, `mcp`, `agent` is set. `parameters` is a JSON
@@ -395,7 +390,7 @@ class ToolDefinition(_Section):
         return "agent"
 
 
-class ToolsConfig(_Section):
+class ToolsConfig(ConfigSection):
     """Every tool of the pool, and the pool's resilience and cache defaults."""
 
     definitions: list[ToolDefinition] = Field(default_factory=list)
