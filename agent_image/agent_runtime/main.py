@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
+import structlog
 import uvicorn
 
+from agent_runtime.config import RuntimeConfig, RuntimeConfigError, load_runtime_config
 from agent_runtime.logging_config import configure_logging
 from agent_runtime.server import create_app
+
+log = structlog.get_logger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -16,10 +21,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("AGENTPOOL_HOST", "0.0.0.0"))  # noqa: S104 - a pod serves on all its interfaces
     parser.add_argument("--port", type=int, default=int(os.environ.get("AGENTPOOL_PORT", "8080")))
     parser.add_argument("--log-level", default=os.environ.get("AGENTPOOL_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("AGENTPOOL_CONFIG"),
+        help="the runtime config (YAML/JSON) the operator mounts; default: AGENTPOOL_CONFIG",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None)
+    if args.config is None:
+        log.warning("no --config: serving a pool named 'local' without tools or memory")
+        config = RuntimeConfig(pool="local")
+    else:
+        try:
+            config = load_runtime_config(args.config)
+        except RuntimeConfigError as exc:
+            log.error("invalid runtime config", error=str(exc))
+            raise SystemExit(2) from exc
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_config=None)

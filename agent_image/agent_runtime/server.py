@@ -1,26 +1,180 @@
-"""The runtime's HTTP API (FastAPI). Health, readiness and metrics for now; chat, tools,
-memory and tasks are added by the features that own them."""
+"""The runtime's HTTP API (FastAPI).
+
+    GET    /healthz                          liveness
+    GET    /readyz                           readiness, with the memory backend's state
+    GET    /metrics                          Prometheus
+    GET    /v1/tools?format=openai|mcp       the tool definitions
+    POST   /v1/tools/{name}/call             {"arguments": {...}, "namespace": "..."}
+    GET    /v1/breakers                      every circuit breaker's state
+    PUT    /v1/memory/{namespace}/{key}      {"value": ..., "importance": 0.5, "metadata": {}}
+    GET    /v1/memory/{namespace}/{key}      which tier answered, and the value
+    DELETE /v1/memory/{namespace}/{key}
+    POST   /v1/memory/{namespace}/search     {"query": "...", "k": 5}
+
+Errors are JSON `{"error": {"type", "message", ...}}` with the status `api_errors` picks.
+Readiness stays 200 while Redis is down: the pod still serves from working memory, and
+taking every replica out of its Service at once would turn a degraded pool into a dead one.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.alias_generators import to_camel
+
+from agent_runtime.api_errors import MemoryNotConfiguredError, error_response
+from agent_runtime.config import RuntimeConfig
+from agent_runtime.memory.errors import AgentMemoryError
+from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.resilience.breaker import CircuitOpenError
+from agent_runtime.resilience.fallback import FallbackExhaustedError
+from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.runtime import Runtime
+from agent_runtime.tools.errors import ToolError, ToolNotFoundError
+from agent_runtime.tools.memory_tools import memory_namespace
+
+_NAMESPACE = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
-def create_app() -> FastAPI:
-    """Build the application. Pure construction: nothing connects until it serves."""
-    app = FastAPI(title="Agentpool agent runtime", version="0.1.0")
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ToolCallRequest(_Body):
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    namespace: str = Field(default="default", pattern=_NAMESPACE)
+
+
+class RememberRequest(_Body):
+    value: JsonValue
+    importance: float = Field(default=0.5, ge=0, le=1)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class SearchRequest(_Body):
+    query: str = Field(min_length=1, max_length=4096)
+    k: int = Field(default=5, ge=1, le=50)
+
+
+_HANDLED: tuple[type[Exception], ...] = (
+    ToolError,
+    ToolNotFoundError,
+    CircuitOpenError,
+    BulkheadFullError,
+    RateLimitedError,
+    FallbackExhaustedError,
+    AgentMemoryError,
+)
+
+
+def create_app(
+    config: RuntimeConfig,
+    *,
+    start: Callable[[RuntimeConfig], Awaitable[Runtime]] = Runtime.start,
+) -> FastAPI:
+    """Build the application; the runtime starts with the server and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = await start(config)
+        try:
+            yield
+        finally:
+            await app.state.runtime.stop()
+
+    app = FastAPI(title="Agentpool agent runtime", version="0.1.0", lifespan=lifespan)
+
+    def runtime(request: Request) -> Runtime:
+        found: Runtime = request.app.state.runtime
+        return found
+
+    def memory(request: Request) -> MemoryHierarchy:
+        found = runtime(request).memory
+        if found is None:
+            raise MemoryNotConfiguredError
+        return found
+
+    async def handled(request: Request, exc: Exception) -> JSONResponse:
+        status, body, headers = error_response(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    for kind in _HANDLED:
+        app.add_exception_handler(kind, handled)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
+    async def readyz(request: Request) -> dict[str, Any]:
+        status = runtime(request).memory_status()
+        body: dict[str, Any] = {"status": "ready", "pool": config.pool}
+        if status is not None:
+            body["memory"] = status.model_dump(mode="json", by_alias=True)
+            if status.degraded:
+                body["status"] = "degraded"
+        return body
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/tools")
+    async def list_tools(
+        request: Request, format: Literal["openai", "mcp"] = "mcp"
+    ) -> dict[str, Any]:
+        registry = runtime(request).registry
+        tools = registry.openai_tools() if format == "openai" else registry.mcp_tools()
+        return {"tools": tools}
+
+    @app.post("/v1/tools/{name}/call")
+    async def call_tool(name: str, body: ToolCallRequest, request: Request) -> dict[str, Any]:
+        token = memory_namespace.set(body.namespace)
+        try:
+            result = await runtime(request).registry.call(name, body.arguments)
+        finally:
+            memory_namespace.reset(token)
+        return result.as_dict()
+
+    @app.get("/v1/breakers")
+    async def breakers(request: Request) -> dict[str, Any]:
+        return {"breakers": [b.as_dict() for b in runtime(request).registry.breakers()]}
+
+    @app.put("/v1/memory/{namespace}/{key}")
+    async def remember(
+        namespace: str, key: str, body: RememberRequest, request: Request
+    ) -> dict[str, Any]:
+        tiers = await memory(request).remember(
+            key, body.value, namespace=namespace, importance=body.importance, metadata=body.metadata
+        )
+        return {"key": key, "namespace": namespace, "tiers": list(tiers)}
+
+    @app.get("/v1/memory/{namespace}/{key}")
+    async def recall(namespace: str, key: str, request: Request) -> JSONResponse:
+        found = await memory(request).recall(key, namespace=namespace)
+        if found is None:
+            return JSONResponse(
+                {"error": {"type": "NotFound", "message": f"nothing remembered under {key!r}"}},
+                status_code=404,
+            )
+        return JSONResponse(found.model_dump(mode="json"))
+
+    @app.delete("/v1/memory/{namespace}/{key}")
+    async def forget(namespace: str, key: str, request: Request) -> dict[str, Any]:
+        tiers = await memory(request).forget(key, namespace=namespace)
+        return {"key": key, "namespace": namespace, "forgotten": list(tiers)}
+
+    @app.post("/v1/memory/{namespace}/search")
+    async def search(namespace: str, body: SearchRequest, request: Request) -> dict[str, Any]:
+        hits = await memory(request).search(body.query, namespace=namespace, k=body.k)
+        return {"results": [hit.model_dump(mode="json") for hit in hits]}
 
     return app

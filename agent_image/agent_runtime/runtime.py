@@ -1,0 +1,74 @@
+"""Assembles one pod's runtime from its config: Redis, memory, the tool registry.
+
+`Runtime.start` connects and builds; `Runtime.stop` closes. Redis being down at start-up
+does not stop the pod: memory starts degraded and recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio import Redis
+
+from agent_runtime.config import RuntimeConfig
+from agent_runtime.memory.connection import create_health, create_redis
+from agent_runtime.memory.health import MemoryStatus, RedisHealth
+from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.tools.build import build_registry
+from agent_runtime.tools.memory_tools import register_memory_tools
+from agent_runtime.tools.registry import ToolRegistry
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live parts of one agent pod."""
+
+    config: RuntimeConfig
+    registry: ToolRegistry
+    redis: Redis | None = None
+    health: RedisHealth | None = None
+    memory: MemoryHierarchy | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls, config: RuntimeConfig, *, environ: Mapping[str, str] | None = None
+    ) -> Runtime:
+        redis: Redis | None = None
+        health: RedisHealth | None = None
+        memory: MemoryHierarchy | None = None
+        if config.memory is not None:
+            redis = create_redis(config.memory.redis, environ)
+            health = create_health(config.pool, redis, config.memory.redis)
+            memory = MemoryHierarchy.from_config(config.memory, redis, health, environ=environ)
+        registry = await build_registry(config.tools, redis=redis, environ=environ)
+        if memory is not None:
+            register_memory_tools(registry, memory)
+        runtime = cls(config=config, registry=registry, redis=redis, health=health, memory=memory)
+        if health is not None and memory is not None:
+            await health.probe()  # an honest status from the first request on
+            runtime._tasks = [
+                asyncio.create_task(health.watch(), name="redis-health"),
+                asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
+            ]
+        log.info("runtime started", pool=config.pool, tools=registry.names)
+        return runtime
+
+    def memory_status(self) -> MemoryStatus | None:
+        return self.memory.status() if self.memory is not None else None
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.registry.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,155 @@
+"""The agent runtime as a real process: config file, real Redis, memory and tools over HTTP,
+and a Redis outage in the middle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.wait import wait_until
+
+AGENT = str(Path(sys.executable).parent / "agentpool-agent")
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    # An acknowledged write must survive the SIGKILL below, so fsync every write.
+    with redis.Redis.from_url(server.url) as conn:
+        conn.config_set("appendfsync", "always")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
+    config = {
+        "pool": "itest",
+        "tools": {
+            "definitions": [
+                {
+                    "name": "echo",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"text": {"type": "string"}},
+                        "required": ["text"],
+                    },
+                    "hints": {"readOnly": True},
+                    "command": {"argv": ["echo", "{text}"], "allowedBinaries": ["echo"]},
+                }
+            ]
+        },
+        "memory": {
+            "pool": "itest",
+            "redis": {"url": own_redis.url, "reconnectBackoffMaxSeconds": 0.5},
+        },
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    port = free_port()
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [AGENT, "--host=127.0.0.1", f"--port={port}", f"--config={tmp_path / 'config.json'}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "AGENTPOOL_LOG_FORMAT": "json"},
+        )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        return client.get("/readyz").status_code == 200
+
+    try:
+        wait_until(up, timeout=30, what="the agent runtime to serve /readyz")
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_tools_and_memory_over_http(agent: httpx.Client) -> None:
+    names = {t["name"] for t in agent.get("/v1/tools").json()["tools"]}
+    assert {"echo", "remember", "recall", "search_memory", "forget"} <= names
+
+    echoed = agent.post("/v1/tools/echo/call", json={"arguments": {"text": "$(id); rm -rf /"}})
+    assert echoed.status_code == 200
+    assert echoed.json()["value"]["stdout"] == "$(id); rm -rf /\n"
+
+    stored = agent.put(
+        "/v1/memory/alice/colour", json={"value": {"fav": "teal"}, "importance": 0.9}
+    )
+    assert stored.status_code == 200
+    assert "longTerm" in stored.json()["tiers"]
+    recalled = agent.get("/v1/memory/alice/colour").json()
+    assert recalled["value"] == {"fav": "teal"}
+    assert agent.get("/v1/memory/bob/colour").status_code == 404  # another tenant
+
+    # The model's memory tools act in the request's namespace, never another.
+    call = agent.post(
+        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "namespace": "alice"}
+    )
+    assert call.json()["value"] == {
+        "found": True,
+        "tier": recalled["tier"],
+        "value": {"fav": "teal"},
+    }
+    call = agent.post(
+        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "namespace": "bob"}
+    )
+    assert call.json()["value"] == {"found": False}
+
+    assert agent.delete("/v1/memory/alice/colour").status_code == 200
+    assert agent.get("/v1/memory/alice/colour").status_code == 404
+
+
+def test_bad_input_gets_4xx_with_a_clear_body(agent: httpx.Client) -> None:
+    refused = agent.post("/v1/tools/echo/call", json={"arguments": {"text": 5}})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["issues"][0]["path"] == "$.text"
+    bad = agent.put("/v1/memory/alice/k", json={"value": 1, "importance": 7})
+    assert bad.status_code == 422
+    assert "importance" in json.dumps(bad.json())
+    assert agent.post("/v1/memory/alice/search", json={"query": ""}).status_code == 422
+
+
+def test_a_redis_outage_degrades_refuses_writes_and_recovers(
+    agent: httpx.Client, own_redis: RedisServer
+) -> None:
+    assert agent.put("/v1/memory/alice/before", json={"value": "kept"}).status_code == 200
+    agent.get("/v1/memory/alice/before")  # now in this replica's working memory too
+    own_redis.stop(kill=True)
+
+    def degraded() -> dict[str, object] | None:
+        body: dict[str, object] = agent.get("/readyz").json()
+        return body if body["status"] == "degraded" else None
+
+    ready = wait_until(degraded, timeout=20, what="/readyz to report degraded memory")
+    assert ready["memory"]["degraded"] is True  # type: ignore[index]
+
+    refused = agent.put("/v1/memory/alice/during", json={"value": "lost?"})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["type"] == "StoreUnavailableError"
+    # Working memory still answers for what this replica holds.
+    assert agent.get("/v1/memory/alice/before").json()["value"] == "kept"
+
+    own_redis.start()
+    wait_until(
+        lambda: agent.get("/readyz").json()["status"] == "ready",
+        timeout=30,
+        what="/readyz to recover",
+    )
+    assert agent.put("/v1/memory/alice/after", json={"value": "ok"}).status_code == 200
+    assert agent.get("/v1/memory/alice/during").status_code == 404  # refused, not half-kept
+    assert agent.get("/v1/memory/alice/before").json()["value"] == "kept"

@@ -1,0 +1,116 @@
+"""The HTTP API without Redis: tools, breakers, errors as clear 4xx bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agent_runtime.config import RuntimeConfig
+from agent_runtime.config.tools import ToolHints
+from agent_runtime.runtime import Runtime
+from agent_runtime.server import create_app
+from agent_runtime.tools.errors import ToolError
+
+ADD_PARAMETERS = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
+
+
+async def _start(config: RuntimeConfig) -> Runtime:
+    runtime = await Runtime.start(config)
+
+    async def add(args: dict[str, Any]) -> int:
+        return int(args["a"]) + int(args["b"])
+
+    async def broken(args: dict[str, Any]) -> None:
+        raise ToolError("broken", "the dependency said no")
+
+    registry = runtime.registry
+    registry.register_function(
+        add,
+        name="add",
+        description="Add two integers.",
+        parameters=ADD_PARAMETERS,
+        hints=ToolHints(read_only=True),
+    )
+    registry.register_function(broken, name="broken", description="Always fails.")
+    return runtime
+
+
+@pytest.fixture
+def api() -> Iterator[TestClient]:
+    with TestClient(create_app(RuntimeConfig(pool="unit"), start=_start)) as client:
+        yield client
+
+
+def test_health_and_readiness(api: TestClient) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/readyz").json() == {"status": "ready", "pool": "unit"}
+
+
+def test_tools_are_listed_in_both_formats(api: TestClient) -> None:
+    mcp = api.get("/v1/tools").json()["tools"]
+    assert {t["name"] for t in mcp} == {"add", "broken"}
+    assert next(t for t in mcp if t["name"] == "add")["inputSchema"] == ADD_PARAMETERS
+    openai = api.get("/v1/tools", params={"format": "openai"}).json()["tools"]
+    assert {t["function"]["name"] for t in openai} == {"add", "broken"}
+    assert api.get("/v1/tools", params={"format": "soap"}).status_code == 422
+
+
+def test_a_valid_call_answers(api: TestClient) -> None:
+    response = api.post("/v1/tools/add/call", json={"arguments": {"a": 2, "b": 3}})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["value"], body["answeredBy"], body["tool"]) == (5, "primary", "add")
+
+
+def test_invalid_arguments_get_422_naming_the_path(api: TestClient) -> None:
+    response = api.post("/v1/tools/add/call", json={"arguments": {"a": "two", "b": 3}})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "ToolValidationError"
+    assert any(issue["path"] == "$.a" and issue["rule"] == "type" for issue in error["issues"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"arguments": [1, 2]}, {"arguments": {}, "namespace": "../etc"}, {"argumnts": {}}],
+)
+def test_malformed_requests_get_422(api: TestClient, body: object) -> None:
+    response = api.post("/v1/tools/add/call", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_not_json_gets_422(api: TestClient) -> None:
+    response = api.post(
+        "/v1/tools/add/call", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_unknown_tool_is_404_and_names_the_known_ones(api: TestClient) -> None:
+    response = api.post("/v1/tools/nope/call", json={})
+    assert response.status_code == 404
+    assert "add" in response.json()["error"]["message"]
+
+
+def test_a_failing_dependency_is_502_and_shows_on_the_breaker(api: TestClient) -> None:
+    response = api.post("/v1/tools/broken/call", json={})
+    assert response.status_code == 502
+    assert "the dependency said no" in response.json()["error"]["message"]
+    breakers = {b["name"]: b for b in api.get("/v1/breakers").json()["breakers"]}
+    assert breakers["broken"]["state"] == "closed"
+    assert breakers["broken"]["calls"] >= 1
+
+
+def test_memory_endpoints_say_memory_is_not_configured(api: TestClient) -> None:
+    response = api.get("/v1/memory/default/k")
+    assert response.status_code == 404
+    assert "spec.memory" in response.json()["error"]["message"]
