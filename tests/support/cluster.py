@@ -72,7 +72,8 @@ def _hack(*args: str) -> str:
             f"hack/{' '.join(args)} failed (exit {out.returncode}); the integration tests "
             f"cannot run without it:\n{out.stderr[-4000:]}"
         )
-    return out.stdout.strip().splitlines()[-1]
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def built_bin_dir() -> Path:
