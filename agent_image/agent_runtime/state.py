@@ -34,7 +34,7 @@ from agent_runtime.config.memory import MemoryConfig, RetentionSettings
 from agent_runtime.memory import codec
 from agent_runtime.memory.errors import AgentMemoryError, CorruptRecordError, InvalidMemoryError
 from agent_runtime.memory.health import RedisHealth
-from agent_runtime.memory.keys import KeySpace
+from agent_runtime.memory.keys import KeySpace, check_length
 
 MAX_CONVERSATION_ID_CHARS = 256
 
@@ -300,11 +300,7 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
 
 def check_conversation_id(conversation_id: str) -> str:
     """Return the id if usable, else raise `InvalidMemoryError`."""
-    if not conversation_id or len(conversation_id) > MAX_CONVERSATION_ID_CHARS:
-        raise InvalidMemoryError(
-            f"conversation id must be 1..{MAX_CONVERSATION_ID_CHARS} characters"
-        )
-    return conversation_id
+    return check_length("conversation id", conversation_id, MAX_CONVERSATION_ID_CHARS)
 
 
 def encode_snapshot(state: ConversationState) -> bytes:

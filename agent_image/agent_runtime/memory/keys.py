@@ -19,20 +19,21 @@ def _part(text: str) -> str:
     return quote(text, safe="")
 
 
+def check_length(what: str, value: str, limit: int) -> str:
+    """Return `value` if it has 1..`limit` characters, else raise `InvalidMemoryError`."""
+    if not value or len(value) > limit:
+        raise InvalidMemoryError(f"{what} must be 1..{limit} characters, got {len(value)}")
+    return value
+
+
 def check_namespace(namespace: str) -> str:
     """Return `namespace` if usable, else raise `InvalidMemoryError`."""
-    if not namespace or len(namespace) > MAX_NAMESPACE_CHARS:
-        raise InvalidMemoryError(
-            f"namespace must be 1..{MAX_NAMESPACE_CHARS} characters, got {len(namespace)}"
-        )
-    return namespace
+    return check_length("namespace", namespace, MAX_NAMESPACE_CHARS)
 
 
 def check_key(key: str) -> str:
     """Return `key` if usable, else raise `InvalidMemoryError`."""
-    if not key or len(key) > MAX_KEY_CHARS:
-        raise InvalidMemoryError(f"memory key must be 1..{MAX_KEY_CHARS} characters")
-    return key
+    return check_length("memory key", key, MAX_KEY_CHARS)
 
 
 @dataclass(frozen=True)
