@@ -525,16 +525,27 @@ def test_the_server_refuses_invalid_objects_naming_the_field(
 # ---------------------------------------------------------------------------- properties
 
 
+def _assert_round_trips(
+    objects: client.CustomObjectsApi,
+    namespace: str,
+    kind: str,
+    spec_model: type[api.AgentPoolSpec] | type[api.AgentToolSpec],
+    spec: dict[str, Any],
+) -> None:
+    """The server stores what the models accept, and reads back as the same model."""
+    model = spec_model.model_validate(spec)
+    stored = _create(objects, namespace, kind, spec)["spec"]
+    assert spec_model.model_validate(stored) == model
+    dumped = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert _without_empty_collections(stored) == _without_empty_collections(dumped)
+
+
 @SERVER_PROPERTY
 @given(spec=pool_specs())
 def test_any_pool_the_models_accept_is_accepted_and_round_trips(
     objects: client.CustomObjectsApi, shared_namespace: str, spec: dict[str, Any]
 ) -> None:
-    model = api.AgentPoolSpec.model_validate(spec)
-    stored = _create(objects, shared_namespace, "AgentPool", spec)["spec"]
-    assert api.AgentPoolSpec.model_validate(stored) == model
-    dumped = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert _without_empty_collections(stored) == _without_empty_collections(dumped)
+    _assert_round_trips(objects, shared_namespace, "AgentPool", api.AgentPoolSpec, spec)
 
 
 @SERVER_PROPERTY
@@ -542,11 +553,7 @@ def test_any_pool_the_models_accept_is_accepted_and_round_trips(
 def test_any_tool_the_models_accept_is_accepted_and_round_trips(
     objects: client.CustomObjectsApi, shared_namespace: str, spec: dict[str, Any]
 ) -> None:
-    model = api.AgentToolSpec.model_validate(spec)
-    stored = _create(objects, shared_namespace, "AgentTool", spec)["spec"]
-    assert api.AgentToolSpec.model_validate(stored) == model
-    dumped = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert _without_empty_collections(stored) == _without_empty_collections(dumped)
+    _assert_round_trips(objects, shared_namespace, "AgentTool", api.AgentToolSpec, spec)
 
 
 @SERVER_PROPERTY
