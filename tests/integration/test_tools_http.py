@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -24,6 +23,7 @@ from agent_runtime.tools.errors import (
     ToolTransportError,
 )
 from agent_runtime.tools.registry import ToolRegistry
+from tests.support.loopback import serve_asgi
 from tests.support.redis_server import free_port
 from tests.support.wait import async_wait_until
 
@@ -92,30 +92,9 @@ def dependency_app(dep: Dependency) -> FastAPI:
     return app
 
 
-@asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+def serve(app: FastAPI) -> AbstractAsyncContextManager[str]:
     """Run `app` with uvicorn on a free loopback port, in this event loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return server.started
-
-    await async_wait_until(started, timeout=10, what="uvicorn on loopback")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return serve_asgi(app, lifespan="off")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as McpToolError
 from mcp_types import ToolAnnotations
@@ -19,8 +18,8 @@ from agent_runtime.config.tools import ToolsConfig
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.errors import ToolError, ToolTransportError, ToolValidationError
 from agent_runtime.tools.registry import ToolRegistry
+from tests.support.loopback import serve_asgi
 from tests.support.redis_server import free_port
-from tests.support.wait import async_wait_until
 
 
 class Sum(BaseModel):
@@ -50,23 +49,9 @@ def mcp_app() -> Starlette:
 
 @asynccontextmanager
 async def serve(app: Starlette, port: int | None = None) -> AsyncIterator[str]:
-    port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-        )
-    )
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return server.started
-
-    await async_wait_until(started, timeout=10, what="the MCP server on loopback")
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        await task
+    """The MCP endpoint of `app` served on loopback."""
+    async with serve_asgi(app, port) as base:
+        yield f"{base}/mcp"
 
 
 @pytest.fixture
