@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from agent_runtime.config.memory import MemoryConfig, RoutingSettings, Tier
 from agent_runtime.memory import codec
 from agent_runtime.memory.embeddings import Embedder, build_embedder
-from agent_runtime.memory.episodic import EpisodicMemory
+from agent_runtime.memory.episodic import EpisodeHit, EpisodicMemory
 from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.invalidation import Invalidator
@@ -256,34 +256,14 @@ class MemoryHierarchy:
         hits = await self.episodic.search(namespace, query or key, k=1)
         if not hits or hits[0].score < self._min_score:
             return None
-        best = hits[0]
-        return Recollection(
-            tier="episodic",
-            namespace=namespace,
-            key=best.episode.key,
-            value=best.episode.data,
-            importance=best.episode.importance,
-            metadata=best.episode.metadata,
-            score=best.score,
-        )
+        return _from_hit(namespace, hits[0])
 
     async def search(self, query: str, *, namespace: str, k: int = 5) -> list[Recollection]:
         """The `k` episodes of `namespace` closest in meaning to `query`."""
         if self.episodic is None:
             return []
         hits = await self.episodic.search(check_namespace(namespace), query, k=k)
-        return [
-            Recollection(
-                tier="episodic",
-                namespace=namespace,
-                key=hit.episode.key,
-                value=hit.episode.data,
-                importance=hit.episode.importance,
-                metadata=hit.episode.metadata,
-                score=hit.score,
-            )
-            for hit in hits
-        ]
+        return [_from_hit(namespace, hit) for hit in hits]
 
     async def forget(self, key: str, *, namespace: str) -> tuple[Tier, ...]:
         """Remove `key` from every tier; return the tiers that held it.
@@ -318,6 +298,18 @@ def _metadata(metadata: Mapping[str, object] | None) -> dict[str, JsonValue]:
 def _episode_text(key: str, value: JsonValue) -> str:
     rendered = value if isinstance(value, str) else codec.canonical_text(value)
     return f"{key}: {rendered}"
+
+
+def _from_hit(namespace: str, hit: EpisodeHit) -> Recollection:
+    return Recollection(
+        tier="episodic",
+        namespace=namespace,
+        key=hit.episode.key,
+        value=hit.episode.data,
+        importance=hit.episode.importance,
+        metadata=hit.episode.metadata,
+        score=hit.score,
+    )
 
 
 def _from_record(tier: Tier, record: MemoryRecord) -> Recollection:
