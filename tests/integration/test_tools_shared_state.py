@@ -20,6 +20,7 @@ from agent_runtime.resilience import (
     CircuitOpenError,
     SharedCircuitBreaker,
 )
+from tests.support.fake_time import FakeTime
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
 
@@ -101,15 +102,7 @@ async def test_two_runtime_processes_share_the_open_state(redis_url: str) -> Non
     assert fourth == {"outcomes": ["ok", "ok"], "invoked": 2, "state": "closed"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def replica(redis: Redis, clock: Clock, wall: Clock) -> SharedCircuitBreaker:
+def replica(redis: Redis, clock: FakeTime, wall: FakeTime) -> SharedCircuitBreaker:
     settings = CircuitBreakerSettings(
         minimum_calls=2,
         window_size=2,
@@ -123,7 +116,7 @@ def replica(redis: Redis, clock: Clock, wall: Clock) -> SharedCircuitBreaker:
 
 
 async def test_replicas_follow_each_other_and_share_the_trial_budget(redis_url: str) -> None:
-    clock, wall = Clock(), Clock()
+    clock, wall = FakeTime(), FakeTime()
     wall.now = 1_000_000.0
     async with Redis.from_url(redis_url) as redis:
         a, b = replica(redis, clock, wall), replica(redis, clock, wall)
@@ -149,7 +142,7 @@ async def test_replicas_follow_each_other_and_share_the_trial_budget(redis_url: 
 async def test_a_replica_without_redis_falls_back_to_its_own_breaker(
     redis_server: RedisServer,
 ) -> None:
-    clock, wall = Clock(), Clock()
+    clock, wall = FakeTime(), FakeTime()
     async with Redis.from_url(
         redis_server.url, socket_connect_timeout=0.2, socket_timeout=0.2
     ) as redis:

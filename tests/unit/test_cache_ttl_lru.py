@@ -12,15 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_runtime.cache import MISSING, ToolCache, TtlLruCache, cache_key
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.fake_time import FakeTime
 
 keys = st.sampled_from([f"t\x1f{i}" for i in range(6)] + [f"u\x1f{i}" for i in range(3)])
 operations = st.lists(
@@ -38,7 +30,7 @@ operations = st.lists(
 @settings(max_examples=300)
 @given(size=st.integers(1, 5), ops=operations)
 def test_the_cache_behaves_like_an_ordered_dict_with_deadlines(size: int, ops: list[Any]) -> None:
-    clock = Clock()
+    clock = FakeTime()
     cache = TtlLruCache(size, clock=clock)
     model: OrderedDict[str, tuple[float, int]] = OrderedDict()
     hits = misses = evictions = 0
@@ -182,7 +174,7 @@ async def test_a_value_computed_across_an_invalidation_is_not_stored() -> None:
 
 
 async def test_entries_expire_after_their_ttl() -> None:
-    clock = Clock()
+    clock = FakeTime()
     cache = ToolCache(10, clock=clock)
 
     async def value() -> int:

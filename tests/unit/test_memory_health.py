@@ -8,14 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agent_runtime.memory.errors import StoreUnavailableError
 from agent_runtime.memory.health import RedisHealth
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fake_time import FakeTime
 
 
 def gauge(pool: str) -> float | None:
@@ -23,7 +16,7 @@ def gauge(pool: str) -> float | None:
 
 
 async def test_failures_degrade_then_fail_fast_until_the_backoff_passes() -> None:
-    clock = FakeClock()
+    clock = FakeTime(1000.0)
     health = RedisHealth("unit-a", initial_backoff=1.0, max_backoff=4.0, clock=clock)
     attempts = 0
 
@@ -56,7 +49,7 @@ async def test_failures_degrade_then_fail_fast_until_the_backoff_passes() -> Non
 
 
 async def test_backoff_is_capped_and_success_recovers() -> None:
-    clock = FakeClock()
+    clock = FakeTime(1000.0)
     health = RedisHealth("unit-b", initial_backoff=1.0, max_backoff=4.0, clock=clock)
 
     async def broken() -> None:
@@ -77,7 +70,7 @@ async def test_backoff_is_capped_and_success_recovers() -> None:
 
 
 async def test_probe_ignores_the_backoff() -> None:
-    clock = FakeClock()
+    clock = FakeTime(1000.0)
     up = False
 
     async def ping() -> bool:

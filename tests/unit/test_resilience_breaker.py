@@ -19,14 +19,7 @@ from agent_runtime.resilience.breaker import (
     Transition,
 )
 from agent_runtime.resilience.window import CountWindow, TimeWindow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fake_time import FakeTime
 
 
 @dataclass
@@ -120,7 +113,7 @@ breaker_settings = st.builds(
 class BreakerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = Clock()
+        self.clock = FakeTime()
         self.permits: list[tuple[Permit, int]] = []
 
     @initialize(s=breaker_settings)
@@ -248,7 +241,7 @@ def test_slow_calls_open_it_too() -> None:
 
 
 def test_half_open_lets_a_few_trials_through_then_decides() -> None:
-    clock = Clock()
+    clock = FakeTime()
     transitions: list[Transition] = []
     breaker = CircuitBreaker(
         "d",
@@ -277,7 +270,7 @@ def test_half_open_lets_a_few_trials_through_then_decides() -> None:
 
 
 def test_an_abandoned_trial_gives_its_slot_back() -> None:
-    clock = Clock()
+    clock = FakeTime()
     breaker = CircuitBreaker(
         "d",
         CircuitBreakerSettings(

@@ -16,19 +16,7 @@ from agent_runtime.resilience.fallback import (
 )
 from agent_runtime.resilience.limits import RateLimitedError, TokenBucket
 from agent_runtime.resilience.retry import call_with_retry
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.fake_time import FakeTime
 
 
 class TransientError(Exception):

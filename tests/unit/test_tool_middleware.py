@@ -23,24 +23,10 @@ from agent_runtime.tools.errors import ToolError, ToolHttpStatusError, ToolTimeo
 from agent_runtime.tools.middleware.chain import HookMiddleware, MiddlewareChain, Next
 from agent_runtime.tools.registry import DEFAULT_ORDER, ToolRegistry
 from agent_runtime.tools.tool import ToolCall
+from tests.support.fake_time import FakeTime
 
 READ_ONLY = ToolHints(read_only=True)
 NO_CACHE = CacheSettings(enabled=False)
-
-
-class FakeTime:
-    """A clock and a sleep that only move when told (sleep moves the clock)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Recorder:
@@ -168,7 +154,7 @@ async def test_hook_middleware_sees_before_after_and_errors() -> None:
 
 async def test_a_retry_is_seen_by_layers_inside_retry_only() -> None:
     log: list[str] = []
-    time = FakeTime()
+    time = FakeTime(1000.0)
     run, calls = flaky(2, server_error)
     registry = ToolRegistry(clock=time, sleep=time.sleep)
     registry.register_function(run, name="t", description="", hints=READ_ONLY, cache=NO_CACHE)
@@ -185,7 +171,7 @@ async def test_a_retry_is_seen_by_layers_inside_retry_only() -> None:
 
 
 async def test_idempotent_tools_are_retried_with_backoff() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     run, calls = flaky(2, server_error)
     registry = ToolRegistry(
         resilience=policy(
@@ -214,7 +200,7 @@ async def test_idempotent_tools_are_retried_with_backoff() -> None:
 async def test_what_is_not_retried(
     hints: ToolHints, overrides: dict[str, Any], error: Callable[[], Exception], attempts: int
 ) -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     run, calls = flaky(5, error)
     registry = ToolRegistry(clock=time, sleep=time.sleep)
     registry.register_function(
@@ -226,7 +212,7 @@ async def test_what_is_not_retried(
 
 
 async def test_retries_stop_before_the_call_deadline() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     run, calls = flaky(10, server_error)
     registry = ToolRegistry(
         resilience=policy(
@@ -249,7 +235,7 @@ async def test_retries_stop_before_the_call_deadline() -> None:
 
 
 async def test_the_breaker_opens_and_refuses_without_calling() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     run, calls = flaky(100, server_error)
     registry = ToolRegistry(
         resilience=policy(
@@ -410,7 +396,7 @@ async def test_the_bulkhead_refuses_calls_beyond_its_limit() -> None:
 
 
 async def test_the_rate_limit_refuses_then_refills() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
 
     async def ok(_: dict[str, Any]) -> Any:
         return "ok"
