@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import jsonschema
 from pydantic import (
@@ -176,6 +176,12 @@ def _unique(items: list[Any], key: str) -> list[Any]:
     return items
 
 
+_Item = TypeVar("_Item")
+
+NameKeyed = Annotated[list[_Item], AfterValidator(lambda items: _unique(items, "name"))]
+"""A list whose items' `name`s are unique (the server refuses duplicate list-map keys too)."""
+
+
 # ---------------------------------------------------------------------------
 # Shared references
 # ---------------------------------------------------------------------------
@@ -278,15 +284,10 @@ class ToolRef(ApiModel):
 class ToolSelection(ApiModel):
     """Which AgentTools the pool's agents may call: those named plus those selected."""
 
-    refs: list[ToolRef] = list_map("name")
+    refs: NameKeyed[ToolRef] = list_map("name")
     """AgentTools by name."""
     selector: LabelSelector | None = None
     """AgentTools by label; unset selects none."""
-
-    @field_validator("refs")
-    @classmethod
-    def _unique_names(cls, value: list[ToolRef]) -> list[ToolRef]:
-        return _unique(value, "name")
 
 
 # ---------------------------------------------------------------------------
@@ -650,7 +651,7 @@ class PodTemplateOverride(ApiModel):
     """Image pull policy of the agent container."""
     resources: ResourceRequirements | None = None
     """Compute resources of the agent container."""
-    env: list[EnvVar] = list_map("name")
+    env: NameKeyed[EnvVar] = list_map("name")
     """Extra environment variables of the agent container."""
     node_selector: dict[Annotated[str, StringConstraints(max_length=317)], LabelValue] = Field(
         default_factory=dict, max_length=MAX_LIST
@@ -664,11 +665,6 @@ class PodTemplateOverride(ApiModel):
     """Annotations added to the agent pods."""
     service_account_name: DnsSubdomain | None = None
     """Service account of the agent pods; unset uses the namespace's default."""
-
-    @field_validator("env")
-    @classmethod
-    def _unique_names(cls, value: list[EnvVar]) -> list[EnvVar]:
-        return _unique(value, "name")
 
 
 # ---------------------------------------------------------------------------
@@ -813,15 +809,10 @@ class HttpImplementation(ApiModel):
     """Endpoint URL. `{name}` placeholders are filled from the arguments, URL-encoded."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     """HTTP method."""
-    headers: list[HttpHeader] = list_map("name", max_items=32)
+    headers: NameKeyed[HttpHeader] = list_map("name", max_items=32)
     """Headers sent with each call."""
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     """Timeout of one call, in seconds."""
-
-    @field_validator("headers")
-    @classmethod
-    def _unique_names(cls, value: list[HttpHeader]) -> list[HttpHeader]:
-        return _unique(value, "name")
 
 
 class CommandImplementation(ApiModel):
@@ -869,15 +860,10 @@ class McpImplementation(ApiModel):
     """Name of the tool on that server."""
     transport: Literal["StreamableHTTP", "SSE"] = "StreamableHTTP"
     """MCP transport."""
-    headers: list[HttpHeader] = list_map("name", max_items=32)
+    headers: NameKeyed[HttpHeader] = list_map("name", max_items=32)
     """Headers sent with each request, e.g. an Authorization header from a Secret."""
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     """Timeout of one call, in seconds."""
-
-    @field_validator("headers")
-    @classmethod
-    def _unique_names(cls, value: list[HttpHeader]) -> list[HttpHeader]:
-        return _unique(value, "name")
 
 
 class AgentImplementation(ApiModel):
