@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tests.support.redis_server import REPO_ROOT
 
-TEST_CLUSTER = "agentpool-test"
+# Several checkouts on one machine (worktrees) each set their own name.
+TEST_CLUSTER = os.environ.get("AGENTPOOL_TEST_CLUSTER", "agentpool-test")
 
 
 @dataclass(frozen=True)
