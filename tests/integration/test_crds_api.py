@@ -131,6 +131,7 @@ def test_every_sample_is_accepted_and_reads_back_as_the_models_expect(
         "lookup-order",
         "search-help-center",
         "ask-billing-specialist",
+        "shipping",
     }
     for item in pools["items"]:
         pool = api.AgentPool.model_validate(item)
@@ -149,22 +150,42 @@ def test_kubectl_get_shows_the_printer_columns_and_the_category(
     crds: Cluster, namespace: str
 ) -> None:
     crds.kubectl("apply", "--server-side", "-n", namespace, "-f", str(REPO_ROOT / "examples"))
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "ToolMissing",
+        "message": "m",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    status = {"readyReplicas": 2, "desiredReplicas": 3, "demand": 9, "loadPercent": 42}
     crds.kubectl(
         "patch", "agentpool", "customer-support", "-n", namespace, "--subresource=status",
-        "--type=merge", "-p", json.dumps(
-            {"status": {"readyReplicas": 2, "desiredReplicas": 3, "loadPercent": 42}}
-        ),
+        "--type=merge", "-p", json.dumps({"status": {**status, "conditions": [ready]}}),
     )  # fmt: skip
     table = crds.kubectl("get", "ap", "customer-support", "-n", namespace).stdout.splitlines()
-    assert table[0].split()[:5] == ["NAME", "DOMAIN", "READY", "DESIRED", "LOAD%"]
-    assert table[1].split()[:5] == ["customer-support", "customer-support", "2", "3", "42"]
+    assert table[0].split()[:6] == ["NAME", "READY", "DESIRED", "DEMAND", "LOAD%", "STATUS"]
+    assert table[1].split()[:6] == ["customer-support", "2", "3", "9", "42", "ToolMissing"]
     both = crds.kubectl("get", "agentpool-all", "-n", namespace, "-o", "name").stdout.split()
     assert "agentpool.agentpool.dev/billing" in both
     assert "agenttool.agentpool.dev/lookup-order" in both
     tools = crds.kubectl("get", "at", "-n", namespace).stdout.splitlines()
-    assert tools[0].split()[:3] == ["NAME", "IMPLEMENTATION", "VALID"]
-    explained = crds.kubectl("explain", "agentpool.spec.scaling.minReplicas").stdout
-    assert "Fewest replicas the autoscaler keeps" in explained
+    assert tools[0].split()[:3] == ["NAME", "IMPLEMENTATION", "READY"]
+
+
+def test_kubectl_explain_shows_plain_text_with_the_defaults(crds: Cluster) -> None:
+    def explain(field: str) -> str:
+        # kubectl wraps lines; compare words, not layout.
+        return " ".join(crds.kubectl("explain", field).stdout.split())
+
+    scaling = explain("agentpool.spec.scaling")
+    assert "Fewest replicas" in scaling
+    assert "Defaults to Operator." in scaling
+    assert "Defaults to 1." in scaling
+    assert "`" not in scaling
+    assert "Above it, the pool grows. Defaults to 70." in explain(
+        "agentpool.spec.scaling.operator.targetLoadPercent"
+    )
+    assert "hysteresis band" in explain("agentpool.spec.scaling.operator.scaleDownLoadPercent")
 
 
 # ---------------------------------------------------------------------------- scale
@@ -199,10 +220,39 @@ def test_kubectl_scale_sets_spec_replicas_through_the_scale_subresource(
     assert "spec.replicas" in refused.stderr
 
 
+def test_the_scale_subresource_is_unreadable_until_replicas_is_written(
+    crds: Cluster, objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    # Why the operator writes spec.replicas (through /scale) when a pool leaves it out:
+    # the server cannot serve the Scale of an object without the field, and the HPA
+    # controller reads the Scale before it writes one.
+    _create(objects, namespace, "AgentPool", BASE_POOL, dry_run=False)
+    path = f"/apis/agentpool.dev/v1alpha1/namespaces/{namespace}/agentpools/probe/scale"
+    missing = crds.kubectl("get", "--raw", path, check=False)
+    assert missing.returncode != 0
+    assert ".spec.replicas" in missing.stderr
+    # A patch of /scale reads the Scale first, and fails the same way; a PUT does not.
+    patched = crds.kubectl(
+        "patch", "agentpool", "probe", "-n", namespace, "--subresource=scale",
+        "--type=merge", "-p", '{"spec": {"replicas": 1}}', check=False,
+    )  # fmt: skip
+    assert patched.returncode != 0
+    objects.replace_namespaced_custom_object_scale(
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        "agentpools",
+        "probe",
+        {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "probe"},
+         "spec": {"replicas": 1}},
+    )  # fmt: skip
+    assert json.loads(crds.kubectl("get", "--raw", path).stdout)["spec"]["replicas"] == 1
+
+
 def test_status_written_through_the_subresource_feeds_the_scale_selector(
     crds: Cluster, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
-    _create(objects, namespace, "AgentPool", BASE_POOL, dry_run=False)
+    _create(objects, namespace, "AgentPool", {**BASE_POOL, "replicas": 1}, dry_run=False)
     objects.patch_namespaced_custom_object_status(
         api.GROUP,
         api.VERSION,
@@ -228,7 +278,7 @@ def test_status_written_through_the_subresource_feeds_the_scale_selector(
 def test_an_hpa_can_target_a_pool(
     crds: Cluster, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
-    _create(objects, namespace, "AgentPool", BASE_POOL, dry_run=False)
+    _create(objects, namespace, "AgentPool", {**BASE_POOL, "replicas": 1}, dry_run=False)
     objects.patch_namespaced_custom_object_status(
         api.GROUP,
         api.VERSION,
@@ -297,24 +347,55 @@ def _pool(**changes: Any) -> dict[str, Any]:
 def _tool(**changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "description": "Look an order up.",
+        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
         "http": {"url": "https://orders.example.com/{id}"},
     }
-    spec.update(changes)
+    for key, value in changes.items():
+        if value is _DELETE:
+            del spec[key]
+        else:
+            spec[key] = value
     return spec
 
 
 _DELETE = object()
 _HTTP = {"url": "https://orders.example.com/{id}"}
 
+_PARAMS = {"type": "object", "properties": {"id": {"type": "string"}}}
+
 INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     # (id, kind, spec, the field the server's message must name)
-    ("pool-no-domain", "AgentPool", _pool(domain=_DELETE), "spec.domain"),
     ("pool-domain-not-a-label", "AgentPool", _pool(domain="Customer Support"), "spec.domain"),
     ("pool-no-model", "AgentPool", _pool(model=_DELETE), "spec.model"),
+    ("pool-no-instructions", "AgentPool", _pool(instructions=_DELETE), "spec.instructions"),
+    (
+        "pool-two-instructions",
+        "AgentPool",
+        _pool(instructionsFrom={"configMapKeyRef": {"name": "p", "key": "k"}}),
+        "spec.instructions",
+    ),
     ("pool-model-url-scheme", "AgentPool", _pool(model__baseUrl="ftp://llm"), "spec.model.baseUrl"),
-    ("pool-temperature-range", "AgentPool", _pool(model__temperature=3), "spec.model.temperature"),
+    (
+        "pool-temperature-range",
+        "AgentPool",
+        _pool(model__temperature="3"),
+        "spec.model.temperature",
+    ),
+    (
+        "pool-temperature-float",
+        "AgentPool",
+        _pool(model__temperature=0.5),
+        "spec.model.temperature",
+    ),
     ("pool-api-key-inline", "AgentPool", _pool(model__apiKey="sk-123"), "spec.model.apiKey"),
     ("pool-replicas-negative", "AgentPool", _pool(replicas=-1), "spec.replicas"),
+    ("pool-replicas-above-max", "AgentPool", _pool(replicas=11), "spec.replicas"),
+    (
+        "pool-replicas-below-min",
+        "AgentPool",
+        _pool(replicas=1, scaling__minReplicas=2),
+        "spec.replicas",
+    ),
     (
         "pool-concurrency-zero",
         "AgentPool",
@@ -322,6 +403,7 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.concurrencyPerReplica",
     ),
     ("pool-scaling-mode", "AgentPool", _pool(scaling__mode="keda"), "spec.scaling.mode"),
+    ("pool-scaling-mode-case", "AgentPool", _pool(scaling__mode="hpa"), "spec.scaling.mode"),
     (
         "pool-min-above-max",
         "AgentPool",
@@ -332,20 +414,32 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "pool-scale-down-mark-above-target",
         "AgentPool",
-        _pool(scaling__targetLoadPercent=60, scaling__scaleDownLoadPercent=80),
-        "spec.scaling.scaleDownLoadPercent",
+        _pool(scaling__operator={"targetLoadPercent": 60, "scaleDownLoadPercent": 80}),
+        "spec.scaling.operator.scaleDownLoadPercent",
     ),
     (
         "pool-hpa-min-zero",
         "AgentPool",
-        _pool(scaling__mode="hpa", scaling__minReplicas=0),
+        _pool(scaling__mode="HPA", scaling__minReplicas=0),
         "spec.scaling.minReplicas",
+    ),
+    (
+        "pool-zero-without-a-waking-signal",
+        "AgentPool",
+        _pool(scaling__minReplicas=0, scaling__operator={"signal": "ActiveTurns"}),
+        "spec.scaling.minReplicas",
+    ),
+    (
+        "pool-hpa-settings-in-operator-mode",
+        "AgentPool",
+        _pool(scaling__hpa={"metric": "CPU"}),
+        "spec.scaling.hpa",
     ),
     (
         "pool-stabilization-range",
         "AgentPool",
-        _pool(scaling__behavior={"scaleDown": {"stabilizationWindowSeconds": 7200}}),
-        "spec.scaling.behavior.scaleDown.stabilizationWindowSeconds",
+        _pool(scaling__operator={"behavior": {"scaleDown": {"stabilizationWindowSeconds": 7200}}}),
+        "spec.scaling.operator.behavior.scaleDown.stabilizationWindowSeconds",
     ),
     (
         "pool-redis-url-and-secret",
@@ -368,7 +462,7 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "pool-importance-range",
         "AgentPool",
-        _pool(memory__longTerm={"importanceThreshold": 1.5}),
+        _pool(memory__longTerm={"importanceThreshold": "1.5"}),
         "spec.memory.longTerm.importanceThreshold",
     ),
     (
@@ -386,8 +480,10 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "pool-backoff-inverted",
         "AgentPool",
-        _pool(resilience__retry={"initialBackoffSeconds": 30, "maxBackoffSeconds": 5}),
-        "spec.resilience.retry.initialBackoffSeconds",
+        _pool(
+            resilience__retry={"initialBackoffMilliseconds": 30_000, "maxBackoffMilliseconds": 5}
+        ),
+        "spec.resilience.retry.initialBackoffMilliseconds",
     ),
     (
         "pool-duplicate-tool-refs",
@@ -395,6 +491,7 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         _pool(tools__refs=[{"name": "a"}, {"name": "a"}]),
         "spec.tools.refs[1]",
     ),
+    ("pool-empty-tool-selector", "AgentPool", _pool(tools__selector={}), "spec.tools.selector"),
     (
         "pool-selector-in-without-values",
         "AgentPool",
@@ -404,20 +501,26 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "pool-bad-quantity",
         "AgentPool",
-        _pool(template__resources={"limits": {"cpu": "lots"}}),
-        "spec.template.resources.limits.cpu",
+        _pool(podTemplate__resources={"limits": {"cpu": "lots"}}),
+        "spec.podTemplate.resources.limits.cpu",
     ),
     (
         "pool-toleration-exists-with-value",
         "AgentPool",
-        _pool(template__tolerations=[{"key": "k", "operator": "Exists", "value": "v"}]),
-        "spec.template.tolerations[0].value",
+        _pool(podTemplate__tolerations=[{"key": "k", "operator": "Exists", "value": "v"}]),
+        "spec.podTemplate.tolerations[0].value",
+    ),
+    (
+        "pool-toleration-without-key",
+        "AgentPool",
+        _pool(podTemplate__tolerations=[{"operator": "Equal", "value": "v"}]),
+        "spec.podTemplate.tolerations[0].key",
     ),
     (
         "pool-env-value-and-value-from",
         "AgentPool",
         _pool(
-            template__env=[
+            podTemplate__env=[
                 {
                     "name": "A",
                     "value": "1",
@@ -425,10 +528,33 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
                 }
             ]
         ),
-        "spec.template.env[0].valueFrom",
+        "spec.podTemplate.env[0].valueFrom",
+    ),
+    (
+        "pool-label-key",
+        "AgentPool",
+        _pool(podTemplate__labels={"not a key": "v"}),
+        "spec.podTemplate.labels",
+    ),
+    (
+        "pool-mount-without-volume",
+        "AgentPool",
+        _pool(podTemplate__volumeMounts=[{"name": "data", "mountPath": "/data"}]),
+        "spec.podTemplate.volumeMounts",
+    ),
+    (
+        "pool-pdb-percent",
+        "AgentPool",
+        _pool(disruptionBudget__maxUnavailable="150%"),
+        "spec.disruptionBudget.maxUnavailable",
     ),
     ("pool-unknown-field", "AgentPool", _pool(scaling__minReplica=2), "spec.scaling.minReplica"),
-    ("tool-no-description", "AgentTool", {"http": _HTTP}, "spec.description"),
+    (
+        "tool-no-description",
+        "AgentTool",
+        {"http": _HTTP, "parameters": _PARAMS},
+        "spec.description",
+    ),
     ("tool-no-implementation", "AgentTool", {"description": "d"}, "spec"),
     (
         "tool-two-implementations",
@@ -442,6 +568,33 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         _tool(parameters={"type": "array", "items": {"type": "string"}}),
         "spec.parameters.type",
     ),
+    (
+        "tool-http-without-parameters",
+        "AgentTool",
+        {"description": "d", "http": {"url": "https://orders.example.com/x"}},
+        "spec.parameters",
+    ),
+    (
+        "tool-http-undeclared-placeholder",
+        "AgentTool",
+        _tool(http={"url": "https://orders.example.com/{order}"}),
+        "spec.http.url",
+    ),
+    (
+        "tool-command-undeclared-placeholder",
+        "AgentTool",
+        _tool(
+            http=_DELETE,
+            command={"argv": ["/bin/echo", "{id}{x}"], "allowedBinaries": ["/bin/echo"]},
+        ),
+        "spec.command.argv",
+    ),
+    (
+        "tool-agent-with-parameters",
+        "AgentTool",
+        _tool(http=_DELETE, agent={"poolName": "billing"}),
+        "spec.parameters",
+    ),
     ("tool-http-url", "AgentTool", _tool(http={"url": "orders.example.com"}), "spec.http.url"),
     ("tool-http-method", "AgentTool", _tool(http={**_HTTP, "method": "TRACE"}), "spec.http.method"),
     (
@@ -453,29 +606,25 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "tool-command-binary-not-allowed",
         "AgentTool",
-        {
-            "description": "d",
-            "command": {"argv": ["/bin/sh", "-c", "{script}"], "allowedBinaries": ["/bin/echo"]},
-        },
+        _tool(
+            http=_DELETE,
+            command={"argv": ["/bin/sh", "-c", "{id}"], "allowedBinaries": ["/bin/echo"]},
+        ),
         "spec.command.argv",
     ),
     (
         "tool-command-empty-argv",
         "AgentTool",
-        {"description": "d", "command": {"argv": [], "allowedBinaries": ["/bin/echo"]}},
+        _tool(http=_DELETE, command={"argv": [], "allowedBinaries": ["/bin/echo"]}),
         "spec.command.argv",
     ),
     (
         "tool-command-output-cap",
         "AgentTool",
-        {
-            "description": "d",
-            "command": {
-                "argv": ["/bin/echo"],
-                "allowedBinaries": ["/bin/echo"],
-                "maxOutputBytes": 0,
-            },
-        },
+        _tool(
+            http=_DELETE,
+            command={"argv": ["/bin/echo"], "allowedBinaries": ["/bin/echo"], "maxOutputBytes": 0},
+        ),
         "spec.command.maxOutputBytes",
     ),
     (
@@ -484,7 +633,12 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         _tool(hints={"readOnlyHint": True, "destructiveHint": True}),
         "spec.hints.destructiveHint",
     ),
-    ("tool-cache-of-a-writing-tool", "AgentTool", _tool(cache={"ttlSeconds": 60}), "spec.cache"),
+    (
+        "tool-cache-of-a-writing-tool",
+        "AgentTool",
+        _tool(cache={"enabled": True}),
+        "spec.cache.enabled",
+    ),
     (
         "tool-agent-pool-name",
         "AgentTool",
@@ -492,10 +646,25 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.agent.poolName",
     ),
     (
-        "tool-mcp-without-tool-name",
+        "tool-agent-pool-name-not-dns-1035",
         "AgentTool",
-        {"description": "d", "mcp": {"url": "https://mcp.example.com/mcp"}},
-        "spec.mcp.toolName",
+        {"description": "d", "agent": {"poolName": "1billing"}},
+        "spec.agent.poolName",
+    ),
+    (
+        "tool-mcp-sse",
+        "AgentTool",
+        {"description": "d", "mcp": {"url": "https://mcp.example.com/mcp", "transport": "SSE"}},
+        "spec.mcp.transport",
+    ),
+    (
+        "tool-mcp-approval-not-a-subset",
+        "AgentTool",
+        {
+            "description": "d",
+            "mcp": {"url": "https://m.example.com", "toolNames": ["a"], "requireApproval": ["b"]},
+        },
+        "spec.mcp.requireApproval",
     ),
 ]
 

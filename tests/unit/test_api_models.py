@@ -35,16 +35,16 @@ def _pool(**changes: Any) -> dict[str, Any]:
 
 
 def _tool(**changes: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"description": "Say hello.", "agent": {"poolName": "greeter"}}
+    spec: dict[str, Any] = {"description": "Say hello.", "mcp": {"url": "https://m.example.com"}}
     spec.update(changes)
     return spec
 
 
-def test_the_samples_hold_a_pool_with_three_kinds_of_tools() -> None:
+def test_the_samples_hold_a_pool_with_every_kind_of_tool() -> None:
     pools = [api.AgentPool.model_validate(d) for d in _examples("AgentPool")]
     tools = [api.AgentTool.model_validate(d) for d in _examples("AgentTool")]
     assert {p.metadata.name for p in pools} >= {"customer-support"}
-    assert {t.spec.implementation for t in tools} == {"Http", "Command", "Agent"}
+    assert {t.spec.implementation for t in tools} == {"HTTP", "Command", "Agent", "MCP"}
     # The pool-as-tool points at a pool of the samples.
     agent_tools = [t for t in tools if t.spec.agent is not None]
     assert agent_tools[0].spec.agent is not None
@@ -53,15 +53,23 @@ def test_the_samples_hold_a_pool_with_three_kinds_of_tools() -> None:
 
 def test_a_minimal_pool_gets_the_documented_defaults() -> None:
     spec = api.AgentPoolSpec.model_validate(BASE_POOL)
-    assert spec.replicas == 1
-    assert spec.scaling.mode == "operator"
+    # replicas has one writer (the autoscaler or the user) and no default.
+    assert spec.replicas is None
+    assert spec.scaling.mode == "Operator"
     assert (spec.scaling.min_replicas, spec.scaling.max_replicas) == (1, 10)
-    assert spec.scaling.behavior.scale_up.stabilization_window_seconds == 0
-    assert spec.scaling.behavior.scale_down.stabilization_window_seconds == 300
+    assert spec.scaling.operator is None
+    settings = spec.scaling.operator_settings
+    assert (settings.target_load_percent, settings.scale_down_load_percent) == (70, 40)
+    assert settings.signal == "ActiveTurnsAndQueuedTasks"
     assert spec.resilience.circuit_breaker.failure_rate_threshold == 50
     assert spec.resilience.circuit_breaker.sliding_window_type == "CountBased"
+    assert spec.resilience.retry.backoff_multiplier == "2"
     assert spec.memory.redis is None
+    assert spec.memory.long_term.enabled is None  # on when the pool has Redis
     assert spec.memory.episodic.enabled is False
+    assert spec.pod_template.termination_grace_period_seconds == 120
+    assert spec.network_policy.enabled is True
+    assert spec.disruption_budget.max_unavailable == 1
 
 
 def test_documents_are_camel_case_and_python_names_are_accepted_too() -> None:
@@ -71,7 +79,6 @@ def test_documents_are_camel_case_and_python_names_are_accepted_too() -> None:
     dumped = _dump(by_alias)
     assert dumped["minReplicas"] == 2
     assert "min_replicas" not in dumped
-    assert dumped["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
 
 
 def test_models_are_immutable() -> None:
@@ -83,6 +90,11 @@ def test_models_are_immutable() -> None:
 def test_unknown_fields_are_refused_not_dropped() -> None:
     with pytest.raises(ValidationError, match="minReplica"):
         api.AgentPoolSpec.model_validate(_pool(scaling={"minReplica": 2}))
+    # SSE is not a transport the runtime speaks, so the API does not offer it.
+    with pytest.raises(ValidationError, match="transport"):
+        api.AgentToolSpec.model_validate(
+            {"description": "d", "mcp": {"url": "https://m.example.com", "transport": "SSE"}}
+        )
 
 
 @pytest.mark.parametrize(
@@ -90,46 +102,131 @@ def test_unknown_fields_are_refused_not_dropped() -> None:
     [
         (_pool(scaling={"minReplicas": 5, "maxReplicas": 2}), "minReplicas must not exceed"),
         (
-            _pool(scaling={"targetLoadPercent": 30, "scaleDownLoadPercent": 30}),
+            _pool(scaling={"operator": {"targetLoadPercent": 30, "scaleDownLoadPercent": 30}}),
             "scaleDownLoadPercent must be below",
         ),
-        (_pool(scaling={"mode": "hpa", "minReplicas": 0}), "at least 1 when mode is hpa"),
+        (_pool(scaling={"mode": "HPA", "minReplicas": 0}), "at least 1 when mode is HPA"),
+        (
+            _pool(scaling={"minReplicas": 0, "operator": {"signal": "ActiveTurns"}}),
+            "minReplicas 0 needs signal ActiveTurnsAndQueuedTasks",
+        ),
+        (_pool(scaling={"mode": "None", "hpa": {}}), "hpa is only allowed with mode HPA"),
+        (_pool(scaling={"mode": "HPA", "operator": {}}), "operator is only allowed"),
+        (_pool(replicas=11), "replicas must be within"),
+        (_pool(replicas=0), "replicas must be within"),
+        (_pool(instructions=None), "exactly one of instructions or instructionsFrom"),
+        (
+            _pool(instructionsFrom={"configMapKeyRef": {"name": "p", "key": "k"}}),
+            "exactly one of instructions or instructionsFrom",
+        ),
+        (_pool(tools={"selector": {}}), "an empty selector"),
         (_pool(memory={"redis": {}}), "exactly one of url or urlSecretRef"),
         (_pool(memory={"redis": {"url": "redis://a:b@r:6379"}}), "must not contain credentials"),
         (_pool(memory={"episodic": {"embedder": "Endpoint"}}), "embeddingModel is required"),
+        (_pool(memory={"longTerm": {"importanceThreshold": "1.5"}}), "between 0 and 1"),
+        (_pool(model={**BASE_POOL["model"], "temperature": 0.2}), "string"),
+        (_pool(model={**BASE_POOL["model"], "temperature": "2.5"}), "between 0 and 2"),
         (
             _pool(resilience={"circuitBreaker": {"slidingWindowSize": 5}}),
             "minimumNumberOfCalls must not exceed slidingWindowSize",
         ),
         (
-            _pool(resilience={"retry": {"initialBackoffSeconds": 20}}),
-            "initialBackoffSeconds must not exceed maxBackoffSeconds",
+            _pool(resilience={"retry": {"initialBackoffMilliseconds": 20_000}}),
+            "initialBackoffMilliseconds must not exceed maxBackoffMilliseconds",
         ),
         (
-            _pool(template={"tolerations": [{"operator": "Exists", "value": "x"}]}),
+            _pool(podTemplate={"tolerations": [{"operator": "Exists", "value": "x"}]}),
             "value must be empty when operator is Exists",
         ),
         (
-            _pool(template={"tolerations": [{"key": "k", "value": "v", "tolerationSeconds": 5}]}),
+            _pool(podTemplate={"tolerations": [{"operator": "Equal", "value": "x"}]}),
+            "key is required unless operator is Exists",
+        ),
+        (
+            _pool(
+                podTemplate={"tolerations": [{"key": "k", "value": "v", "tolerationSeconds": 5}]}
+            ),
             "tolerationSeconds is only allowed with effect NoExecute",
         ),
         (
-            _pool(template={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+            _pool(podTemplate={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
             "duplicate name",
+        ),
+        (
+            _pool(podTemplate={"env": [{"name": "AGENTPOOL_REDIS_URL", "value": "x"}]}),
+            "reserved for the operator",
+        ),
+        (
+            _pool(podTemplate={"labels": {"agentpool.dev/pool": "other"}}),
+            "label keys under agentpool.dev/",
+        ),
+        (
+            _pool(podTemplate={"volumeMounts": [{"name": "x", "mountPath": "/data"}]}),
+            "every volumeMount must name one of volumes",
+        ),
+        (
+            _pool(
+                podTemplate={
+                    "volumes": [{"name": "x", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "x", "mountPath": "/etc/agentpool/x"}],
+                }
+            ),
+            "mountPath must not be /etc/agentpool",
+        ),
+        (
+            _pool(podTemplate={"volumes": [{"name": "agentpool-x", "emptyDir": {}}]}),
+            "reserved for the operator",
+        ),
+        (
+            _pool(podTemplate={"serviceAccountName": "a", "serviceAccount": {}}),
+            "mutually exclusive",
         ),
         (_pool(tools={"refs": [{"name": "a"}, {"name": "a"}]}), "duplicate name"),
         (
             _pool(tools={"selector": {"matchExpressions": [{"key": "k", "operator": "In"}]}}),
             "values must be non-empty for In",
         ),
-        (_pool(template={"resources": {"limits": {"cpu": "lots"}}}), "not a Kubernetes quantity"),
+        (
+            _pool(podTemplate={"resources": {"limits": {"cpu": "lots"}}}),
+            "not a Kubernetes quantity",
+        ),
+        (_pool(disruptionBudget={"maxUnavailable": "150%"}), "percentage"),
     ],
 )
 def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
     spec: dict[str, Any], words: str
 ) -> None:
+    spec = {k: v for k, v in spec.items() if v is not None}
     with pytest.raises(ValidationError, match=words):
         api.AgentPoolSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "ok"),
+    [
+        ("billing", "AgentPool", True),
+        ("1billing", "AgentPool", False),
+        ("billing.eu", "AgentPool", False),
+        ("a" * api.MAX_POOL_NAME, "AgentPool", True),
+        ("a" * (api.MAX_POOL_NAME + 1), "AgentPool", False),
+        ("lookup-order", "AgentTool", True),
+        ("orders.v2", "AgentTool", False),
+        ("a" * 64, "AgentTool", True),
+        ("a" * 65, "AgentTool", False),
+    ],
+)
+def test_names_must_fit_what_is_derived_from_them(name: str, kind: str, ok: bool) -> None:
+    spec = BASE_POOL if kind == "AgentPool" else _tool()
+    document = {"metadata": {"name": name}, "spec": spec}
+    model = api.AgentPool if kind == "AgentPool" else api.AgentTool
+    if ok:
+        model.model_validate(document)
+    else:
+        with pytest.raises(ValidationError, match=r"metadata\.name"):
+            model.model_validate(document)
+
+
+_PARAMS = {"type": "object", "properties": {"id": {"type": "string"}}}
 
 
 @pytest.mark.parametrize(
@@ -137,10 +234,38 @@ def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
     [
         (_tool(http={"url": "https://x.example.com"}), "exactly one of http, command, mcp"),
         ({"description": "nothing"}, "exactly one of http, command, mcp"),
-        (_tool(parameters={"type": "array"}), "parameters must be a JSON Schema with type: object"),
+        (_tool(parameters={"type": "array"}), "type: object"),
+        (_tool(parameters=_PARAMS), "not allowed for mcp tools"),
         (
-            _tool(parameters={"type": "object", "properties": {"a": {"type": "banana"}}}),
-            "parameters is not a valid JSON Schema",
+            {"description": "d", "http": {"url": "https://x.example.com"}},
+            "parameters is required for http",
+        ),
+        (
+            {
+                "description": "d",
+                "parameters": _PARAMS,
+                "http": {"url": "https://x.example.com/{order}"},
+            },
+            "placeholder of http.url must be declared",
+        ),
+        (
+            {
+                "description": "d",
+                "parameters": _PARAMS,
+                "command": {
+                    "argv": ["/bin/echo", "--id={id}{x}"],
+                    "allowedBinaries": ["/bin/echo"],
+                },
+            },
+            "placeholder of command.argv must be declared",
+        ),
+        (
+            {
+                "description": "d",
+                "parameters": {"type": "object", "properties": {"a": {"type": "banana"}}},
+                "http": {"url": "https://x.example.com"},
+            },
+            "not a valid JSON Schema",
         ),
         (
             _tool(hints={"readOnlyHint": True, "destructiveHint": True}),
@@ -150,6 +275,18 @@ def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
         (
             {
                 "description": "d",
+                "mcp": {
+                    "url": "https://m.example.com",
+                    "toolNames": ["a"],
+                    "requireApproval": ["b"],
+                },
+            },
+            "requireApproval must be a subset of toolNames",
+        ),
+        (
+            {
+                "description": "d",
+                "parameters": _PARAMS,
                 "command": {"argv": ["/bin/rm", "-rf"], "allowedBinaries": ["/bin/echo"]},
             },
             "argv\\[0\\] must be one of allowedBinaries",
@@ -157,6 +294,7 @@ def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
         (
             {
                 "description": "d",
+                "parameters": _PARAMS,
                 "http": {
                     "url": "https://x.example.com",
                     "headers": [{"name": "Authorization", "value": "Bearer leaked"}],
@@ -167,6 +305,7 @@ def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
         (
             {
                 "description": "d",
+                "parameters": _PARAMS,
                 "http": {"url": "https://x.example.com", "headers": [{"name": "X-A"}]},
             },
             "exactly one of value or secretKeyRef",
@@ -180,9 +319,20 @@ def test_tool_rules_refuse_with_a_message_naming_the_field(
         api.AgentToolSpec.model_validate(spec)
 
 
+def test_a_tools_overrides_carry_no_defaults_of_their_own() -> None:
+    tool = api.AgentToolSpec.model_validate(
+        _tool(resilience={"retry": {"maxAttempts": 5}, "circuitBreaker": {"enabled": False}})
+    )
+    assert tool.resilience is not None
+    assert tool.resilience.retry is not None
+    assert tool.resilience.retry.model_dump(exclude_none=True) == {"max_attempts": 5}
+    assert tool.resilience.circuit_breaker is not None
+    assert tool.resilience.circuit_breaker.model_dump(exclude_none=True) == {"enabled": False}
+
+
 def test_a_read_only_tool_may_be_cached_and_leaves_destructive_unset() -> None:
     tool = api.AgentToolSpec.model_validate(
-        _tool(hints={"readOnlyHint": True}, cache={"ttlSeconds": 5})
+        _tool(hints={"readOnlyHint": True}, cache={"enabled": True, "ttlSeconds": 5})
     )
     assert tool.cache is not None
     assert tool.cache.ttl_seconds == 5
@@ -258,4 +408,4 @@ def test_generated_pool_specs_are_accepted_and_round_trip(spec: dict[str, Any]) 
 def test_generated_tool_specs_are_accepted_and_round_trip(spec: dict[str, Any]) -> None:
     model = api.AgentToolSpec.model_validate(spec)
     assert api.AgentToolSpec.model_validate(_dump(model)) == model
-    assert model.implementation in ("Http", "Command", "Mcp", "Agent")
+    assert model.implementation in ("HTTP", "Command", "MCP", "Agent")

@@ -135,7 +135,15 @@ def test_every_rule_is_in_the_crd_exactly_where_its_model_is() -> None:
         if isinstance(model, type) and issubclass(model, api.ApiModel)
         for rule in model.cel_rules
     }
-    assert declared == set(rules_in_crd)
+    # Besides the models' rules, the CRD carries the checks on map keys and decimal
+    # bounds (generated from the field types) and int-or-percent's sign.
+    generated = {
+        r
+        for r in rules_in_crd
+        if r.startswith("self.all(k,") or r.startswith("double(self)") or r.startswith("type(self)")
+    }
+    assert declared == set(rules_in_crd) - generated
+    assert generated
     # Rules of models used in several places appear once per use.
     assert len(rules_in_crd) > len(declared)
 
@@ -155,7 +163,9 @@ def test_agent_pool_has_the_scale_subresource_columns_and_category() -> None:
     assert columns["Domain"] == ".spec.domain"
     assert columns["Ready"] == ".status.readyReplicas"
     assert columns["Desired"] == ".status.desiredReplicas"
+    assert columns["Demand"] == ".status.demand"
     assert columns["Load%"] == ".status.loadPercent"
+    assert columns["Status"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Age"] == ".metadata.creationTimestamp"
     assert spec["names"]["shortNames"] == ["ap"]
     assert spec["names"]["categories"] == [crdgen.CATEGORY]
@@ -167,7 +177,7 @@ def test_agent_tool_columns_and_category() -> None:
     version = spec["versions"][0]
     assert version["subresources"] == {"status": {}}
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names[:2] == ["Implementation", "Valid"]
+    assert names[:2] == ["Implementation", "Ready"]
     assert spec["names"]["categories"] == [crdgen.CATEGORY]
 
 
@@ -186,10 +196,44 @@ def test_optional_fields_are_omitted_not_nullable() -> None:
 
 
 def test_exclusive_bounds_use_the_openapi_v3_form() -> None:
-    timeout = _schema("AgentPool")["properties"]["spec"]["properties"]["model"]["properties"][
-        "timeoutSeconds"
-    ]
-    assert (timeout["minimum"], timeout["exclusiveMinimum"]) == (0, True)
+    converted = to_structural({"type": "number", "exclusiveMinimum": 0})
+    assert (converted["minimum"], converted["exclusiveMinimum"]) == (0, True)
+
+
+@pytest.mark.parametrize("kind", ["AgentPool", "AgentTool"])
+def test_the_spec_has_no_floats(kind: str) -> None:
+    for path, node in _nodes(_schema(kind)["properties"]["spec"], "spec"):
+        assert node.get("type") != "number", f"{path} is a float; use an integer or a string"
+
+
+@pytest.mark.parametrize("kind", ["AgentPool", "AgentTool"])
+def test_every_optional_field_says_its_default_in_plain_text(kind: str) -> None:
+    spec = _schema(kind)["properties"]["spec"]
+    for path, node, required in _fields(spec, "spec"):
+        description = node.get("description", "")
+        assert description, f"{path} is undocumented"
+        for markup in ("`", "**", "]("):
+            assert markup not in description, f"{path}: markdown in {description!r}"
+        if not required:
+            assert "Defaults to" in description, f"{path} does not say its default"
+
+
+def _fields(schema: Schema, path: str) -> Iterator[tuple[str, Schema, bool]]:
+    container = schema.get("items", schema) if schema.get("type") == "array" else schema
+    if isinstance(container.get("additionalProperties"), dict):
+        container = container["additionalProperties"]
+    for name, sub in container.get("properties", {}).items():
+        yield f"{path}.{name}", sub, name in container.get("required", [])
+        yield from _fields(sub, f"{path}.{name}")
+
+
+def test_enum_values_are_camel_case_constants() -> None:
+    for kind in ("AgentPool", "AgentTool"):
+        for path, node in _nodes(_schema(kind)["properties"]["spec"], "spec"):
+            for value in node.get("enum", []):
+                if path.endswith((".method", ".medium", ".type")):
+                    continue  # HTTP methods, emptyDir medium and JSON Schema's own words
+                assert value[:1].isupper(), f"{path}: {value!r} is not CamelCase"
 
 
 def test_an_unsupported_ref_is_an_error() -> None:
@@ -205,6 +249,14 @@ def test_the_reference_documents_every_spec_field() -> None:
                 continue
             assert f"`{path}`" in reference, path
     assert "minReplicas must not exceed maxReplicas" in reference
+
+
+def test_names_are_checked_on_metadata_name() -> None:
+    pool = _schema("AgentPool")["properties"]["metadata"]["properties"]["name"]
+    assert pool["maxLength"] == api.MAX_POOL_NAME
+    assert pool["pattern"] == api.DNS1035_LABEL
+    tool = _schema("AgentTool")["properties"]["metadata"]["properties"]["name"]
+    assert tool["pattern"] == api.AgentTool.name_rule.pattern
 
 
 @given(pool_specs())
