@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.asyncio import Redis
 
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import IndexSettings, RedisSettings
 from agent_runtime.memory import (
     EpisodicMemory,
@@ -278,7 +279,7 @@ async def bench_state(client: Redis, health: RedisHealth) -> None:
 
 async def redis_part(url: str) -> None:
     client = create_redis(RedisSettings(url=url))
-    health = RedisHealth("bench")
+    health = RedisHealth(PoolIdentity(namespace="bench", name="bench"))
     try:
         await client.flushall()
         await bench_long_term(client, health)

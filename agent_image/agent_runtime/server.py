@@ -28,8 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from agent_runtime.api_errors import MemoryNotConfiguredError, error_response
+from agent_runtime.api_errors import error_response
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.config.limits import TENANT_PATTERN
 from agent_runtime.memory.errors import AgentMemoryError
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.resilience.breaker import CircuitOpenError
@@ -38,8 +39,6 @@ from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 from agent_runtime.runtime import Runtime
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError
 from agent_runtime.tools.memory_tools import memory_namespace
-
-_NAMESPACE = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 class _Body(BaseModel):
@@ -50,7 +49,7 @@ class _Body(BaseModel):
 
 class ToolCallRequest(_Body):
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
-    namespace: str = Field(default="default", pattern=_NAMESPACE)
+    namespace: str = Field(default="default", pattern=TENANT_PATTERN)
 
 
 class RememberRequest(_Body):
@@ -97,10 +96,7 @@ def create_app(
         return found
 
     def memory(request: Request) -> MemoryHierarchy:
-        found = runtime(request).memory
-        if found is None:
-            raise MemoryNotConfiguredError
-        return found
+        return runtime(request).memory
 
     async def handled(request: Request, exc: Exception) -> JSONResponse:
         status, body, headers = error_response(exc)
@@ -116,12 +112,11 @@ def create_app(
     @app.get("/readyz")
     async def readyz(request: Request) -> dict[str, Any]:
         status = runtime(request).memory_status()
-        body: dict[str, Any] = {"status": "ready", "pool": config.pool}
-        if status is not None:
-            body["memory"] = status.model_dump(mode="json", by_alias=True)
-            if status.degraded:
-                body["status"] = "degraded"
-        return body
+        return {
+            "status": "degraded" if status.degraded else "ready",
+            "pool": config.pool.model_dump(mode="json", by_alias=True),
+            "memory": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, Valid
 from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis
 
+from agent_runtime.config.identity import PoolIdentity
+from agent_runtime.config.limits import CONVERSATION_ID_MAX_CHARS
 from agent_runtime.config.memory import MemoryConfig, RetentionSettings
 from agent_runtime.memory import codec
 from agent_runtime.memory.errors import AgentMemoryError, CorruptRecordError, InvalidMemoryError
 from agent_runtime.memory.health import RedisHealth
 from agent_runtime.memory.keys import KeySpace, check_length
-
-MAX_CONVERSATION_ID_CHARS = 256
 
 
 class InvalidEventError(AgentMemoryError, ValueError):
@@ -300,7 +300,7 @@ def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState
 
 def check_conversation_id(conversation_id: str) -> str:
     """Return the id if usable, else raise `InvalidMemoryError`."""
-    return check_length("conversation id", conversation_id, MAX_CONVERSATION_ID_CHARS)
+    return check_length("conversation id", conversation_id, CONVERSATION_ID_MAX_CHARS)
 
 
 def encode_snapshot(state: ConversationState) -> bytes:
@@ -398,12 +398,12 @@ class ConversationStore:
 
     @classmethod
     def from_config(
-        cls, config: MemoryConfig, client: Redis, health: RedisHealth
+        cls, config: MemoryConfig, pool: PoolIdentity, client: Redis, health: RedisHealth
     ) -> ConversationStore:
         """The store the pool's config describes, on an existing client."""
         return cls(
             client,
-            KeySpace(config.key_prefix, config.pool),
+            KeySpace(config.key_prefix, pool.name),
             health,
             snapshot_every=config.state.snapshot_every,
             retention=config.state.retention,

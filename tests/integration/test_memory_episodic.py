@@ -16,6 +16,7 @@ from agent_runtime.memory import (
     RedisHealth,
     create_redis,
 )
+from tests.support.identity import identity
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def replica(client: Redis) -> EpisodicMemory:
     return EpisodicMemory(
         client,
         KeySpace("agentpool", "episodes"),
-        RedisHealth("episodes"),
+        RedisHealth(identity("episodes")),
         HashingEmbedder(128),
         index_settings=IndexSettings(dtype="f32"),
     )

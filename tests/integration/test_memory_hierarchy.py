@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig, RoutingRule, RoutingSettings
 from agent_runtime.memory import (
     InvalidMemoryError,
@@ -24,6 +25,8 @@ from agent_runtime.memory import (
     create_redis,
 )
 from tests.support.wait import async_wait_until
+
+POOL = PoolIdentity(namespace="tests", name="test-pool")
 
 json_values = st.recursive(
     st.none()
@@ -38,7 +41,6 @@ json_values = st.recursive(
 
 def config_for(url: str, **overrides: object) -> MemoryConfig:
     document: dict[str, object] = {
-        "pool": "test-pool",
         "redis": {"url": url},
         "episodic": {"embedder": {"kind": "hashing", "dimensions": 64}},
         "longTerm": {"compressAboveBytes": 256},
@@ -52,8 +54,8 @@ class Replica:
 
     def __init__(self, config: MemoryConfig) -> None:
         self.client = create_redis(config.redis)
-        self.health = create_health(config.pool, self.client, config.redis)
-        self.memory = MemoryHierarchy.from_config(config, self.client, self.health)
+        self.health = create_health(POOL, self.client, config.redis)
+        self.memory = MemoryHierarchy.from_config(config, POOL, self.client, self.health)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -125,14 +127,16 @@ async def test_remembered_is_recalled_unchanged_from_every_tier(
 
 RECALL_IN_NEW_PROCESS = """
 import asyncio, json, sys
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
 
 async def main():
     config = MemoryConfig.model_validate_json(sys.argv[1])
+    pool = PoolIdentity(namespace="tests", name="test-pool")
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
-    memory = MemoryHierarchy.from_config(config, client, health)
+    health = create_health(pool, client, config.redis)
+    memory = MemoryHierarchy.from_config(config, pool, client, health)
     found = [await memory.recall(key, namespace=sys.argv[3]) for key in json.loads(sys.argv[2])]
     print(json.dumps([None if f is None else f.model_dump(mode="json") for f in found]))
     await client.aclose()

@@ -11,12 +11,14 @@ from prometheus_client import REGISTRY
 from agent_runtime.config.memory import MemoryConfig
 from agent_runtime.memory import MemoryHierarchy, StoreUnavailableError, create_health, create_redis
 from agent_runtime.state import ConversationStore, InputReceived, ResponseGenerated, new_state
+from tests.support.identity import identity
 from tests.support.redis_server import RedisServer
 from tests.support.wait import async_wait_until
 
 
 def degraded_gauge(pool: str) -> float | None:
-    return REGISTRY.get_sample_value("agentpool_memory_degraded", {"pool": pool})
+    labels = {"namespace": "tests", "pool": pool}
+    return REGISTRY.get_sample_value("agentpool_memory_degraded", labels)
 
 
 async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> None:
@@ -27,16 +29,16 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
         admin.config_set("appendfsync", "always")
     config = MemoryConfig.model_validate(
         {
-            "pool": "outage",
             "redis": {"url": redis_server.url, "reconnectBackoffMaxSeconds": 0.5},
             "episodic": {"embedder": {"dimensions": 32}},
             "state": {"snapshotEvery": 5},
         }
     )
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
-    memory = MemoryHierarchy.from_config(config, client, health)
-    conversations = ConversationStore.from_config(config, client, health)
+    pool = identity("outage")
+    health = create_health(pool, client, config.redis)
+    memory = MemoryHierarchy.from_config(config, pool, client, health)
+    conversations = ConversationStore.from_config(config, pool, client, health)
     try:
         acked: dict[str, int] = {}
         state = new_state("conv")
@@ -72,7 +74,7 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
         assert degraded_gauge("outage") == 0.0
 
         # Every acknowledged write survived the crash; refused ones were never stored.
-        fresh = MemoryHierarchy.from_config(config, client, health)
+        fresh = MemoryHierarchy.from_config(config, pool, client, health)
         for key, value in acked.items():
             found = await fresh.recall(key, namespace="u")
             assert found is not None
@@ -91,12 +93,11 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
 async def test_recovery_happens_by_itself_with_the_watch_task(redis_server: RedisServer) -> None:
     config = MemoryConfig.model_validate(
         {
-            "pool": "outage-watch",
             "redis": {"url": redis_server.url, "reconnectBackoffMaxSeconds": 0.3},
         }
     )
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
+    health = create_health(identity("outage-watch"), client, config.redis)
     watcher = asyncio.create_task(health.watch(interval=0.1))
     try:
         redis_server.stop(kill=True)

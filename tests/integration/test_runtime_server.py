@@ -34,7 +34,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
     config = {
-        "pool": "itest",
+        "pool": {"namespace": "tests", "name": "itest"},
         "tools": {
             "definitions": [
                 {
@@ -50,7 +50,6 @@ def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
             ]
         },
         "memory": {
-            "pool": "itest",
             "redis": {"url": own_redis.url, "reconnectBackoffMaxSeconds": 0.5},
         },
     }

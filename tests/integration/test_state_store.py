@@ -26,6 +26,7 @@ from agent_runtime.state import (
     fold,
     new_state,
 )
+from tests.support.identity import identity
 from tests.unit.test_state_fold import histories
 
 KEYS = KeySpace("agentpool", "state-pool")
@@ -39,7 +40,7 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 
 
 def store(client: Redis, **options: object) -> ConversationStore:
-    return ConversationStore(client, KEYS, RedisHealth("state-pool"), **options)  # type: ignore[arg-type]
+    return ConversationStore(client, KEYS, RedisHealth(identity("state-pool")), **options)  # type: ignore[arg-type]
 
 
 @settings(
@@ -115,12 +116,14 @@ WRITER = """
 import asyncio, sys
 from agent_runtime.config.memory import RedisSettings
 from agent_runtime.memory import KeySpace, RedisHealth, create_redis
+from agent_runtime.config import PoolIdentity
 from agent_runtime.state import ConflictError, ConversationStore, InputReceived
 
 async def main(url, conversation, name, count):
     client = create_redis(RedisSettings(url=url))
     keys = KeySpace("agentpool", "state-pool")
-    store = ConversationStore(client, keys, RedisHealth("p"), snapshot_every=7)
+    health = RedisHealth(PoolIdentity(namespace="tests", name="p"))
+    store = ConversationStore(client, keys, health, snapshot_every=7)
     conflicts = 0
     for i in range(count):
         while True:
@@ -205,9 +208,11 @@ async def test_age_retention_uses_event_time(client: Redis) -> None:
 
 async def test_store_is_built_from_config(client: Redis, redis_url: str) -> None:
     config = MemoryConfig.model_validate(
-        {"pool": "state-pool", "redis": {"url": redis_url}, "state": {"snapshotEvery": 3}}
+        {"redis": {"url": redis_url}, "state": {"snapshotEvery": 3}}
     )
-    built = ConversationStore.from_config(config, client, RedisHealth("state-pool"))
+    built = ConversationStore.from_config(
+        config, identity("state-pool"), client, RedisHealth(identity("state-pool"))
+    )
     assert built.snapshot_every == 3
     state = await built.append(new_state("cfg"), InputReceived(at=1, content="hi"))
     assert (await store(client).load("cfg")) == state

@@ -73,7 +73,7 @@ async def registry_with(
         await registry.aclose()
 
 
-async def test_every_tool_is_discovered_and_namespaced(mcp_url: str) -> None:
+async def test_every_tool_is_discovered_and_prefixed(mcp_url: str) -> None:
     async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
         assert registry.names == ["calc__add", "calc__explode", "calc__shout"]
         add = registry.get("calc__add")
@@ -93,16 +93,16 @@ async def test_arguments_are_validated_locally_with_the_servers_schema(mcp_url: 
             await registry.call("calc__add", {"a": "two", "b": 1})
 
 
-async def test_a_single_remote_tool_takes_the_definitions_name(mcp_url: str) -> None:
+async def test_tool_names_choose_remote_tools_under_the_prefix(mcp_url: str) -> None:
     definition = {
         "name": "summer",
         "description": "Sums",
-        "mcp": {"url": mcp_url, "toolName": "add", "namespace": "ignored"},
+        "mcp": {"url": mcp_url, "toolNames": ["add", "shout"], "prefix": "calc"},
     }
     async with registry_with(definition) as registry:
-        assert registry.names == ["summer"]
-        assert registry.get("summer").description == "Sums"
-        assert (await registry.call("summer", {"a": 1, "b": 1})).value == {"total": 2}
+        assert registry.names == ["calc__add", "calc__shout"]
+        assert registry.get("calc__add").description == "Sums"
+        assert (await registry.call("calc__add", {"a": 1, "b": 1})).value == {"total": 2}
 
 
 async def test_server_side_errors_become_tool_errors(mcp_url: str) -> None:
@@ -113,7 +113,9 @@ async def test_server_side_errors_become_tool_errors(mcp_url: str) -> None:
 
 async def test_an_unknown_remote_tool_is_a_clear_error(mcp_url: str) -> None:
     with pytest.raises(Exception, match="has no tool 'nope' \\(it has: add, shout, explode\\)"):
-        async with registry_with({"name": "x", "mcp": {"url": mcp_url, "toolName": "nope"}}):
+        async with registry_with(
+            {"name": "x", "mcp": {"url": mcp_url, "toolNames": ["add", "nope"]}}
+        ):
             pass
 
 

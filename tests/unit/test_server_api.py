@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_runtime.config import RuntimeConfig
+from agent_runtime.config import PoolIdentity, RuntimeConfig
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.runtime import Runtime
 from agent_runtime.server import create_app
@@ -45,21 +45,27 @@ async def _start(config: RuntimeConfig) -> Runtime:
 
 @pytest.fixture
 def api() -> Iterator[TestClient]:
-    with TestClient(create_app(RuntimeConfig(pool="unit"), start=_start)) as client:
+    config = RuntimeConfig(pool=PoolIdentity(namespace="tests", name="unit"))
+    with TestClient(create_app(config, start=_start)) as client:
         yield client
 
 
 def test_health_and_readiness(api: TestClient) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
-    assert api.get("/readyz").json() == {"status": "ready", "pool": "unit"}
+    ready = api.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["pool"] == {"namespace": "tests", "name": "unit"}
+    assert ready["memory"]["degraded"] is False
+    assert "working memory only" in ready["memory"]["detail"]
 
 
 def test_tools_are_listed_in_both_formats(api: TestClient) -> None:
     mcp = api.get("/v1/tools").json()["tools"]
-    assert {t["name"] for t in mcp} == {"add", "broken"}
+    memory_tools = {"remember", "recall", "forget"}  # no search_memory without episodes
+    assert {t["name"] for t in mcp} == {"add", "broken", *memory_tools}
     assert next(t for t in mcp if t["name"] == "add")["inputSchema"] == ADD_PARAMETERS
     openai = api.get("/v1/tools", params={"format": "openai"}).json()["tools"]
-    assert {t["function"]["name"] for t in openai} == {"add", "broken"}
+    assert {t["function"]["name"] for t in openai} == {"add", "broken", *memory_tools}
     assert api.get("/v1/tools", params={"format": "soap"}).status_code == 422
 
 
@@ -110,7 +116,13 @@ def test_a_failing_dependency_is_502_and_shows_on_the_breaker(api: TestClient) -
     assert breakers["broken"]["calls"] >= 1
 
 
-def test_memory_endpoints_say_memory_is_not_configured(api: TestClient) -> None:
-    response = api.get("/v1/memory/default/k")
-    assert response.status_code == 404
-    assert "spec.memory" in response.json()["error"]["message"]
+def test_without_redis_memory_is_working_memory(api: TestClient) -> None:
+    stored = api.put("/v1/memory/alice/colour", json={"value": "teal", "importance": 0.9})
+    assert stored.status_code == 200
+    assert stored.json()["tiers"] == ["working"]
+    recalled = api.get("/v1/memory/alice/colour").json()
+    assert (recalled["tier"], recalled["value"]) == ("working", "teal")
+    assert api.get("/v1/memory/bob/colour").status_code == 404
+    assert api.post("/v1/memory/alice/search", json={"query": "teal"}).json() == {"results": []}
+    assert api.delete("/v1/memory/alice/colour").json()["forgotten"] == ["working"]
+    assert api.get("/v1/memory/alice/colour").status_code == 404

@@ -7,7 +7,8 @@ which tier gave it. `forget` removes a key from every tier.
 
 When Redis is unreachable the hierarchy keeps answering from working memory and
 refuses (with `StoreUnavailableError`) any write that needs Redis; it never keeps a
-write only in process while claiming it was stored.
+write only in process while claiming it was stored. A pool configured without Redis
+has working memory only: the routing rules' other tiers are skipped.
 
 Working memory is per replica. An overwrite or a `forget` clears the key from this
 replica's working memories at once and, through `Invalidator` (pub/sub), from the
@@ -25,6 +26,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from redis.asyncio import Redis
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig, RoutingSettings, Tier
 from agent_runtime.memory import codec
 from agent_runtime.memory.embeddings import Embedder, build_embedder
@@ -69,10 +71,10 @@ class MemoryHierarchy:
         self,
         *,
         working: WorkingMemoryRegistry[WorkingItem],
-        long_term: LongTermMemory,
+        long_term: LongTermMemory | None,
         episodic: EpisodicMemory | None,
         routing: RoutingSettings,
-        health: RedisHealth,
+        health: RedisHealth | None,
         invalidator: Invalidator | None = None,
         default_ttl_seconds: int | None = None,
         episodic_min_score: float = 0.5,
@@ -89,9 +91,24 @@ class MemoryHierarchy:
         self._clock = clock
 
     @classmethod
+    def working_only(cls, config: MemoryConfig) -> MemoryHierarchy:
+        """The hierarchy of a pool without Redis: working memory, nothing else."""
+        return cls(
+            working=WorkingMemoryRegistry(
+                capacity=config.working_memory.capacity,
+                max_conversations=config.working_memory.max_conversations,
+            ),
+            long_term=None,
+            episodic=None,
+            routing=config.routing,
+            health=None,
+        )
+
+    @classmethod
     def from_config(
         cls,
         config: MemoryConfig,
+        pool: PoolIdentity,
         client: Redis,
         health: RedisHealth,
         *,
@@ -99,7 +116,8 @@ class MemoryHierarchy:
         environ: Mapping[str, str] | None = None,
     ) -> MemoryHierarchy:
         """Build the hierarchy the pool's config describes, on an existing client."""
-        keys = KeySpace(config.key_prefix, config.pool)
+        assert config.redis is not None, "a pool without redis uses working_only()"
+        keys = KeySpace(config.key_prefix, pool.name)
         episodic = None
         if config.episodic.enabled:
             episodic = EpisodicMemory(
@@ -121,7 +139,9 @@ class MemoryHierarchy:
                 health,
                 compress_above_bytes=config.long_term.compress_above_bytes,
                 max_value_bytes=config.long_term.max_value_bytes,
-            ),
+            )
+            if config.long_term.enabled
+            else None,
             episodic=episodic,
             routing=config.routing,
             health=health,
@@ -134,6 +154,8 @@ class MemoryHierarchy:
 
     def status(self) -> MemoryStatus:
         """Degraded or not, for `/readyz`."""
+        if self.health is None:
+            return MemoryStatus(degraded=False, detail="no redis configured: working memory only")
         return self.health.status()
 
     async def watch_invalidations(self) -> None:
@@ -172,7 +194,7 @@ class MemoryHierarchy:
         rule = route(self.routing, key, importance)
         if rule is None:
             return ()
-        tiers = tuple(t for t in rule.tiers if t != "episodic" or self.episodic is not None)
+        tiers = tuple(t for t in rule.tiers if self._keeps(t))
         now = self._clock()
         ttl = rule.ttl_seconds or self._default_ttl
         record = MemoryRecord(
@@ -184,7 +206,7 @@ class MemoryHierarchy:
             created_at=now,
             expires_at=None if ttl is None else now + ttl,
         )
-        if "longTerm" in tiers:
+        if "longTerm" in tiers and self.long_term is not None:
             await self.long_term.put(record, ttl_seconds=ttl)
         if "episodic" in tiers and self.episodic is not None:
             await self.episodic.add(
@@ -235,7 +257,7 @@ class MemoryHierarchy:
     async def _recall_stored(
         self, key: str, namespace: str, conversation: str | None, query: str | None
     ) -> Recollection | None:
-        record = await self.long_term.get(namespace, key)
+        record = None if self.long_term is None else await self.long_term.get(namespace, key)
         if record is not None:
             item = WorkingItem(record=record, durable=True)
             self.working.open(namespace, conversation).put(key, item)
@@ -276,13 +298,20 @@ class MemoryHierarchy:
         removed: list[Tier] = []
         if self.working.drop_key(namespace, key):
             removed.append("working")
-        if await self.long_term.delete(namespace, key):
+        if self.long_term is not None and await self.long_term.delete(namespace, key):
             removed.append("longTerm")
         if self.episodic is not None and await self.episodic.forget_key(namespace, key):
             removed.append("episodic")
         if self.invalidator is not None:
             await self.invalidator.publish(namespace, key)
         return tuple(removed)
+
+    def _keeps(self, tier: Tier) -> bool:
+        if tier == "longTerm":
+            return self.long_term is not None
+        if tier == "episodic":
+            return self.episodic is not None
+        return True
 
     def _expired(self, record: MemoryRecord) -> bool:
         return record.expires_at is not None and record.expires_at <= self._clock()

@@ -6,13 +6,14 @@ Parts chosen by users (namespaces, keys, conversation ids) are percent-encoded, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS, TENANT_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.memory.errors import InvalidMemoryError
 
-MAX_NAMESPACE_CHARS = 256
-MAX_KEY_CHARS = 1024
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 def _part(text: str) -> str:
@@ -28,12 +29,15 @@ def check_length(what: str, value: str, limit: int) -> str:
 
 def check_namespace(namespace: str) -> str:
     """Return `namespace` if usable, else raise `InvalidMemoryError`."""
-    return check_length("namespace", namespace, MAX_NAMESPACE_CHARS)
+    check_length("namespace", namespace, TENANT_MAX_CHARS)
+    if not _TENANT.fullmatch(namespace):
+        raise InvalidMemoryError(f"namespace {namespace!r} does not match {TENANT_PATTERN}")
+    return namespace
 
 
 def check_key(key: str) -> str:
     """Return `key` if usable, else raise `InvalidMemoryError`."""
-    return check_length("memory key", key, MAX_KEY_CHARS)
+    return check_length("memory key", key, MEMORY_KEY_MAX_CHARS)
 
 
 @dataclass(frozen=True)

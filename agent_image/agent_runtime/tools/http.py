@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-from agent_runtime.config.tools import HeaderFromEnv, HeaderValue, HttpImplementation
+from agent_runtime.config.secrets import HeaderFromEnv, HeaderValue
+from agent_runtime.config.tools import HttpImplementation
 from agent_runtime.tools.errors import (
     ToolConfigError,
     ToolError,

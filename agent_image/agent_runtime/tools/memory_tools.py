@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
+from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.tools.registry import ToolRegistry
@@ -16,7 +17,7 @@ from agent_runtime.tools.registry import ToolRegistry
 memory_namespace: ContextVar[str] = ContextVar("memory_namespace", default="default")
 """The namespace (user, tenant) of the request being served."""
 
-_KEY = {"type": "string", "minLength": 1, "maxLength": 512}
+_KEY = {"type": "string", "minLength": 1, "maxLength": MEMORY_KEY_MAX_CHARS}
 
 REMEMBER_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -89,13 +90,14 @@ def register_memory_tools(registry: ToolRegistry, memory: MemoryHierarchy) -> No
         parameters=RECALL_PARAMETERS,
         hints=repeatable,
     )
-    registry.register_function(
-        search_memory,
-        name="search_memory",
-        description="Search past experiences by meaning; returns the closest ones.",
-        parameters=SEARCH_PARAMETERS,
-        hints=repeatable,
-    )
+    if memory.episodic is not None:  # without episodes there is nothing to search
+        registry.register_function(
+            search_memory,
+            name="search_memory",
+            description="Search past experiences by meaning; returns the closest ones.",
+            parameters=SEARCH_PARAMETERS,
+            hints=repeatable,
+        )
     registry.register_function(
         forget,
         name="forget",

@@ -37,8 +37,8 @@ from jsonschema.protocols import Validator
 from redis.asyncio import Redis
 
 from agent_runtime.cache import CacheStats, ToolCache
+from agent_runtime.config.limits import TOOL_NAME_PATTERN
 from agent_runtime.config.tools import (
-    TOOL_NAME_PATTERN,
     CacheSettings,
     ResilienceSettings,
     ToolHints,
