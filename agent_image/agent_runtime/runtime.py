@@ -19,6 +19,7 @@ from agent_runtime.config import RuntimeConfig
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.memory_tools import register_memory_tools
 from agent_runtime.tools.registry import ToolRegistry
@@ -43,7 +44,9 @@ class Runtime:
     ) -> Runtime:
         redis: Redis | None = None
         health: RedisHealth | None = None
+        keys: KeySpace | None = None
         if config.memory.redis is not None:
+            keys = KeySpace(config.memory.key_prefix, config.pool)
             redis = create_redis(config.memory.redis, environ)
             health = create_health(config.pool, redis, config.memory.redis)
             memory = MemoryHierarchy.from_config(
@@ -51,7 +54,7 @@ class Runtime:
             )
         else:
             memory = MemoryHierarchy.working_only(config.memory)
-        registry = await build_registry(config.tools, redis=redis, environ=environ)
+        registry = await build_registry(config.tools, redis=redis, keys=keys, environ=environ)
         register_memory_tools(registry, memory)
         runtime = cls(config=config, registry=registry, memory=memory, redis=redis, health=health)
         if health is not None:

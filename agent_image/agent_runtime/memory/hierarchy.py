@@ -34,7 +34,7 @@ from agent_runtime.memory.episodic import EpisodeHit, EpisodicMemory
 from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.invalidation import Invalidator
-from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
+from agent_runtime.memory.keys import KeySpace, check_key, check_tenant
 from agent_runtime.memory.longterm import LongTermMemory, MemoryRecord
 from agent_runtime.memory.routing import route
 from agent_runtime.memory.working import WorkingMemoryRegistry
@@ -48,7 +48,7 @@ class Recollection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tier: Tier
-    namespace: str
+    tenant: str
     key: str | None
     value: JsonValue
     importance: float
@@ -117,7 +117,7 @@ class MemoryHierarchy:
     ) -> MemoryHierarchy:
         """Build the hierarchy the pool's config describes, on an existing client."""
         assert config.redis is not None, "a pool without redis uses working_only()"
-        keys = KeySpace(config.key_prefix, pool.name)
+        keys = KeySpace(config.key_prefix, pool)
         episodic = None
         if config.episodic.enabled:
             episodic = EpisodicMemory(
@@ -172,7 +172,7 @@ class MemoryHierarchy:
         key: str,
         value: object,
         *,
-        namespace: str,
+        tenant: str,
         importance: float = 0.5,
         conversation: str | None = None,
         metadata: Mapping[str, object] | None = None,
@@ -187,7 +187,7 @@ class MemoryHierarchy:
         unreachable. A write that raised is not acknowledged: it may have reached
         some tiers, and retrying it is safe (the same key is simply overwritten).
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
         if not 0.0 <= importance <= 1.0:
             raise InvalidMemoryError(f"importance must be within [0, 1], got {importance}")
@@ -198,7 +198,7 @@ class MemoryHierarchy:
         now = self._clock()
         ttl = rule.ttl_seconds or self._default_ttl
         record = MemoryRecord(
-            namespace=namespace,
+            tenant=tenant,
             key=key,
             value=codec.canonical_json(value),
             importance=importance,
@@ -210,7 +210,7 @@ class MemoryHierarchy:
             await self.long_term.put(record, ttl_seconds=ttl)
         if "episodic" in tiers and self.episodic is not None:
             await self.episodic.add(
-                namespace,
+                tenant,
                 text or _episode_text(key, record.value),
                 record.value,
                 key=key,
@@ -219,19 +219,19 @@ class MemoryHierarchy:
             )
         durable = "longTerm" in tiers or "episodic" in tiers
         if durable and self.invalidator is not None:
-            await self.invalidator.publish(namespace, key)
+            await self.invalidator.publish(tenant, key)
         # Older copies elsewhere on this replica would shadow the new value.
-        self.working.drop_key(namespace, key)
+        self.working.drop_key(tenant, key)
         if "working" in tiers:
             item = WorkingItem(record=record, durable="longTerm" in tiers)
-            self.working.open(namespace, conversation).put(key, item)
+            self.working.open(tenant, conversation).put(key, item)
         return tiers
 
     async def recall(
         self,
         key: str,
         *,
-        namespace: str,
+        tenant: str,
         conversation: str | None = None,
         query: str | None = None,
     ) -> Recollection | None:
@@ -240,70 +240,70 @@ class MemoryHierarchy:
         With Redis unreachable only working memory answers (and `status()` says so).
         `query` is the text for the episodic search (default: the key).
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
-        working = self.working.find(namespace, conversation)
+        working = self.working.find(tenant, conversation)
         held = working.get(key) if working is not None else None
         if working is not None and held is not None:
             if not self._expired(held.record):
                 return _from_record("working", held.record)
             working.delete(key)
         try:
-            return await self._recall_stored(key, namespace, conversation, query)
+            return await self._recall_stored(key, tenant, conversation, query)
         except StoreUnavailableError as exc:
             log.warning("recall served from working memory only", key=key, error=str(exc))
             return None
 
     async def _recall_stored(
-        self, key: str, namespace: str, conversation: str | None, query: str | None
+        self, key: str, tenant: str, conversation: str | None, query: str | None
     ) -> Recollection | None:
-        record = None if self.long_term is None else await self.long_term.get(namespace, key)
+        record = None if self.long_term is None else await self.long_term.get(tenant, key)
         if record is not None:
             item = WorkingItem(record=record, durable=True)
-            self.working.open(namespace, conversation).put(key, item)
+            self.working.open(tenant, conversation).put(key, item)
             return _from_record("longTerm", record)
         if self.episodic is None:
             return None
-        episode = await self.episodic.get_by_key(namespace, key)
+        episode = await self.episodic.get_by_key(tenant, key)
         if episode is not None:
             return Recollection(
                 tier="episodic",
-                namespace=namespace,
+                tenant=tenant,
                 key=episode.key,
                 value=episode.data,
                 importance=episode.importance,
                 metadata=episode.metadata,
                 score=1.0,
             )
-        hits = await self.episodic.search(namespace, query or key, k=1)
+        hits = await self.episodic.search(tenant, query or key, k=1)
         if not hits or hits[0].score < self._min_score:
             return None
-        return _from_hit(namespace, hits[0])
+        return _from_hit(tenant, hits[0])
 
-    async def search(self, query: str, *, namespace: str, k: int = 5) -> list[Recollection]:
-        """The `k` episodes of `namespace` closest in meaning to `query`."""
+    async def search(self, query: str, *, tenant: str, k: int = 5) -> list[Recollection]:
+        """The `k` episodes of `tenant` closest in meaning to `query`."""
         if self.episodic is None:
             return []
-        hits = await self.episodic.search(check_namespace(namespace), query, k=k)
-        return [_from_hit(namespace, hit) for hit in hits]
+        hits = await self.episodic.search(check_tenant(tenant), query, k=k)
+        return [_from_hit(tenant, hit) for hit in hits]
 
-    async def forget(self, key: str, *, namespace: str) -> tuple[Tier, ...]:
+    async def forget(self, key: str, *, tenant: str) -> tuple[Tier, ...]:
         """Remove `key` from every tier; return the tiers that held it.
 
         This replica's working memories are cleared first, so even when Redis is
         unreachable (and `StoreUnavailableError` is raised) the key stops being served.
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
         removed: list[Tier] = []
-        if self.working.drop_key(namespace, key):
+        if self.working.drop_key(tenant, key):
             removed.append("working")
-        if self.long_term is not None and await self.long_term.delete(namespace, key):
+        if self.long_term is not None and await self.long_term.delete(tenant, key):
             removed.append("longTerm")
-        if self.episodic is not None and await self.episodic.forget_key(namespace, key):
+        if self.episodic is not None and await self.episodic.forget_key(tenant, key):
             removed.append("episodic")
         if self.invalidator is not None:
-            await self.invalidator.publish(namespace, key)
+            await self.invalidator.publish(tenant, key)
         return tuple(removed)
 
     def _keeps(self, tier: Tier) -> bool:
@@ -329,10 +329,10 @@ def _episode_text(key: str, value: JsonValue) -> str:
     return f"{key}: {rendered}"
 
 
-def _from_hit(namespace: str, hit: EpisodeHit) -> Recollection:
+def _from_hit(tenant: str, hit: EpisodeHit) -> Recollection:
     return Recollection(
         tier="episodic",
-        namespace=namespace,
+        tenant=tenant,
         key=hit.episode.key,
         value=hit.episode.data,
         importance=hit.episode.importance,
@@ -344,7 +344,7 @@ def _from_hit(namespace: str, hit: EpisodeHit) -> Recollection:
 def _from_record(tier: Tier, record: MemoryRecord) -> Recollection:
     return Recollection(
         tier=tier,
-        namespace=record.namespace,
+        tenant=record.tenant,
         key=record.key,
         value=record.value,
         importance=record.importance,

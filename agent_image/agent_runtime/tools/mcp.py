@@ -30,7 +30,7 @@ from agent_runtime.config.limits import TOOL_NAME_MAX_CHARS
 from agent_runtime.config.tools import McpImplementation, ToolDefinition, ToolHints
 from agent_runtime.tools.errors import ToolConfigError, ToolError, ToolTransportError
 from agent_runtime.tools.http import resolve_headers
-from agent_runtime.tools.tool import Tool
+from agent_runtime.tools.tool import CallContext, Tool
 
 log = structlog.get_logger("agent_runtime.tools.mcp")
 
@@ -198,7 +198,7 @@ class McpServer:
 
 
 def _tool(server: McpServer, remote: mcp_types.Tool, name: str, definition: ToolDefinition) -> Tool:
-    async def implementation(arguments: dict[str, Any]) -> Any:
+    async def implementation(arguments: dict[str, Any], context: CallContext) -> Any:
         return await server.call(name, remote.name, arguments)
 
     return Tool(

@@ -13,12 +13,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from agent_runtime.config.memory import MemoryConfig, RedisSettings, RetentionSettings
-from agent_runtime.memory import KeySpace, RedisHealth, create_redis
-from agent_runtime.state import (
-    ConflictError,
-    ConversationStore,
+from agent_runtime.conversation.state import (
     Event,
-    HistoryUnavailableError,
     InputReceived,
     InvalidEventError,
     ResponseGenerated,
@@ -26,10 +22,16 @@ from agent_runtime.state import (
     fold,
     new_state,
 )
+from agent_runtime.conversation.store import (
+    ConflictError,
+    ConversationStore,
+    HistoryUnavailableError,
+)
+from agent_runtime.memory import KeySpace, RedisHealth, create_redis
 from tests.support.identity import identity
-from tests.unit.test_state_fold import histories
+from tests.unit.test_conversation_state import histories
 
-KEYS = KeySpace("agentpool", "state-pool")
+KEYS = KeySpace("agentpool", identity("state-pool"))
 
 
 @pytest.fixture
@@ -117,12 +119,14 @@ import asyncio, sys
 from agent_runtime.config.memory import RedisSettings
 from agent_runtime.memory import KeySpace, RedisHealth, create_redis
 from agent_runtime.config import PoolIdentity
-from agent_runtime.state import ConflictError, ConversationStore, InputReceived
+from agent_runtime.conversation.store import ConflictError, ConversationStore
+from agent_runtime.conversation.state import InputReceived
 
 async def main(url, conversation, name, count):
     client = create_redis(RedisSettings(url=url))
-    keys = KeySpace("agentpool", "state-pool")
-    health = RedisHealth(PoolIdentity(namespace="tests", name="p"))
+    pool = PoolIdentity(namespace="tests", name="state-pool")
+    keys = KeySpace("agentpool", pool)
+    health = RedisHealth(pool)
     store = ConversationStore(client, keys, health, snapshot_every=7)
     conflicts = 0
     for i in range(count):

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 from agent_runtime.config.memory import MemoryConfig
+from agent_runtime.conversation.state import InputReceived, fold, new_state
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
-from agent_runtime.state import ConversationStore, InputReceived, fold, new_state
 from tests.support.identity import identity
 
 AGENT = """
@@ -16,9 +17,9 @@ import asyncio, json, sys
 from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
-from agent_runtime.state import (
-    ConversationStore, InputReceived, ModelCalled, ResponseGenerated, ToolCalled,
-    ToolResultReceived,
+from agent_runtime.conversation.store import ConversationStore
+from agent_runtime.conversation.state import (
+    InputReceived, ModelCalled, ResponseGenerated, ToolCalled, ToolResultReceived,
 )
 
 async def main():
@@ -32,7 +33,7 @@ async def main():
     state = await store.load("support-42")
     if role == "first":
         customer = {"name": "Ada", "tier": "gold"}
-        await memory.remember("customer", customer, namespace="acme", importance=0.8)
+        await memory.remember("customer", customer, tenant="acme", importance=0.8)
         state = await store.append(
             state,
             InputReceived(at=1, content="where is my order?"),
@@ -42,7 +43,7 @@ async def main():
         print(json.dumps({"version": state.version}), flush=True)
         sys.stdin.readline()  # hold the process open until it is killed
     else:
-        found = await memory.recall("customer", namespace="acme")
+        found = await memory.recall("customer", tenant="acme")
         state = await store.append(
             state,
             ToolResultReceived(at=4, call_id="t1", output={"status": "shipped"}),
@@ -94,6 +95,6 @@ async def test_a_killed_agent_is_continued_by_another_process(redis_url: str) ->
         assert (await store.load("support-42")) == fold(new_state("support-42"), events)
         assert isinstance(events[0], InputReceived)
         memory = MemoryHierarchy.from_config(config, pool, client, health)
-        assert await memory.forget("customer", namespace="acme") == ("longTerm", "episodic")
+        assert await memory.forget("customer", tenant="acme") == ("longTerm", "episodic")
     finally:
         await client.aclose()
