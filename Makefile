@@ -33,10 +33,11 @@ binaries: ## build the control-plane binaries into ~/.cache/agentpool (once)
 redis: ## make sure redis-server is installed
 	@hack/ensure-redis.sh >/dev/null
 
-lint: $(STAMP) ## ruff + mypy --strict
+lint: $(STAMP) ## ruff + mypy --strict + import-linter (the layers)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format .

@@ -30,7 +30,18 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.asyncio import Redis
 
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import IndexSettings, RedisSettings
+from agent_runtime.conversation.state import (
+    Event,
+    InputReceived,
+    ModelCalled,
+    ResponseGenerated,
+    ToolCalled,
+    ToolResultReceived,
+    new_state,
+)
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory import (
     EpisodicMemory,
     HashingEmbedder,
@@ -42,21 +53,12 @@ from agent_runtime.memory import (
     create_redis,
 )
 from agent_runtime.memory.vector_index import VectorIndex
-from agent_runtime.state import (
-    ConversationStore,
-    Event,
-    InputReceived,
-    ModelCalled,
-    ResponseGenerated,
-    ToolCalled,
-    ToolResultReceived,
-    new_state,
-)
 
 EPISODES = 100_000
 DIMENSIONS = 384
 QUERIES = 300
 K = 10
+BENCH_POOL = PoolIdentity(namespace="bench", name="bench")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -181,11 +183,11 @@ async def timed(operation: Callable[[], Awaitable[object]], count: int) -> list[
 
 async def bench_long_term(client: Redis, health: RedisHealth) -> None:
     print("long-term get on loopback Redis (2,000 gets of a 1 KB value)")
-    keys = KeySpace("bench", "pool")
+    keys = KeySpace("bench", BENCH_POOL)
     memory = LongTermMemory(client, keys, health)
     value = {"note": "x" * 1000, "tags": ["a", "b"], "n": 42}
     await memory.put(
-        MemoryRecord(namespace="u", key="k", value=value, importance=0.5, created_at=time.time())
+        MemoryRecord(tenant="u", key="k", value=value, importance=0.5, created_at=time.time())
     )
     name = keys.long_term("u", "k")
     for _ in range(200):  # warm the connection pool
@@ -205,7 +207,7 @@ async def bench_long_term(client: Redis, health: RedisHealth) -> None:
 async def bench_episodic_end_to_end(client: Redis, health: RedisHealth) -> None:
     count = 5_000
     embedder = HashingEmbedder(DIMENSIONS)
-    memory = EpisodicMemory(client, KeySpace("bench", "pool"), health, embedder)
+    memory = EpisodicMemory(client, KeySpace("bench", BENCH_POOL), health, embedder)
     start = time.perf_counter()
     for i in range(count):
         await memory.add("u", f"episode {i}: user asked about order {i % 97} and item {i % 13}")
@@ -245,7 +247,7 @@ def conversation_turns(turns: int) -> list[Event]:
 
 
 async def bench_state(client: Redis, health: RedisHealth) -> None:
-    keys = KeySpace("bench", "pool")
+    keys = KeySpace("bench", BENCH_POOL)
     store = ConversationStore(client, keys, health, snapshot_every=300)
     events = conversation_turns(200)
     state = new_state("bench-conv")
@@ -278,7 +280,7 @@ async def bench_state(client: Redis, health: RedisHealth) -> None:
 
 async def redis_part(url: str) -> None:
     client = create_redis(RedisSettings(url=url))
-    health = RedisHealth("bench")
+    health = RedisHealth(BENCH_POOL)
     try:
         await client.flushall()
         await bench_long_term(client, health)

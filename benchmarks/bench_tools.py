@@ -33,6 +33,7 @@ from agent_runtime.config.tools import CacheSettings, CircuitBreakerSettings, To
 from agent_runtime.resilience import CircuitBreaker, CircuitOpenError
 from agent_runtime.tools.registry import ToolRegistry
 from agent_runtime.tools.schema import compile_schema
+from agent_runtime.tools.tool import CallContext
 
 ROUNDS = 31
 CALLS = 2000
@@ -45,6 +46,8 @@ SCHEMA: dict[str, Any] = {
 ARGS: dict[str, Any] = {"query": "weather in Lyon", "limit": 3}
 
 Subject = Callable[[], Awaitable[None]] | Callable[[], None]
+
+CONTEXT = CallContext(tenant="bench")
 
 
 def quiet_logging(level: int) -> None:
@@ -61,7 +64,7 @@ def quiet_logging(level: int) -> None:
     )
 
 
-async def implementation(args: dict[str, Any]) -> dict[str, Any]:
+async def implementation(args: dict[str, Any], _ctx: CallContext) -> dict[str, Any]:
     return {"answer": args["query"]}
 
 
@@ -152,16 +155,16 @@ async def chain_subjects() -> dict[str, Subject]:
         await implementation(ARGS)
 
     async def chain() -> None:
-        await reg.call("chain", ARGS)
+        await reg.call("chain", ARGS, context=CONTEXT)
 
     async def chain_trivial_schema() -> None:
-        await trivial_reg.call("t", ARGS)
+        await trivial_reg.call("t", ARGS, context=CONTEXT)
 
     def validation_only() -> None:
         validator.is_valid(ARGS)
 
     async def no_middleware() -> None:
-        await bare_reg.call("t", ARGS)
+        await bare_reg.call("t", ARGS, context=CONTEXT)
 
     return {
         "bare": bare,
@@ -175,18 +178,18 @@ async def chain_subjects() -> dict[str, Subject]:
 async def cache_subjects() -> dict[str, Subject]:
     cache = ToolCache(1024)
     reg = registry()
-    await reg.call("cached", ARGS)
+    await reg.call("cached", ARGS, context=CONTEXT)
 
     async def compute() -> Any:
         return await implementation(ARGS)
 
-    await cache.get_or_compute("t", ARGS, 3600, compute)
+    await cache.get_or_compute("t", "tenant", ARGS, 3600, compute)
 
     async def hit() -> None:
-        await cache.get_or_compute("t", ARGS, 3600, compute)
+        await cache.get_or_compute("t", "tenant", ARGS, 3600, compute)
 
     async def chain_hit() -> None:
-        await reg.call("cached", ARGS)
+        await reg.call("cached", ARGS, context=CONTEXT)
 
     return {"cache_hit": hit, "chain_cache_hit": chain_hit}
 
@@ -239,14 +242,16 @@ async def breaker_subjects() -> dict[str, Subject]:
             pass
 
     reg = registry()
-    await reg.call("opened", ARGS)  # the breaker exists once the tool has been called
+    await reg.call(
+        "opened", ARGS, context=CONTEXT
+    )  # the breaker exists once the tool has been called
     breaker = reg.breaker("opened")
     assert breaker is not None
     breaker.force_open(3600)
 
     async def chain_rejects() -> None:
         with contextlib.suppress(CircuitOpenError):
-            await reg.call("opened", ARGS)
+            await reg.call("opened", ARGS, context=CONTEXT)
 
     return {
         "ours_rejects": ours_rejects,

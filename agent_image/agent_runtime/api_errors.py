@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 from agent_runtime.memory.errors import (
-    AgentMemoryError,
     CorruptRecordError,
     InvalidMemoryError,
     StoreUnavailableError,
@@ -20,19 +19,12 @@ from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError, ToolValidationError
 
 
-class MemoryNotConfiguredError(AgentMemoryError):
-    """A memory endpoint was called on a pool without `spec.memory`."""
-
-    def __init__(self) -> None:
-        super().__init__("this pool has no memory configured (spec.memory)")
-
-
 def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, JSON body, headers) for an error raised while serving a request."""
     body: dict[str, Any] = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     headers: dict[str, str] = {}
     status = 500
-    if isinstance(exc, ToolNotFoundError | MemoryNotConfiguredError):
+    if isinstance(exc, ToolNotFoundError):
         status = 404
     elif isinstance(exc, ToolValidationError | InvalidMemoryError):
         status = 422

@@ -31,7 +31,6 @@ from agent_runtime.resilience.clock import Clock, monotonic
 log = structlog.get_logger("agent_runtime.cache")
 
 _SEPARATOR: Final = "\x1f"
-SHARED_PREFIX: Final = "agentpool:cache:"
 
 
 class _Missing:
@@ -49,9 +48,9 @@ def canonical_arguments(arguments: Mapping[str, Any]) -> str:
     )
 
 
-def cache_key(tool: str, arguments: Mapping[str, Any]) -> str:
-    """The cache key of one call: tool name and canonical arguments."""
-    return f"{tool}{_SEPARATOR}{canonical_arguments(arguments)}"
+def cache_key(tool: str, tenant: str, arguments: Mapping[str, Any]) -> str:
+    """The cache key of one call: tool name, tenant and canonical arguments."""
+    return f"{tool}{_SEPARATOR}{tenant}{_SEPARATOR}{canonical_arguments(arguments)}"
 
 
 def tool_of(key: str) -> str:
@@ -158,9 +157,11 @@ Compute = Callable[[], Awaitable[Any]]
 class ToolCache:
     """The runtime's tool-result cache: local TTL-LRU, single-flight, optional Redis tier.
 
+    Entries are per tenant: a call made for one tenant is never answered from another's.
     With `redis`, values (which must then be JSON) are also stored under
-    `agentpool:cache:<tool>:<sha256 of the arguments>` so other replicas reuse them; Redis
-    trouble degrades to the local tier and is logged. `on_evict` is told the tool name of
+    `<shared_prefix><tool>:<sha256 of tenant and arguments>` so other replicas reuse them
+    (`shared_prefix` is the pool's `KeySpace.cache_prefix`, so pools never share entries);
+    Redis trouble degrades to the local tier and is logged. `on_evict` is told the tool name of
     every entry the size bound pushes out (the registry counts them in a metric).
     """
 
@@ -170,12 +171,14 @@ class ToolCache:
         *,
         redis: Redis | None = None,
         clock: Clock = monotonic,
-        shared_prefix: str = SHARED_PREFIX,
+        shared_prefix: str | None = None,
         on_evict: Callable[[str], None] | None = None,
     ) -> None:
+        if redis is not None and shared_prefix is None:
+            raise ValueError("a shared cache needs the pool's key prefix (`shared_prefix`)")
         self.local = TtlLruCache(max_entries, clock=clock, on_evict=on_evict)
         self._redis = redis
-        self._prefix = shared_prefix
+        self._prefix = shared_prefix or ""
         self._inflight: dict[str, asyncio.Task[Any]] = {}
         self._generations: dict[str, int] = {}
         self._shared_hits = 0
@@ -194,10 +197,10 @@ class ToolCache:
         )
 
     async def get_or_compute(
-        self, tool: str, arguments: Mapping[str, Any], ttl: float, compute: Compute
+        self, tool: str, tenant: str, arguments: Mapping[str, Any], ttl: float, compute: Compute
     ) -> tuple[Any, bool]:
         """The cached value and True, or the computed (and now cached) value and False."""
-        key = cache_key(tool, arguments)
+        key = cache_key(tool, tenant, arguments)
         value = self.local.get(key)
         if value is not MISSING:
             return value, True
@@ -216,11 +219,16 @@ class ToolCache:
         if not task.cancelled():
             task.exception()  # retrieved here: a computation nobody awaits any more must not warn
 
-    async def invalidate(self, tool: str, arguments: Mapping[str, Any] | None = None) -> int:
-        """Forget one call's entry (with `arguments`) or every entry of `tool`; how many."""
+    async def invalidate(
+        self, tool: str, arguments: Mapping[str, Any] | None = None, *, tenant: str | None = None
+    ) -> int:
+        """Forget one call's entry (with `arguments` and `tenant`) or every entry of `tool`;
+        return how many local entries went."""
         self._generations[tool] = self._generations.get(tool, 0) + 1
         if arguments is not None:
-            key = cache_key(tool, arguments)
+            if tenant is None:
+                raise ValueError("forgetting one call's entry needs its tenant")
+            key = cache_key(tool, tenant, arguments)
             removed = int(self.local.invalidate(key))
             shared_keys = [self._shared_key(key)]
         else:

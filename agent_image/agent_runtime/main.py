@@ -9,7 +9,12 @@ from pathlib import Path
 import structlog
 import uvicorn
 
-from agent_runtime.config import RuntimeConfig, RuntimeConfigError, load_runtime_config
+from agent_runtime.config import (
+    PoolIdentity,
+    RuntimeConfig,
+    RuntimeConfigError,
+    load_runtime_config,
+)
 from agent_runtime.logging_config import configure_logging
 from agent_runtime.server import create_app
 
@@ -34,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
     if args.config is None:
-        log.warning("no --config: serving a pool named 'local' without tools or memory")
-        config = RuntimeConfig(pool="local")
+        log.warning("no --config: serving pool default/local, no tools, working memory only")
+        config = RuntimeConfig(pool=PoolIdentity(namespace="default", name="local"))
     else:
         try:
             config = load_runtime_config(args.config)

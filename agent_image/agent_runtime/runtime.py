@@ -1,7 +1,8 @@
 """Assembles one pod's runtime from its config: Redis, memory, the tool registry.
 
 `Runtime.start` connects and builds; `Runtime.stop` closes. Redis being down at start-up
-does not stop the pod: memory starts degraded and recovers by itself.
+does not stop the pod: memory starts degraded and recovers by itself. Without Redis in
+the config, the pod has working memory only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from agent_runtime.config import RuntimeConfig
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.memory_tools import register_memory_tools
 from agent_runtime.tools.registry import ToolRegistry
@@ -31,9 +33,9 @@ class Runtime:
 
     config: RuntimeConfig
     registry: ToolRegistry
+    memory: MemoryHierarchy
     redis: Redis | None = None
     health: RedisHealth | None = None
-    memory: MemoryHierarchy | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -42,26 +44,31 @@ class Runtime:
     ) -> Runtime:
         redis: Redis | None = None
         health: RedisHealth | None = None
-        memory: MemoryHierarchy | None = None
-        if config.memory is not None:
+        keys: KeySpace | None = None
+        if config.memory.redis is not None:
+            keys = KeySpace(config.memory.key_prefix, config.pool)
             redis = create_redis(config.memory.redis, environ)
             health = create_health(config.pool, redis, config.memory.redis)
-            memory = MemoryHierarchy.from_config(config.memory, redis, health, environ=environ)
-        registry = await build_registry(config.tools, redis=redis, environ=environ)
-        if memory is not None:
-            register_memory_tools(registry, memory)
-        runtime = cls(config=config, registry=registry, redis=redis, health=health, memory=memory)
-        if health is not None and memory is not None:
+            memory = MemoryHierarchy.from_config(
+                config.memory, config.pool, redis, health, environ=environ
+            )
+        else:
+            memory = MemoryHierarchy.working_only(config.memory)
+        registry = await build_registry(config.tools, redis=redis, keys=keys, environ=environ)
+        register_memory_tools(registry, memory)
+        runtime = cls(config=config, registry=registry, memory=memory, redis=redis, health=health)
+        if health is not None:
             await health.probe()  # an honest status from the first request on
             runtime._tasks = [
                 asyncio.create_task(health.watch(), name="redis-health"),
                 asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
             ]
-        log.info("runtime started", pool=config.pool, tools=registry.names)
+        log.info("runtime started", pool=str(config.pool), tools=registry.names)
         return runtime
 
-    def memory_status(self) -> MemoryStatus | None:
-        return self.memory.status() if self.memory is not None else None
+    def memory_status(self) -> MemoryStatus:
+        """The memory backend's state, for readiness."""
+        return self.memory.status()
 
     async def stop(self) -> None:
         for task in self._tasks:

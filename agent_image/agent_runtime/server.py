@@ -4,12 +4,16 @@
     GET    /readyz                           readiness, with the memory backend's state
     GET    /metrics                          Prometheus
     GET    /v1/tools?format=openai|mcp       the tool definitions
-    POST   /v1/tools/{name}/call             {"arguments": {...}, "namespace": "..."}
+    POST   /v1/tools/{name}/call             {"arguments": {...}, "tenant": "...",
+                                              "conversationId": "..." (optional)}
     GET    /v1/breakers                      every circuit breaker's state
-    PUT    /v1/memory/{namespace}/{key}      {"value": ..., "importance": 0.5, "metadata": {}}
-    GET    /v1/memory/{namespace}/{key}      which tier answered, and the value
-    DELETE /v1/memory/{namespace}/{key}
-    POST   /v1/memory/{namespace}/search     {"query": "...", "k": 5}
+    PUT    /v1/memory/{tenant}/{key}         {"value": ..., "importance": 0.5, "metadata": {}}
+    GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
+    DELETE /v1/memory/{tenant}/{key}
+    POST   /v1/memory/{tenant}/search        {"query": "...", "k": 5}
+
+The tenant (a user, a customer) scopes memory and is passed to every tool call in its
+`CallContext`; it is always stated by the caller, never defaulted.
 
 Errors are JSON `{"error": {"type", "message", ...}}` with the status `api_errors` picks.
 Readiness stays 200 while Redis is down: the pod still serves from working memory, and
@@ -28,8 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from agent_runtime.api_errors import MemoryNotConfiguredError, error_response
+from agent_runtime.api_errors import error_response
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.config.limits import CONVERSATION_ID_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.memory.errors import AgentMemoryError
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.resilience.breaker import CircuitOpenError
@@ -37,9 +42,7 @@ from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 from agent_runtime.runtime import Runtime
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError
-from agent_runtime.tools.memory_tools import memory_namespace
-
-_NAMESPACE = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+from agent_runtime.tools.tool import CallContext
 
 
 class _Body(BaseModel):
@@ -50,7 +53,10 @@ class _Body(BaseModel):
 
 class ToolCallRequest(_Body):
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
-    namespace: str = Field(default="default", pattern=_NAMESPACE)
+    tenant: str = Field(pattern=TENANT_PATTERN)
+    conversation_id: str | None = Field(
+        default=None, min_length=1, max_length=CONVERSATION_ID_MAX_CHARS
+    )
 
 
 class RememberRequest(_Body):
@@ -97,10 +103,7 @@ def create_app(
         return found
 
     def memory(request: Request) -> MemoryHierarchy:
-        found = runtime(request).memory
-        if found is None:
-            raise MemoryNotConfiguredError
-        return found
+        return runtime(request).memory
 
     async def handled(request: Request, exc: Exception) -> JSONResponse:
         status, body, headers = error_response(exc)
@@ -116,12 +119,11 @@ def create_app(
     @app.get("/readyz")
     async def readyz(request: Request) -> dict[str, Any]:
         status = runtime(request).memory_status()
-        body: dict[str, Any] = {"status": "ready", "pool": config.pool}
-        if status is not None:
-            body["memory"] = status.model_dump(mode="json", by_alias=True)
-            if status.degraded:
-                body["status"] = "degraded"
-        return body
+        return {
+            "status": "degraded" if status.degraded else "ready",
+            "pool": config.pool.model_dump(mode="json", by_alias=True),
+            "memory": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -137,29 +139,26 @@ def create_app(
 
     @app.post("/v1/tools/{name}/call")
     async def call_tool(name: str, body: ToolCallRequest, request: Request) -> dict[str, Any]:
-        token = memory_namespace.set(body.namespace)
-        try:
-            result = await runtime(request).registry.call(name, body.arguments)
-        finally:
-            memory_namespace.reset(token)
+        context = CallContext(tenant=body.tenant, conversation_id=body.conversation_id)
+        result = await runtime(request).registry.call(name, body.arguments, context=context)
         return result.as_dict()
 
     @app.get("/v1/breakers")
     async def breakers(request: Request) -> dict[str, Any]:
         return {"breakers": [b.as_dict() for b in runtime(request).registry.breakers()]}
 
-    @app.put("/v1/memory/{namespace}/{key}")
+    @app.put("/v1/memory/{tenant}/{key}")
     async def remember(
-        namespace: str, key: str, body: RememberRequest, request: Request
+        tenant: str, key: str, body: RememberRequest, request: Request
     ) -> dict[str, Any]:
         tiers = await memory(request).remember(
-            key, body.value, namespace=namespace, importance=body.importance, metadata=body.metadata
+            key, body.value, tenant=tenant, importance=body.importance, metadata=body.metadata
         )
-        return {"key": key, "namespace": namespace, "tiers": list(tiers)}
+        return {"key": key, "tenant": tenant, "tiers": list(tiers)}
 
-    @app.get("/v1/memory/{namespace}/{key}")
-    async def recall(namespace: str, key: str, request: Request) -> JSONResponse:
-        found = await memory(request).recall(key, namespace=namespace)
+    @app.get("/v1/memory/{tenant}/{key}")
+    async def recall(tenant: str, key: str, request: Request) -> JSONResponse:
+        found = await memory(request).recall(key, tenant=tenant)
         if found is None:
             return JSONResponse(
                 {"error": {"type": "NotFound", "message": f"nothing remembered under {key!r}"}},
@@ -167,14 +166,14 @@ def create_app(
             )
         return JSONResponse(found.model_dump(mode="json"))
 
-    @app.delete("/v1/memory/{namespace}/{key}")
-    async def forget(namespace: str, key: str, request: Request) -> dict[str, Any]:
-        tiers = await memory(request).forget(key, namespace=namespace)
-        return {"key": key, "namespace": namespace, "forgotten": list(tiers)}
+    @app.delete("/v1/memory/{tenant}/{key}")
+    async def forget(tenant: str, key: str, request: Request) -> dict[str, Any]:
+        tiers = await memory(request).forget(key, tenant=tenant)
+        return {"key": key, "tenant": tenant, "forgotten": list(tiers)}
 
-    @app.post("/v1/memory/{namespace}/search")
-    async def search(namespace: str, body: SearchRequest, request: Request) -> dict[str, Any]:
-        hits = await memory(request).search(body.query, namespace=namespace, k=body.k)
+    @app.post("/v1/memory/{tenant}/search")
+    async def search(tenant: str, body: SearchRequest, request: Request) -> dict[str, Any]:
+        hits = await memory(request).search(body.query, tenant=tenant, k=body.k)
         return {"results": [hit.model_dump(mode="json") for hit in hits]}
 
     return app

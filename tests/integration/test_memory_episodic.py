@@ -16,6 +16,7 @@ from agent_runtime.memory import (
     RedisHealth,
     create_redis,
 )
+from tests.support.identity import identity
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 def replica(client: Redis) -> EpisodicMemory:
     return EpisodicMemory(
         client,
-        KeySpace("agentpool", "episodes"),
-        RedisHealth("episodes"),
+        KeySpace("agentpool", identity("episodes")),
+        RedisHealth(identity("episodes")),
         HashingEmbedder(128),
         index_settings=IndexSettings(dtype="f32"),
     )
@@ -99,7 +100,9 @@ async def test_a_key_moves_to_its_newest_episode(client: Redis) -> None:
 async def test_vectors_are_persisted_as_float32(client: Redis) -> None:
     memory = replica(client)
     episode = await memory.add("u", TEXTS[0])
-    raw = await client.hget(KeySpace("agentpool", "episodes").episode_vectors("u"), str(episode.id))
+    raw = await client.hget(
+        KeySpace("agentpool", identity("episodes")).episode_vectors("u"), str(episode.id)
+    )
     assert isinstance(raw, bytes)
     stored = np.frombuffer(raw, dtype="<f4")
     assert np.array_equal(stored, HashingEmbedder(128).embed_one(TEXTS[0]))

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig, RoutingRule, RoutingSettings
 from agent_runtime.memory import (
     InvalidMemoryError,
@@ -24,6 +25,8 @@ from agent_runtime.memory import (
     create_redis,
 )
 from tests.support.wait import async_wait_until
+
+POOL = PoolIdentity(namespace="tests", name="test-pool")
 
 json_values = st.recursive(
     st.none()
@@ -38,7 +41,6 @@ json_values = st.recursive(
 
 def config_for(url: str, **overrides: object) -> MemoryConfig:
     document: dict[str, object] = {
-        "pool": "test-pool",
         "redis": {"url": url},
         "episodic": {"embedder": {"kind": "hashing", "dimensions": 64}},
         "longTerm": {"compressAboveBytes": 256},
@@ -52,8 +54,8 @@ class Replica:
 
     def __init__(self, config: MemoryConfig) -> None:
         self.client = create_redis(config.redis)
-        self.health = create_health(config.pool, self.client, config.redis)
-        self.memory = MemoryHierarchy.from_config(config, self.client, self.health)
+        self.health = create_health(POOL, self.client, config.redis)
+        self.memory = MemoryHierarchy.from_config(config, POOL, self.client, self.health)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -81,21 +83,21 @@ async def test_remembered_is_recalled_unchanged_from_every_tier(
     config: MemoryConfig, replica: Replica, value: JsonValue
 ) -> None:
     key = f"fact-{uuid.uuid4().hex}"
-    tiers = await replica.memory.remember(key, value, namespace="u1", importance=0.9)
+    tiers = await replica.memory.remember(key, value, tenant="u1", importance=0.9)
     assert tiers == ("working", "longTerm", "episodic")
 
-    found = await replica.memory.recall(key, namespace="u1")
+    found = await replica.memory.recall(key, tenant="u1")
     assert found is not None
     assert found.tier == "working"
     assert found.value == value
 
     fresh = Replica(config)  # another replica: empty working memory
     try:
-        from_redis = await fresh.memory.recall(key, namespace="u1")
+        from_redis = await fresh.memory.recall(key, tenant="u1")
         assert from_redis is not None
         assert from_redis.tier == "longTerm"
         assert from_redis.value == value
-        promoted = await fresh.memory.recall(key, namespace="u1")
+        promoted = await fresh.memory.recall(key, tenant="u1")
         assert promoted is not None
         assert promoted.tier == "working"
         assert promoted.value == value
@@ -113,8 +115,8 @@ async def test_remembered_is_recalled_unchanged_from_every_tier(
     )
     try:
         other = f"episode-{uuid.uuid4().hex}"
-        await episodic_only.memory.remember(other, value, namespace="u1")
-        found = await episodic_only.memory.recall(other, namespace="u1")
+        await episodic_only.memory.remember(other, value, tenant="u1")
+        found = await episodic_only.memory.recall(other, tenant="u1")
         assert found is not None
         assert found.tier == "episodic"
         assert found.value == value
@@ -125,15 +127,17 @@ async def test_remembered_is_recalled_unchanged_from_every_tier(
 
 RECALL_IN_NEW_PROCESS = """
 import asyncio, json, sys
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
 
 async def main():
     config = MemoryConfig.model_validate_json(sys.argv[1])
+    pool = PoolIdentity(namespace="tests", name="test-pool")
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
-    memory = MemoryHierarchy.from_config(config, client, health)
-    found = [await memory.recall(key, namespace=sys.argv[3]) for key in json.loads(sys.argv[2])]
+    health = create_health(pool, client, config.redis)
+    memory = MemoryHierarchy.from_config(config, pool, client, health)
+    found = [await memory.recall(key, tenant=sys.argv[3]) for key in json.loads(sys.argv[2])]
     print(json.dumps([None if f is None else f.model_dump(mode="json") for f in found]))
     await client.aclose()
 
@@ -152,7 +156,7 @@ async def test_a_new_process_recalls_what_another_remembered(
 ) -> None:
     keys = [f"k-{uuid.uuid4().hex}" for _ in values]
     for key, value in zip(keys, values, strict=True):
-        await replica.memory.remember(key, value, namespace="tenant-1", importance=0.5)
+        await replica.memory.remember(key, value, tenant="tenant-1", importance=0.5)
     out = await asyncio.to_thread(
         subprocess.run,
         [
@@ -173,31 +177,31 @@ async def test_a_new_process_recalls_what_another_remembered(
     assert [f["value"] for f in found] == values
 
 
-async def test_namespaces_never_see_each_other(replica: Replica) -> None:
+async def test_tenants_never_see_each_other(replica: Replica) -> None:
     await replica.memory.remember(
-        "secret", "tenant a's card number", namespace="tenant-a", importance=0.9
+        "secret", "tenant a's card number", tenant="tenant-a", importance=0.9
     )
-    assert await replica.memory.recall("secret", namespace="tenant-b") is None
-    assert await replica.memory.search("tenant a's card number", namespace="tenant-b") == []
+    assert await replica.memory.recall("secret", tenant="tenant-b") is None
+    assert await replica.memory.search("tenant a's card number", tenant="tenant-b") == []
     # Separator tricks cannot reach another tenant's keys.
-    await replica.memory.remember("x", "mine", namespace="a:lt:b", importance=0.5)
-    assert await replica.memory.recall("b:lt:x", namespace="a") is None
-    hits = await replica.memory.search("tenant a's card number", namespace="tenant-a")
+    await replica.memory.remember("x", "mine", tenant="a:lt:b", importance=0.5)
+    assert await replica.memory.recall("b:lt:x", tenant="a") is None
+    hits = await replica.memory.search("tenant a's card number", tenant="tenant-a")
     assert [h.key for h in hits] == ["secret"]
 
 
 async def test_forget_removes_from_every_tier(config: MemoryConfig, replica: Replica) -> None:
-    await replica.memory.remember("pref", {"tea": "green"}, namespace="u", importance=0.95)
+    await replica.memory.remember("pref", {"tea": "green"}, tenant="u", importance=0.95)
     other = Replica(config)
     try:
-        assert await other.memory.search("pref tea green", namespace="u")
-        removed = await replica.memory.forget("pref", namespace="u")
+        assert await other.memory.search("pref tea green", tenant="u")
+        removed = await replica.memory.forget("pref", tenant="u")
         assert removed == ("working", "longTerm", "episodic")
-        assert await replica.memory.recall("pref", namespace="u") is None
-        assert await other.memory.search("pref tea green", namespace="u") == []
+        assert await replica.memory.recall("pref", tenant="u") is None
+        assert await other.memory.search("pref tea green", tenant="u") == []
         assert other.memory.episodic is not None
         assert other.memory.episodic.index_size("u") == 0
-        assert await replica.memory.forget("pref", namespace="u") == ()
+        assert await replica.memory.forget("pref", tenant="u") == ()
     finally:
         await other.close()
 
@@ -205,35 +209,33 @@ async def test_forget_removes_from_every_tier(config: MemoryConfig, replica: Rep
 async def test_low_importance_stays_in_working_memory_only(
     config: MemoryConfig, replica: Replica
 ) -> None:
-    assert await replica.memory.remember("scratch", 1, namespace="u", importance=0.1) == (
-        "working",
-    )
-    hit = await replica.memory.recall("scratch", namespace="u")
+    assert await replica.memory.remember("scratch", 1, tenant="u", importance=0.1) == ("working",)
+    hit = await replica.memory.recall("scratch", tenant="u")
     assert hit is not None
     assert hit.tier == "working"
     other = Replica(config)
     try:
-        assert await other.memory.recall("scratch", namespace="u") is None
+        assert await other.memory.recall("scratch", tenant="u") is None
     finally:
         await other.close()
 
 
 async def test_working_memory_is_per_conversation(replica: Replica) -> None:
-    await replica.memory.remember("k", "v", namespace="u", importance=0.5, conversation="c1")
-    hit = await replica.memory.recall("k", namespace="u", conversation="c2")
+    await replica.memory.remember("k", "v", tenant="u", importance=0.5, conversation="c1")
+    hit = await replica.memory.recall("k", tenant="u", conversation="c2")
     assert hit is not None
     assert hit.tier == "longTerm"
-    again = await replica.memory.recall("k", namespace="u", conversation="c2")
+    again = await replica.memory.recall("k", tenant="u", conversation="c2")
     assert again is not None
     assert again.tier == "working"
 
 
 async def test_overwriting_replaces_every_copy(replica: Replica) -> None:
-    await replica.memory.remember("k", "old", namespace="u", importance=0.9, conversation="c1")
-    await replica.memory.recall("k", namespace="u", conversation="c2")  # promoted copy
-    await replica.memory.remember("k", "new", namespace="u", importance=0.5, conversation="c1")
+    await replica.memory.remember("k", "old", tenant="u", importance=0.9, conversation="c1")
+    await replica.memory.recall("k", tenant="u", conversation="c2")  # promoted copy
+    await replica.memory.remember("k", "new", tenant="u", importance=0.5, conversation="c1")
     for conversation in ("c1", "c2"):
-        hit = await replica.memory.recall("k", namespace="u", conversation=conversation)
+        hit = await replica.memory.recall("k", tenant="u", conversation=conversation)
         assert hit is not None
         assert hit.value == "new"
     assert replica.memory.episodic is not None
@@ -247,10 +249,10 @@ async def test_large_values_are_stored_compressed_and_ttls_are_set(redis_url: st
     made = Replica(config)
     try:
         big = {"notes": "remember the milk " * 100}
-        await made.memory.remember("big", big, namespace="u", importance=0.5)
+        await made.memory.remember("big", big, tenant="u", importance=0.5)
         raw = redis.Redis.from_url(redis_url)
         try:
-            name = KeySpace("agentpool", "test-pool").long_term("u", "big")
+            name = KeySpace("agentpool", POOL).long_term("u", "big")
             stored = raw.get(name)
             assert isinstance(stored, bytes)
             assert stored.startswith(b"Z:")
@@ -260,7 +262,7 @@ async def test_large_values_are_stored_compressed_and_ttls_are_set(redis_url: st
             raw.close()
         fresh = Replica(config)
         try:
-            hit = await fresh.memory.recall("big", namespace="u")
+            hit = await fresh.memory.recall("big", tenant="u")
             assert hit is not None
             assert hit.value == big
         finally:
@@ -273,12 +275,12 @@ async def test_semantic_recall_answers_from_episodic_memory(replica: Replica) ->
     await replica.memory.remember(
         "trip",
         "the customer is flying to Lisbon on the 3rd of May",
-        namespace="u",
+        tenant="u",
         importance=0.9,
     )
-    await replica.memory.forget("trip", namespace="other")  # a no-op elsewhere
+    await replica.memory.forget("trip", tenant="other")  # a no-op elsewhere
     hit = await replica.memory.recall(
-        "travel", namespace="u", query="when is the customer flying to Lisbon"
+        "travel", tenant="u", query="when is the customer flying to Lisbon"
     )
     assert hit is not None
     assert hit.tier == "episodic"
@@ -288,7 +290,7 @@ async def test_semantic_recall_answers_from_episodic_memory(replica: Replica) ->
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "namespace", "importance"),
+    ("key", "value", "tenant", "importance"),
     [
         ("", 1, "u", 0.5),
         ("k", (1, 2), "u", 0.5),
@@ -298,10 +300,10 @@ async def test_semantic_recall_answers_from_episodic_memory(replica: Replica) ->
     ],
 )
 async def test_bad_input_is_refused_clearly(
-    replica: Replica, key: str, value: JsonValue, namespace: str, importance: float
+    replica: Replica, key: str, value: JsonValue, tenant: str, importance: float
 ) -> None:
     with pytest.raises(InvalidMemoryError):
-        await replica.memory.remember(key, value, namespace=namespace, importance=importance)
+        await replica.memory.remember(key, value, tenant=tenant, importance=importance)
 
 
 async def test_other_replicas_drop_overwritten_and_forgotten_keys(config: MemoryConfig) -> None:
@@ -314,24 +316,24 @@ async def test_other_replicas_drop_overwritten_and_forgotten_keys(config: Memory
         for made in (first, second):
             assert made.memory.invalidator is not None
             await asyncio.wait_for(made.memory.invalidator.subscribed.wait(), 10)
-        await first.memory.remember("plan", "v1", namespace="u", importance=0.5)
-        await second.memory.recall("plan", namespace="u")  # now cached on the second replica
-        await second.memory.remember("note", "only here", namespace="u", importance=0.1)
+        await first.memory.remember("plan", "v1", tenant="u", importance=0.5)
+        await second.memory.recall("plan", tenant="u")  # now cached on the second replica
+        await second.memory.remember("note", "only here", tenant="u", importance=0.1)
 
-        await first.memory.remember("plan", "v2", namespace="u", importance=0.5)
+        await first.memory.remember("plan", "v2", tenant="u", importance=0.5)
 
         async def second_sees(value: str) -> bool:
-            found = await second.memory.recall("plan", namespace="u")
+            found = await second.memory.recall("plan", tenant="u")
             return found is not None and found.value == value
 
         await async_wait_until(lambda: second_sees("v2"), timeout=10, what="overwrite to spread")
-        await first.memory.forget("plan", namespace="u")
+        await first.memory.forget("plan", tenant="u")
 
         async def second_forgot() -> bool:
-            return await second.memory.recall("plan", namespace="u") is None
+            return await second.memory.recall("plan", tenant="u") is None
 
         await async_wait_until(second_forgot, timeout=10, what="forget to spread")
-        note = await second.memory.recall("note", namespace="u")
+        note = await second.memory.recall("note", tenant="u")
         assert note is not None
         assert note.tier == "working"  # working-only memories are untouched
     finally:

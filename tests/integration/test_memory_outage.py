@@ -9,14 +9,17 @@ import redis
 from prometheus_client import REGISTRY
 
 from agent_runtime.config.memory import MemoryConfig
+from agent_runtime.conversation.state import InputReceived, ResponseGenerated, new_state
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory import MemoryHierarchy, StoreUnavailableError, create_health, create_redis
-from agent_runtime.state import ConversationStore, InputReceived, ResponseGenerated, new_state
+from tests.support.identity import identity
 from tests.support.redis_server import RedisServer
 from tests.support.wait import async_wait_until
 
 
 def degraded_gauge(pool: str) -> float | None:
-    return REGISTRY.get_sample_value("agentpool_memory_degraded", {"pool": pool})
+    labels = {"namespace": "tests", "pool": pool}
+    return REGISTRY.get_sample_value("agentpool_memory_degraded", labels)
 
 
 async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> None:
@@ -27,21 +30,21 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
         admin.config_set("appendfsync", "always")
     config = MemoryConfig.model_validate(
         {
-            "pool": "outage",
             "redis": {"url": redis_server.url, "reconnectBackoffMaxSeconds": 0.5},
             "episodic": {"embedder": {"dimensions": 32}},
             "state": {"snapshotEvery": 5},
         }
     )
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
-    memory = MemoryHierarchy.from_config(config, client, health)
-    conversations = ConversationStore.from_config(config, client, health)
+    pool = identity("outage")
+    health = create_health(pool, client, config.redis)
+    memory = MemoryHierarchy.from_config(config, pool, client, health)
+    conversations = ConversationStore.from_config(config, pool, client, health)
     try:
         acked: dict[str, int] = {}
         state = new_state("conv")
         for i in range(30):
-            tiers = await memory.remember(f"k{i}", i, namespace="u", importance=0.9)
+            tiers = await memory.remember(f"k{i}", i, tenant="u", importance=0.9)
             assert "longTerm" in tiers
             acked[f"k{i}"] = i
             state = await conversations.append(state, InputReceived(at=i, content=f"m{i}"))
@@ -50,19 +53,19 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
 
         for i in range(30, 40):
             with pytest.raises(StoreUnavailableError, match="Redis is unreachable"):
-                await memory.remember(f"k{i}", i, namespace="u", importance=0.9)
+                await memory.remember(f"k{i}", i, tenant="u", importance=0.9)
         status = memory.status()
         assert status.degraded
         assert status.last_error
         assert degraded_gauge("outage") == 1.0
 
         # Working memory keeps serving what this replica holds; nothing else is invented.
-        hit = await memory.recall("k3", namespace="u")
+        hit = await memory.recall("k3", tenant="u")
         assert hit is not None
         assert hit.tier == "working"
         assert hit.value == 3
-        assert await memory.recall("k35", namespace="u") is None
-        assert await memory.remember("scratch", "ok", namespace="u", importance=0.1) == ("working",)
+        assert await memory.recall("k35", tenant="u") is None
+        assert await memory.remember("scratch", "ok", tenant="u", importance=0.1) == ("working",)
         with pytest.raises(StoreUnavailableError):
             await conversations.append(state, InputReceived(at=99, content="lost?"))
 
@@ -72,18 +75,18 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
         assert degraded_gauge("outage") == 0.0
 
         # Every acknowledged write survived the crash; refused ones were never stored.
-        fresh = MemoryHierarchy.from_config(config, client, health)
+        fresh = MemoryHierarchy.from_config(config, pool, client, health)
         for key, value in acked.items():
-            found = await fresh.recall(key, namespace="u")
+            found = await fresh.recall(key, tenant="u")
             assert found is not None
             assert found.tier == "longTerm"
             assert found.value == value
-        assert await fresh.recall("k35", namespace="u") is None
+        assert await fresh.recall("k35", tenant="u") is None
         loaded = await conversations.load("conv")
         assert loaded == state
         continued = await conversations.append(loaded, ResponseGenerated(at=100, content="back"))
         assert continued.version == 31
-        assert await memory.remember("k40", 40, namespace="u", importance=0.9)
+        assert await memory.remember("k40", 40, tenant="u", importance=0.9)
     finally:
         await client.aclose()
 
@@ -91,12 +94,11 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
 async def test_recovery_happens_by_itself_with_the_watch_task(redis_server: RedisServer) -> None:
     config = MemoryConfig.model_validate(
         {
-            "pool": "outage-watch",
             "redis": {"url": redis_server.url, "reconnectBackoffMaxSeconds": 0.3},
         }
     )
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
+    health = create_health(identity("outage-watch"), client, config.redis)
     watcher = asyncio.create_task(health.watch(interval=0.1))
     try:
         redis_server.stop(kill=True)

@@ -34,7 +34,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
     config = {
-        "pool": "itest",
+        "pool": {"namespace": "tests", "name": "itest"},
         "tools": {
             "definitions": [
                 {
@@ -50,7 +50,6 @@ def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
             ]
         },
         "memory": {
-            "pool": "itest",
             "redis": {"url": own_redis.url, "reconnectBackoffMaxSeconds": 0.5},
         },
     }
@@ -83,7 +82,8 @@ def test_tools_and_memory_over_http(agent: httpx.Client) -> None:
     names = {t["name"] for t in agent.get("/v1/tools").json()["tools"]}
     assert {"echo", "remember", "recall", "search_memory", "forget"} <= names
 
-    echoed = agent.post("/v1/tools/echo/call", json={"arguments": {"text": "$(id); rm -rf /"}})
+    hostile = {"arguments": {"text": "$(id); rm -rf /"}, "tenant": "alice"}
+    echoed = agent.post("/v1/tools/echo/call", json=hostile)
     assert echoed.status_code == 200
     assert echoed.json()["value"]["stdout"] == "$(id); rm -rf /\n"
 
@@ -96,9 +96,9 @@ def test_tools_and_memory_over_http(agent: httpx.Client) -> None:
     assert recalled["value"] == {"fav": "teal"}
     assert agent.get("/v1/memory/bob/colour").status_code == 404  # another tenant
 
-    # The model's memory tools act in the request's namespace, never another.
+    # The model's memory tools act for the request's tenant, never another.
     call = agent.post(
-        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "namespace": "alice"}
+        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "tenant": "alice"}
     )
     assert call.json()["value"] == {
         "found": True,
@@ -106,7 +106,7 @@ def test_tools_and_memory_over_http(agent: httpx.Client) -> None:
         "value": {"fav": "teal"},
     }
     call = agent.post(
-        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "namespace": "bob"}
+        "/v1/tools/recall/call", json={"arguments": {"key": "colour"}, "tenant": "bob"}
     )
     assert call.json()["value"] == {"found": False}
 
@@ -115,7 +115,7 @@ def test_tools_and_memory_over_http(agent: httpx.Client) -> None:
 
 
 def test_bad_input_gets_4xx_with_a_clear_body(agent: httpx.Client) -> None:
-    refused = agent.post("/v1/tools/echo/call", json={"arguments": {"text": 5}})
+    refused = agent.post("/v1/tools/echo/call", json={"arguments": {"text": 5}, "tenant": "alice"})
     assert refused.status_code == 422
     assert refused.json()["error"]["issues"][0]["path"] == "$.text"
     bad = agent.put("/v1/memory/alice/k", json={"value": 1, "importance": 7})

@@ -16,6 +16,7 @@ from agent_runtime.config.tools import ToolsConfig
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.errors import CommandRefusedError, ToolTimeoutError
 from agent_runtime.tools.registry import ToolRegistry
+from tests.support.identity import CONTEXT
 from tests.support.wait import wait_until
 
 PYTHON = "/usr/bin/python3"  # a system path: the sandbox user can execute it
@@ -68,7 +69,9 @@ async def registry() -> AsyncIterator[ToolRegistry]:
     built = await build_registry(config)
     yield built
     # Whatever happened in the test, the runtime still runs commands.
-    assert (await built.call("echo", {"value": "still alive"})).value["stdout"] == "still alive\n"
+    assert (await built.call("echo", {"value": "still alive"}, context=CONTEXT)).value[
+        "stdout"
+    ] == "still alive\n"
     await built.aclose()
 
 
@@ -94,7 +97,7 @@ def processes_with(marker: str) -> list[int]:
 async def test_shell_syntax_is_passed_through_literally(
     registry: ToolRegistry, hostile: str
 ) -> None:
-    result = await registry.call("echo", {"value": hostile})
+    result = await registry.call("echo", {"value": hostile}, context=CONTEXT)
     assert result.value["stdout"] == hostile + "\n"
     assert result.value["exitCode"] == 0
 
@@ -102,37 +105,39 @@ async def test_shell_syntax_is_passed_through_literally(
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a/../../b"])
 async def test_path_traversal_is_refused(registry: ToolRegistry, path: str) -> None:
     with pytest.raises(CommandRefusedError, match="outside the working directory"):
-        await registry.call("cat", {"value": path})
+        await registry.call("cat", {"value": path}, context=CONTEXT)
 
 
 @pytest.mark.parametrize("option", ["-la", "--help", "-R/"])
 async def test_option_injection_is_refused(registry: ToolRegistry, option: str) -> None:
     with pytest.raises(CommandRefusedError, match="would be read as an option"):
-        await registry.call("ls", {"value": option})
+        await registry.call("ls", {"value": option}, context=CONTEXT)
 
 
 async def test_after_a_double_dash_a_dash_value_is_a_file_name(registry: ToolRegistry) -> None:
-    result = await registry.call("ls_safe", {"value": "-la"})
+    result = await registry.call("ls_safe", {"value": "-la"}, context=CONTEXT)
     assert result.value["exitCode"] != 0
     assert "-la" in result.value["stderr"]  # ls looked for a file called "-la"
 
 
 async def test_huge_output_is_capped_and_the_writer_killed(registry: ToolRegistry) -> None:
-    result = await registry.call("yes", {})
+    result = await registry.call("yes", {}, context=CONTEXT)
     assert result.value["truncated"] is True
     assert len(result.value["stdout"]) == 1000
     assert result.value["signal"] == signal.SIGKILL
 
 
 async def test_an_infinite_loop_hits_the_cpu_limit(registry: ToolRegistry) -> None:
-    result = await registry.call("py", {"code": "while True: pass"})
+    result = await registry.call("py", {"code": "while True: pass"}, context=CONTEXT)
     assert result.value["signal"] in (signal.SIGXCPU, signal.SIGKILL)
 
 
 async def test_a_hang_is_killed_at_the_wall_clock_timeout(registry: ToolRegistry) -> None:
     marker = f"hang-{uuid.uuid4().hex}"
     with pytest.raises(ToolTimeoutError, match=r"command timed out after 0\.5s"):
-        await registry.call("py_quick", {"code": f"import time  # {marker}\ntime.sleep(60)"})
+        await registry.call(
+            "py_quick", {"code": f"import time  # {marker}\ntime.sleep(60)"}, context=CONTEXT
+        )
     wait_until(lambda: not processes_with(marker), timeout=5, what="the hung process to be gone")
 
 
@@ -147,12 +152,12 @@ async def test_a_fork_bomb_is_contained_and_cleaned_up(registry: ToolRegistry) -
         "        time.sleep(0.01)\n"
     )
     with pytest.raises(ToolTimeoutError):
-        await registry.call("py_quick", {"code": code})
+        await registry.call("py_quick", {"code": code}, context=CONTEXT)
     wait_until(lambda: not processes_with(marker), timeout=5, what="every fork to be killed")
 
 
 async def test_memory_is_limited(registry: ToolRegistry) -> None:
-    result = await registry.call("py", {"code": "x = bytearray(1 << 30)"})
+    result = await registry.call("py", {"code": "x = bytearray(1 << 30)"}, context=CONTEXT)
     assert result.value["exitCode"] == 1
     assert "MemoryError" in result.value["stderr"]
 
@@ -163,7 +168,9 @@ async def test_file_size_is_limited(registry: ToolRegistry) -> None:
     )
     built = await build_registry(config)
     try:
-        result = await built.call("writer", {"code": "open('f', 'wb').write(b'x' * (4 << 20))"})
+        result = await built.call(
+            "writer", {"code": "open('f', 'wb').write(b'x' * (4 << 20))"}, context=CONTEXT
+        )
     finally:
         await built.aclose()
     assert result.value["exitCode"] == 1
@@ -175,8 +182,8 @@ async def test_the_environment_is_minimal_and_the_directory_fresh(registry: Tool
         "import os, json\n"
         "print(json.dumps({'env': sorted(os.environ), 'cwd': os.getcwd(), 'files': os.listdir()}))"
     )
-    first = await registry.call("py", {"code": code})
-    second = await registry.call("py", {"code": code})
+    first = await registry.call("py", {"code": code}, context=CONTEXT)
+    second = await registry.call("py", {"code": code}, context=CONTEXT)
     seen = [json.loads(r.value["stdout"]) for r in (first, second)]
     assert seen[0]["env"] == ["GREETING", "HOME", "LANG", "PATH", "TMPDIR"]
     assert seen[0]["files"] == []

@@ -23,6 +23,7 @@ from agent_runtime.tools.errors import (
     ToolTransportError,
 )
 from agent_runtime.tools.registry import ToolRegistry
+from tests.support.identity import CONTEXT
 from tests.support.loopback import serve_asgi
 from tests.support.redis_server import free_port
 from tests.support.wait import async_wait_until
@@ -86,6 +87,7 @@ def dependency_app(dep: Dependency) -> FastAPI:
             {
                 "reply": f"you said {body['message']}",
                 "conversationId": body["conversationId"] or "c-1",
+                "askedFor": body["tenant"],
             }
         )
 
@@ -164,7 +166,7 @@ async def test_a_get_fills_the_url_query_and_secret_header(
 ) -> None:
     _, url = dependency
     async with registry_for(url) as registry:
-        result = await registry.call("item", {"id": "a b?c", "q": "x&y"})
+        result = await registry.call("item", {"id": "a b?c", "q": "x&y"}, context=CONTEXT)
     assert result.value == {"item": "a b?c", "q": "x&y", "auth": "Bearer s3cret"}
 
 
@@ -174,7 +176,7 @@ async def test_transient_failures_are_retried_until_it_recovers(
     dep, url = dependency
     dep.failures_left = 2
     async with registry_for(url) as registry:
-        result = await registry.call("item", {"id": "1"})
+        result = await registry.call("item", {"id": "1"}, context=CONTEXT)
     assert (result.attempts, dep.hits) == (3, 3)
 
 
@@ -182,7 +184,7 @@ async def test_client_errors_are_reported_not_retried(dependency: tuple[Dependen
     dep, url = dependency
     async with registry_for(url) as registry:
         with pytest.raises(ToolHttpStatusError, match="HTTP 404") as caught:
-            await registry.call("item", {"id": "missing"})
+            await registry.call("item", {"id": "missing"}, context=CONTEXT)
     assert caught.value.kind == "client"
     assert dep.hits == 1
 
@@ -201,17 +203,17 @@ async def test_a_hanging_dependency_times_out_trips_the_breaker_and_recovers(
     async with registry_for(url, circuitBreaker=breaker, retry={"enabled": False}) as registry:
         for _ in range(2):
             with pytest.raises(ToolTimeoutError, match=r"timed out after 0\.3s"):
-                await registry.call("item", {"id": "1"})
+                await registry.call("item", {"id": "1"}, context=CONTEXT)
         hits = dep.hits
         with pytest.raises(CircuitOpenError):
-            await registry.call("item", {"id": "1"})
+            await registry.call("item", {"id": "1"}, context=CONTEXT)
         assert dep.hits == hits  # refused without touching the dependency
         dep.mode = "ok"
         dep.release.set()
 
         async def recovered() -> bool:
             try:
-                await registry.call("item", {"id": "1"})
+                await registry.call("item", {"id": "1"}, context=CONTEXT)
             except CircuitOpenError:
                 return False
             return True
@@ -224,7 +226,7 @@ async def test_a_dead_dependency_is_a_transport_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     async with registry_for(url, retry={"enabled": False}) as registry:
         with pytest.raises(ToolTransportError) as caught:
-            await registry.call("item", {"id": "1"})
+            await registry.call("item", {"id": "1"}, context=CONTEXT)
     assert caught.value.kind == "transport"
 
 
@@ -235,7 +237,7 @@ async def test_oversized_responses_are_cut_off(
     _, url = dependency
     async with registry_for(url) as registry:
         with pytest.raises(ToolResponseTooLargeError, match="larger than 10000 bytes"):
-            await registry.call("big", {"chunked": chunked})
+            await registry.call("big", {"chunked": chunked}, context=CONTEXT)
 
 
 async def test_a_body_that_lies_about_being_json_is_a_server_error(
@@ -244,7 +246,7 @@ async def test_a_body_that_lies_about_being_json_is_a_server_error(
     _, url = dependency
     async with registry_for(url, retry={"enabled": False}) as registry:
         with pytest.raises(ToolError, match="not valid JSON") as caught:
-            await registry.call("garbled", {})
+            await registry.call("garbled", {}, context=CONTEXT)
     assert caught.value.kind == "server"
 
 
@@ -253,12 +255,16 @@ async def test_another_pool_answers_through_its_chat_api(
 ) -> None:
     _, url = dependency
     async with registry_for(url) as registry:
-        first = await registry.call("peer", {"message": "hello"})
-        assert first.value == {"reply": "you said hello", "conversationId": "c-1"}
-        again = await registry.call("peer", {"message": "more", "conversationId": "c-1"})
+        first = await registry.call("peer", {"message": "hello"}, context=CONTEXT)
+        # The called pool is told which tenant the call is for.
+        expected = {"reply": "you said hello", "conversationId": "c-1", "askedFor": "tests"}
+        assert first.value == expected
+        again = await registry.call(
+            "peer", {"message": "more", "conversationId": "c-1"}, context=CONTEXT
+        )
         assert again.value["conversationId"] == "c-1"
         with pytest.raises(ToolError, match=r"did not answer with a JSON \{'reply': str\}"):
-            await registry.call("peer", {"message": "break"})
+            await registry.call("peer", {"message": "break"}, context=CONTEXT)
 
 
 async def test_a_missing_secret_is_a_clear_start_up_error() -> None:

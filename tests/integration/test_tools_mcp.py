@@ -18,6 +18,7 @@ from agent_runtime.config.tools import ToolsConfig
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.errors import ToolError, ToolTransportError, ToolValidationError
 from agent_runtime.tools.registry import ToolRegistry
+from tests.support.identity import CONTEXT
 from tests.support.loopback import serve_asgi
 from tests.support.redis_server import free_port
 
@@ -73,7 +74,7 @@ async def registry_with(
         await registry.aclose()
 
 
-async def test_every_tool_is_discovered_and_namespaced(mcp_url: str) -> None:
+async def test_every_tool_is_discovered_and_prefixed(mcp_url: str) -> None:
     async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
         assert registry.names == ["calc__add", "calc__explode", "calc__shout"]
         add = registry.get("calc__add")
@@ -83,37 +84,43 @@ async def test_every_tool_is_discovered_and_namespaced(mcp_url: str) -> None:
         assert set(add.parameters["properties"]) == {"a", "b"}
         assert add.result_schema is not None
         assert not registry.get("calc__shout").hints.read_only  # MCP default when absent
-        assert (await registry.call("calc__add", {"a": 2, "b": 40})).value == {"total": 42}
-        assert (await registry.call("calc__shout", {"text": "hi"})).value == "HI"
+        assert (await registry.call("calc__add", {"a": 2, "b": 40}, context=CONTEXT)).value == {
+            "total": 42
+        }
+        assert (await registry.call("calc__shout", {"text": "hi"}, context=CONTEXT)).value == "HI"
 
 
 async def test_arguments_are_validated_locally_with_the_servers_schema(mcp_url: str) -> None:
     async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
         with pytest.raises(ToolValidationError, match=r"\$\.a: 'two' is not of type 'integer'"):
-            await registry.call("calc__add", {"a": "two", "b": 1})
+            await registry.call("calc__add", {"a": "two", "b": 1}, context=CONTEXT)
 
 
-async def test_a_single_remote_tool_takes_the_definitions_name(mcp_url: str) -> None:
+async def test_tool_names_choose_remote_tools_under_the_prefix(mcp_url: str) -> None:
     definition = {
         "name": "summer",
         "description": "Sums",
-        "mcp": {"url": mcp_url, "toolName": "add", "namespace": "ignored"},
+        "mcp": {"url": mcp_url, "toolNames": ["add", "shout"], "prefix": "calc"},
     }
     async with registry_with(definition) as registry:
-        assert registry.names == ["summer"]
-        assert registry.get("summer").description == "Sums"
-        assert (await registry.call("summer", {"a": 1, "b": 1})).value == {"total": 2}
+        assert registry.names == ["calc__add", "calc__shout"]
+        assert registry.get("calc__add").description == "Sums"
+        assert (await registry.call("calc__add", {"a": 1, "b": 1}, context=CONTEXT)).value == {
+            "total": 2
+        }
 
 
 async def test_server_side_errors_become_tool_errors(mcp_url: str) -> None:
     async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
         with pytest.raises(ToolError, match="kaboom"):
-            await registry.call("calc__explode", {})
+            await registry.call("calc__explode", {}, context=CONTEXT)
 
 
 async def test_an_unknown_remote_tool_is_a_clear_error(mcp_url: str) -> None:
     with pytest.raises(Exception, match="has no tool 'nope' \\(it has: add, shout, explode\\)"):
-        async with registry_with({"name": "x", "mcp": {"url": mcp_url, "toolName": "nope"}}):
+        async with registry_with(
+            {"name": "x", "mcp": {"url": mcp_url, "toolNames": ["add", "nope"]}}
+        ):
             pass
 
 
@@ -137,12 +144,12 @@ async def test_a_server_that_goes_away_fails_calls_and_comes_back() -> None:
                 }
             )
         )
-        assert (await registry.call("calc__shout", {"text": "a"})).value == "A"
+        assert (await registry.call("calc__shout", {"text": "a"}, context=CONTEXT)).value == "A"
     try:
         with pytest.raises(ToolTransportError, match=url):
-            await registry.call("calc__shout", {"text": "a"})
+            await registry.call("calc__shout", {"text": "a"}, context=CONTEXT)
         async with serve(mcp_app(), port):  # back on the same address: calls work again
-            assert (await registry.call("calc__shout", {"text": "b"})).value == "B"
+            assert (await registry.call("calc__shout", {"text": "b"}, context=CONTEXT)).value == "B"
     finally:
         await registry.aclose()
 
@@ -150,6 +157,6 @@ async def test_a_server_that_goes_away_fails_calls_and_comes_back() -> None:
 async def test_concurrent_calls_share_one_session(mcp_url: str) -> None:
     async with registry_with({"name": "calc", "mcp": {"url": mcp_url}}) as registry:
         results = await asyncio.gather(
-            *(registry.call("calc__shout", {"text": f"n{i}"}) for i in range(20))
+            *(registry.call("calc__shout", {"text": f"n{i}"}, context=CONTEXT) for i in range(20))
         )
         assert [r.value for r in results] == [f"N{i}" for i in range(20)]

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from agent_runtime.cache import ToolCache
 from agent_runtime.config.tools import CircuitBreakerSettings
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.resilience import (
     BreakerState,
     CircuitBreaker,
@@ -21,8 +22,11 @@ from agent_runtime.resilience import (
     SharedCircuitBreaker,
 )
 from tests.support.fake_time import FakeTime
+from tests.support.identity import identity
 from tests.support.redis_server import RedisServer
 from tests.support.wait import wait_until
+
+KEYS = KeySpace("agentpool", identity("shared"))
 
 # One "runtime process": a registry with a shared breaker around a tool that fails on
 # request; it makes the calls it is told to and reports what happened as JSON.
@@ -32,11 +36,16 @@ from redis.asyncio import Redis
 from agent_runtime.config.tools import ResilienceSettings
 from agent_runtime.resilience import CircuitOpenError
 from agent_runtime.tools.errors import ToolError
+from agent_runtime.config import PoolIdentity
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.tool import CallContext
+
+CONTEXT = CallContext(tenant="tests")
 
 async def main(url, fail, calls):
     invoked = []
-    async def dependency(args):
+    async def dependency(args, _ctx):
         invoked.append(1)
         if args["fail"]:
             raise ToolError("dep", "dependency down", kind="server")
@@ -48,13 +57,14 @@ async def main(url, fail, calls):
                            "windowSize": 3, "waitDurationInOpenSeconds": 1.5,
                            "permittedCallsInHalfOpen": 1},
     })
-    registry = ToolRegistry(resilience=policy, redis=redis)
+    keys = KeySpace("agentpool", PoolIdentity(namespace="tests", name="shared"))
+    registry = ToolRegistry(resilience=policy, redis=redis, keys=keys)
     registry.register_function(dependency, name="dep", description="",
                                parameters={"type": "object"})
     outcomes = []
     for _ in range(calls):
         try:
-            outcomes.append((await registry.call("dep", {"fail": fail})).value)
+            outcomes.append((await registry.call("dep", {"fail": fail}, context=CONTEXT)).value)
         except CircuitOpenError:
             outcomes.append("refused")
         except ToolError:
@@ -89,7 +99,7 @@ async def test_two_runtime_processes_share_the_open_state(redis_url: str) -> Non
     assert second == {"outcomes": ["refused", "refused"], "invoked": 0, "state": "open"}
 
     async with Redis.from_url(redis_url) as redis:
-        shared = await redis.hgetall("agentpool:breaker:dep")
+        shared = await redis.hgetall(f"{KEYS.breaker_prefix}dep")
     until = float(shared[b"until"])
     wait_until(lambda: time.time() > until, timeout=10, what="the shared open period to end")
 
@@ -97,7 +107,7 @@ async def test_two_runtime_processes_share_the_open_state(redis_url: str) -> Non
     third = runtime(redis_url, "ok", 1)
     assert third == {"outcomes": ["ok"], "invoked": 1, "state": "closed"}
     async with Redis.from_url(redis_url) as redis:
-        assert await redis.exists("agentpool:breaker:dep") == 0
+        assert await redis.exists(f"{KEYS.breaker_prefix}dep") == 0
     fourth = runtime(redis_url, "ok", 2)
     assert fourth == {"outcomes": ["ok", "ok"], "invoked": 2, "state": "closed"}
 
@@ -111,7 +121,12 @@ def replica(redis: Redis, clock: FakeTime, wall: FakeTime) -> SharedCircuitBreak
         shared=True,
     )
     return SharedCircuitBreaker(
-        CircuitBreaker("svc", settings, clock=clock), redis, sync_interval=0, clock=clock, wall=wall
+        CircuitBreaker("svc", settings, clock=clock),
+        redis,
+        sync_interval=0,
+        clock=clock,
+        wall=wall,
+        key_prefix=KEYS.breaker_prefix,
     )
 
 
@@ -165,16 +180,26 @@ async def test_the_shared_cache_tier_serves_other_replicas(redis_url: str) -> No
         return {"answer": 42}
 
     async with Redis.from_url(redis_url) as redis:
-        one, two = ToolCache(10, redis=redis), ToolCache(10, redis=redis)
-        assert await one.get_or_compute("t", {"q": 1}, 60, compute) == ({"answer": 42}, False)
-        assert await two.get_or_compute("t", {"q": 1}, 60, compute) == ({"answer": 42}, True)
+        prefix = KEYS.cache_prefix
+        one, two = (
+            ToolCache(10, redis=redis, shared_prefix=prefix),
+            ToolCache(10, redis=redis, shared_prefix=prefix),
+        )
+        assert await one.get_or_compute("t", "u", {"q": 1}, 60, compute) == ({"answer": 42}, False)
+        assert await two.get_or_compute("t", "u", {"q": 1}, 60, compute) == ({"answer": 42}, True)
+        # Another tenant's identical call is computed for it, not served from the first's.
+        assert await two.get_or_compute("t", "v", {"q": 1}, 60, compute) == ({"answer": 42}, False)
+        computed.pop()
         assert computed == [1]
         assert two.stats().shared_hits == 1
         await two.invalidate("t")
-        three = ToolCache(10, redis=redis)
-        assert await three.get_or_compute("t", {"q": 1}, 60, compute) == ({"answer": 42}, False)
+        three = ToolCache(10, redis=redis, shared_prefix=prefix)
+        assert await three.get_or_compute("t", "u", {"q": 1}, 60, compute) == (
+            {"answer": 42},
+            False,
+        )
         assert computed == [1, 1]
-        assert await redis.ttl(next(iter(await redis.keys("agentpool:cache:t:*")))) <= 60
+        assert await redis.ttl(next(iter(await redis.keys(f"{prefix}t:*")))) <= 60
 
 
 async def test_the_cache_keeps_working_when_redis_is_down(redis_server: RedisServer) -> None:
@@ -184,11 +209,11 @@ async def test_the_cache_keeps_working_when_redis_is_down(redis_server: RedisSer
     async with Redis.from_url(
         redis_server.url, socket_connect_timeout=0.2, socket_timeout=0.2
     ) as redis:
-        cache = ToolCache(10, redis=redis)
+        cache = ToolCache(10, redis=redis, shared_prefix=KEYS.cache_prefix)
         redis_server.stop(kill=True)
         try:
-            assert await cache.get_or_compute("t", {}, 60, compute) == (7, False)
-            assert await cache.get_or_compute("t", {}, 60, compute) == (7, True)
+            assert await cache.get_or_compute("t", "u", {}, 60, compute) == (7, False)
+            assert await cache.get_or_compute("t", "u", {}, 60, compute) == (7, True)
             await cache.invalidate("t")
         finally:
             redis_server.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.api_errors import MemoryNotConfiguredError, error_response
+from agent_runtime.api_errors import error_response
 from agent_runtime.memory.errors import (
     CorruptRecordError,
     InvalidMemoryError,
@@ -26,7 +26,6 @@ from agent_runtime.tools.errors import (
     ("error", "status"),
     [
         (ToolNotFoundError("x", ["a"]), 404),
-        (MemoryNotConfiguredError(), 404),
         (ToolValidationError("x", [ValidationIssue("$.a", "type", "not a string")]), 422),
         (InvalidMemoryError("bad key"), 422),
         (RateLimitedError("x", 2.2), 429),

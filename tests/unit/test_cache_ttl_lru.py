@@ -84,8 +84,9 @@ json_objects = st.dictionaries(
 @given(arguments=json_objects, data=st.data())
 def test_keys_ignore_argument_order(arguments: dict[str, Any], data: st.DataObject) -> None:
     shuffled = dict(data.draw(st.permutations(list(arguments.items()))))
-    assert cache_key("tool", shuffled) == cache_key("tool", arguments)
-    assert cache_key("other", arguments) != cache_key("tool", arguments)
+    assert cache_key("tool", "a", shuffled) == cache_key("tool", "a", arguments)
+    assert cache_key("other", "a", arguments) != cache_key("tool", "a", arguments)
+    assert cache_key("tool", "b", arguments) != cache_key("tool", "a", arguments)
 
 
 async def test_concurrent_misses_compute_once() -> None:
@@ -99,14 +100,15 @@ async def test_concurrent_misses_compute_once() -> None:
         return "value"
 
     waiters = [
-        asyncio.create_task(cache.get_or_compute("t", {"a": 1}, 60, compute)) for _ in range(20)
+        asyncio.create_task(cache.get_or_compute("t", "tenant", {"a": 1}, 60, compute))
+        for _ in range(20)
     ]
     await asyncio.sleep(0)  # let every waiter reach the cache
     gate.set()
     results = await asyncio.gather(*waiters)
     assert computed == [1]
     assert {value for value, _ in results} == {"value"}
-    assert await cache.get_or_compute("t", {"a": 1}, 60, compute) == ("value", True)
+    assert await cache.get_or_compute("t", "tenant", {"a": 1}, 60, compute) == ("value", True)
 
 
 async def test_a_cancelled_leader_does_not_fail_the_followers() -> None:
@@ -117,8 +119,8 @@ async def test_a_cancelled_leader_does_not_fail_the_followers() -> None:
         await gate.wait()
         return "value"
 
-    leader = asyncio.create_task(cache.get_or_compute("t", {}, 60, compute))
-    follower = asyncio.create_task(cache.get_or_compute("t", {}, 60, compute))
+    leader = asyncio.create_task(cache.get_or_compute("t", "tenant", {}, 60, compute))
+    follower = asyncio.create_task(cache.get_or_compute("t", "tenant", {}, 60, compute))
     await asyncio.sleep(0)
     leader.cancel()
     gate.set()
@@ -137,7 +139,7 @@ async def test_failures_reach_every_waiter_and_are_not_cached() -> None:
 
     for _ in range(2):
         with pytest.raises(RuntimeError, match="dependency down"):
-            await cache.get_or_compute("t", {}, 60, compute)
+            await cache.get_or_compute("t", "tenant", {}, 60, compute)
     assert len(attempts) == 2
     assert cache.stats().size == 0
 
@@ -149,9 +151,9 @@ async def test_invalidation_by_key_and_by_tool() -> None:
         return 1
 
     for args in ({"a": 1}, {"a": 2}):
-        await cache.get_or_compute("t", args, 60, value)
-    await cache.get_or_compute("u", {}, 60, value)
-    assert await cache.invalidate("t", {"a": 1}) == 1
+        await cache.get_or_compute("t", "tenant", args, 60, value)
+    await cache.get_or_compute("u", "tenant", {}, 60, value)
+    assert await cache.invalidate("t", {"a": 1}, tenant="tenant") == 1
     assert await cache.invalidate("t") == 1
     stats = cache.stats()
     assert (stats.size, stats.misses) == (1, 3)
@@ -165,7 +167,7 @@ async def test_a_value_computed_across_an_invalidation_is_not_stored() -> None:
         await gate.wait()
         return "stale"
 
-    task = asyncio.create_task(cache.get_or_compute("t", {}, 60, compute))
+    task = asyncio.create_task(cache.get_or_compute("t", "tenant", {}, 60, compute))
     await asyncio.sleep(0)
     await cache.invalidate("t")
     gate.set()
@@ -180,9 +182,9 @@ async def test_entries_expire_after_their_ttl() -> None:
     async def value() -> int:
         return int(clock.now)
 
-    assert await cache.get_or_compute("t", {}, 5, value) == (0, False)
+    assert await cache.get_or_compute("t", "tenant", {}, 5, value) == (0, False)
     clock.now = 4.9
-    assert await cache.get_or_compute("t", {}, 5, value) == (0, True)
+    assert await cache.get_or_compute("t", "tenant", {}, 5, value) == (0, True)
     clock.now = 5
-    assert await cache.get_or_compute("t", {}, 5, value) == (5, False)
+    assert await cache.get_or_compute("t", "tenant", {}, 5, value) == (5, False)
     assert cache.stats().expirations == 1

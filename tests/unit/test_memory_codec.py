@@ -94,7 +94,7 @@ def test_long_term_records_round_trip(
     value: JsonValue, importance: float, ttl: float | None
 ) -> None:
     record = MemoryRecord(
-        namespace="tenant/ä",
+        tenant="tenant/ä",
         key="k:1",
         value=value,
         importance=importance,

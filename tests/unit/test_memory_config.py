@@ -7,14 +7,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent_runtime.config.memory import MemoryConfig, RedisSettings, RoutingRule, RoutingSettings
+from agent_runtime.config.memory import (
+    MemoryConfig,
+    RedisSettings,
+    RoutingRule,
+    RoutingSettings,
+    working_memory_only,
+)
 from agent_runtime.memory.routing import route
 
 
 def test_a_camel_case_document_loads() -> None:
     config = MemoryConfig.model_validate(
         {
-            "pool": "support",
             "redis": {"urlEnv": "REDIS_URL"},
             "workingMemory": {"capacity": 8},
             "longTerm": {"ttlSeconds": 60, "compressAboveBytes": 100},
@@ -26,22 +31,47 @@ def test_a_camel_case_document_loads() -> None:
     assert config.working_memory.capacity == 8
     assert config.episodic.embedder.dimensions == 64
     assert config.state.retention.max_events == 100
+    assert config.redis is not None
     assert config.redis.resolve_url({"REDIS_URL": "redis://127.0.0.1:1/0"}).endswith(":1/0")
 
 
 @pytest.mark.parametrize(
     ("document", "field"),
     [
-        ({"pool": "p", "workingMemory": {"capacity": 0}}, "capacity"),
-        ({"pool": "p", "routing": {"rules": [{"minImportance": 2, "tiers": ["working"]}]}}, "min"),
-        ({"pool": "p", "routing": {"rules": [{"minImportance": 0, "tiers": ["disk"]}]}}, "tiers"),
-        ({"pool": "p", "episodic": {"embedder": {"kind": "openai"}}}, "url"),
-        ({"pool": "Not A Name"}, "pool"),
-        ({"pool": "p", "bogus": 1}, "bogus"),
+        ({"workingMemory": {"capacity": 0}}, "capacity"),
+        ({"routing": {"rules": [{"minImportance": 2, "tiers": ["working"]}]}}, "min"),
+        ({"routing": {"rules": [{"minImportance": 0, "tiers": ["disk"]}]}}, "tiers"),
+        ({"episodic": {"embedder": {"kind": "openai"}}}, "url"),
+        ({"pool": "p"}, "pool"),  # the identity is stated once, at the top of the document
+        ({"bogus": 1}, "bogus"),
     ],
 )
 def test_bad_documents_name_the_field(document: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
+        MemoryConfig.model_validate({"redis": {"urlEnv": "REDIS_URL"}, **document})
+
+
+@pytest.mark.parametrize("tier", ["longTerm", "episodic"])
+def test_redis_tiers_without_redis_are_refused_naming_the_field(tier: str) -> None:
+    other = "episodic" if tier == "longTerm" else "longTerm"
+    with pytest.raises(ValidationError, match=rf"memory\.{tier}\.enabled needs memory\.redis"):
+        MemoryConfig.model_validate({other: {"enabled": False}})
+
+
+def test_without_redis_only_working_memory_is_enabled() -> None:
+    config = working_memory_only()
+    assert config.redis is None
+    assert config.enabled_tiers() == {"working"}
+    assert MemoryConfig.model_validate(config.model_dump(by_alias=True)) == config
+
+
+def test_a_rule_that_routes_only_to_disabled_tiers_is_refused() -> None:
+    document = {
+        "longTerm": {"enabled": False},
+        "episodic": {"enabled": False},
+        "routing": {"rules": [{"minImportance": 0, "tiers": ["longTerm", "episodic"]}]},
+    }
+    with pytest.raises(ValidationError, match=r"memory\.routing\.rules\.0 routes only"):
         MemoryConfig.model_validate(document)
 
 

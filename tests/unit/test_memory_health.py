@@ -9,15 +9,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from agent_runtime.memory.errors import StoreUnavailableError
 from agent_runtime.memory.health import RedisHealth
 from tests.support.fake_time import FakeTime
+from tests.support.identity import identity
 
 
 def gauge(pool: str) -> float | None:
-    return REGISTRY.get_sample_value("agentpool_memory_degraded", {"pool": pool})
+    labels = {"namespace": "tests", "pool": pool}
+    return REGISTRY.get_sample_value("agentpool_memory_degraded", labels)
 
 
 async def test_failures_degrade_then_fail_fast_until_the_backoff_passes() -> None:
     clock = FakeTime(1000.0)
-    health = RedisHealth("unit-a", initial_backoff=1.0, max_backoff=4.0, clock=clock)
+    health = RedisHealth(identity("unit-a"), initial_backoff=1.0, max_backoff=4.0, clock=clock)
     attempts = 0
 
     async def broken() -> None:
@@ -50,7 +52,7 @@ async def test_failures_degrade_then_fail_fast_until_the_backoff_passes() -> Non
 
 async def test_backoff_is_capped_and_success_recovers() -> None:
     clock = FakeTime(1000.0)
-    health = RedisHealth("unit-b", initial_backoff=1.0, max_backoff=4.0, clock=clock)
+    health = RedisHealth(identity("unit-b"), initial_backoff=1.0, max_backoff=4.0, clock=clock)
 
     async def broken() -> None:
         raise RedisConnectionError("down")
@@ -78,7 +80,7 @@ async def test_probe_ignores_the_backoff() -> None:
             raise RedisConnectionError("down")
         return True
 
-    health = RedisHealth("unit-c", ping=ping, initial_backoff=100.0, clock=clock)
+    health = RedisHealth(identity("unit-c"), ping=ping, initial_backoff=100.0, clock=clock)
     assert await health.probe() is False
     up = True
     assert await health.probe() is True
@@ -86,7 +88,7 @@ async def test_probe_ignores_the_backoff() -> None:
 
 
 async def test_other_errors_pass_through_without_degrading() -> None:
-    health = RedisHealth("unit-d")
+    health = RedisHealth(identity("unit-d"))
 
     async def bug() -> None:
         raise KeyError("not an outage")

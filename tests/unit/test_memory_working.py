@@ -67,7 +67,7 @@ def test_capacity_must_be_positive() -> None:
         WorkingMemory(0)
 
 
-def test_registry_bounds_conversations_and_drops_a_key_everywhere_in_a_namespace() -> None:
+def test_registry_bounds_conversations_and_drops_a_key_everywhere_in_a_tenant() -> None:
     registry: WorkingMemoryRegistry[int] = WorkingMemoryRegistry(capacity=4, max_conversations=2)
     registry.open("tenant-a", "c1").put("k", 1)
     registry.open("tenant-a", "c2").put("k", 2)

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_runtime.config import RuntimeConfig
+from agent_runtime.config import PoolIdentity, RuntimeConfig
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.runtime import Runtime
 from agent_runtime.server import create_app
 from agent_runtime.tools.errors import ToolError
+from agent_runtime.tools.tool import CallContext
 
 ADD_PARAMETERS = {
     "type": "object",
@@ -25,10 +26,10 @@ ADD_PARAMETERS = {
 async def _start(config: RuntimeConfig) -> Runtime:
     runtime = await Runtime.start(config)
 
-    async def add(args: dict[str, Any]) -> int:
+    async def add(args: dict[str, Any], _ctx: CallContext) -> int:
         return int(args["a"]) + int(args["b"])
 
-    async def broken(args: dict[str, Any]) -> None:
+    async def broken(args: dict[str, Any], _ctx: CallContext) -> None:
         raise ToolError("broken", "the dependency said no")
 
     registry = runtime.registry
@@ -45,33 +46,40 @@ async def _start(config: RuntimeConfig) -> Runtime:
 
 @pytest.fixture
 def api() -> Iterator[TestClient]:
-    with TestClient(create_app(RuntimeConfig(pool="unit"), start=_start)) as client:
+    config = RuntimeConfig(pool=PoolIdentity(namespace="tests", name="unit"))
+    with TestClient(create_app(config, start=_start)) as client:
         yield client
 
 
 def test_health_and_readiness(api: TestClient) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
-    assert api.get("/readyz").json() == {"status": "ready", "pool": "unit"}
+    ready = api.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["pool"] == {"namespace": "tests", "name": "unit"}
+    assert ready["memory"]["degraded"] is False
+    assert "working memory only" in ready["memory"]["detail"]
 
 
 def test_tools_are_listed_in_both_formats(api: TestClient) -> None:
     mcp = api.get("/v1/tools").json()["tools"]
-    assert {t["name"] for t in mcp} == {"add", "broken"}
+    memory_tools = {"remember", "recall", "forget"}  # no search_memory without episodes
+    assert {t["name"] for t in mcp} == {"add", "broken", *memory_tools}
     assert next(t for t in mcp if t["name"] == "add")["inputSchema"] == ADD_PARAMETERS
     openai = api.get("/v1/tools", params={"format": "openai"}).json()["tools"]
-    assert {t["function"]["name"] for t in openai} == {"add", "broken"}
+    assert {t["function"]["name"] for t in openai} == {"add", "broken", *memory_tools}
     assert api.get("/v1/tools", params={"format": "soap"}).status_code == 422
 
 
 def test_a_valid_call_answers(api: TestClient) -> None:
-    response = api.post("/v1/tools/add/call", json={"arguments": {"a": 2, "b": 3}})
+    response = api.post("/v1/tools/add/call", json={"arguments": {"a": 2, "b": 3}, "tenant": "t"})
     assert response.status_code == 200
     body = response.json()
     assert (body["value"], body["answeredBy"], body["tool"]) == (5, "primary", "add")
 
 
 def test_invalid_arguments_get_422_naming_the_path(api: TestClient) -> None:
-    response = api.post("/v1/tools/add/call", json={"arguments": {"a": "two", "b": 3}})
+    body = {"arguments": {"a": "two", "b": 3}, "tenant": "t"}
+    response = api.post("/v1/tools/add/call", json=body)
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["type"] == "ToolValidationError"
@@ -80,7 +88,13 @@ def test_invalid_arguments_get_422_naming_the_path(api: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"arguments": [1, 2]}, {"arguments": {}, "namespace": "../etc"}, {"argumnts": {}}],
+    [
+        {"arguments": [1, 2], "tenant": "t"},
+        {"arguments": {}, "tenant": "../etc"},
+        {"arguments": {}},  # the tenant is always stated, never defaulted
+        {"arguments": {}, "namespace": "t"},  # the old name is refused, not ignored
+        {"argumnts": {}, "tenant": "t"},
+    ],
 )
 def test_malformed_requests_get_422(api: TestClient, body: object) -> None:
     response = api.post("/v1/tools/add/call", json=body)
@@ -96,13 +110,13 @@ def test_not_json_gets_422(api: TestClient) -> None:
 
 
 def test_unknown_tool_is_404_and_names_the_known_ones(api: TestClient) -> None:
-    response = api.post("/v1/tools/nope/call", json={})
+    response = api.post("/v1/tools/nope/call", json={"tenant": "t"})
     assert response.status_code == 404
     assert "add" in response.json()["error"]["message"]
 
 
 def test_a_failing_dependency_is_502_and_shows_on_the_breaker(api: TestClient) -> None:
-    response = api.post("/v1/tools/broken/call", json={})
+    response = api.post("/v1/tools/broken/call", json={"tenant": "t"})
     assert response.status_code == 502
     assert "the dependency said no" in response.json()["error"]["message"]
     breakers = {b["name"]: b for b in api.get("/v1/breakers").json()["breakers"]}
@@ -110,7 +124,32 @@ def test_a_failing_dependency_is_502_and_shows_on_the_breaker(api: TestClient) -
     assert breakers["broken"]["calls"] >= 1
 
 
-def test_memory_endpoints_say_memory_is_not_configured(api: TestClient) -> None:
-    response = api.get("/v1/memory/default/k")
-    assert response.status_code == 404
-    assert "spec.memory" in response.json()["error"]["message"]
+def test_without_redis_memory_is_working_memory(api: TestClient) -> None:
+    stored = api.put("/v1/memory/alice/colour", json={"value": "teal", "importance": 0.9})
+    assert stored.status_code == 200
+    assert stored.json()["tiers"] == ["working"]
+    recalled = api.get("/v1/memory/alice/colour").json()
+    assert (recalled["tier"], recalled["value"]) == ("working", "teal")
+    assert api.get("/v1/memory/bob/colour").status_code == 404
+    assert api.post("/v1/memory/alice/search", json={"query": "teal"}).json() == {"results": []}
+    assert api.delete("/v1/memory/alice/colour").json()["forgotten"] == ["working"]
+    assert api.get("/v1/memory/alice/colour").status_code == 404
+
+
+def test_memory_tools_act_for_the_requests_tenant_only(api: TestClient) -> None:
+    def call(tool: str, tenant: str, **arguments: object) -> Any:
+        body = {"arguments": arguments, "tenant": tenant, "conversationId": "c-1"}
+        response = api.post(f"/v1/tools/{tool}/call", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["value"]
+
+    assert call("remember", "alice", key="colour", value="teal")["remembered"]
+    assert call("recall", "alice", key="colour") == {
+        "found": True,
+        "tier": "working",
+        "value": "teal",
+    }
+    assert call("recall", "bob", key="colour") == {"found": False}
+    # The tenant is not a tool argument: a model cannot name another tenant.
+    sneaky = {"arguments": {"key": "colour", "tenant": "alice"}, "tenant": "bob"}
+    assert api.post("/v1/tools/recall/call", json=sneaky).status_code == 422

@@ -94,6 +94,31 @@ def test_agent_tools_need_exactly_one_target() -> None:
     assert pool.agent.base_url() == "http://researcher.team.svc:8080"
 
 
+def test_mcp_tools_choose_remote_tools_by_name_and_take_schemas_from_the_server() -> None:
+    mcp = ToolDefinition.model_validate(
+        {"name": "files", "mcp": {"url": "http://mcp:8000/mcp", "toolNames": ["read"]}}
+    )
+    assert mcp.mcp is not None
+    assert (mcp.mcp.tool_names, mcp.mcp.prefix) == (["read"], None)
+    with pytest.raises(ValidationError, match="from the server"):
+        ToolDefinition.model_validate(
+            {"name": "files", "parameters": {"type": "object"}, "mcp": {"url": "http://m/"}}
+        )
+    with pytest.raises(ValidationError, match="twice"):
+        ToolDefinition.model_validate(
+            {"name": "files", "mcp": {"url": "http://m/", "toolNames": ["a", "a"]}}
+        )
+    with pytest.raises(ValidationError, match="namespace"):
+        ToolDefinition.model_validate(
+            {"name": "files", "mcp": {"url": "http://m/", "namespace": "fs"}}
+        )
+
+
+def test_approval_is_off_unless_required() -> None:
+    assert not ToolDefinition.model_validate(HTTP_TOOL).require_approval
+    assert ToolDefinition.model_validate({**HTTP_TOOL, "requireApproval": True}).require_approval
+
+
 def test_tool_names_are_unique() -> None:
     with pytest.raises(ValidationError, match="defined twice"):
         ToolsConfig.model_validate({"definitions": [HTTP_TOOL, HTTP_TOOL]})

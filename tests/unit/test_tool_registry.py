@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.tools.errors import ToolConfigError, ToolNotFoundError, ToolValidationError
 from agent_runtime.tools.registry import Tool, ToolRegistry
+from agent_runtime.tools.tool import CallContext
+from tests.support.identity import CONTEXT
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -55,7 +57,7 @@ arguments = st.fixed_dictionaries(
 def recording_registry() -> tuple[ToolRegistry, list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
 
-    async def search(args: dict[str, Any]) -> Any:
+    async def search(args: dict[str, Any], _ctx: CallContext) -> Any:
         seen.append(args)
         return {"hits": []}
 
@@ -73,12 +75,12 @@ async def test_only_valid_arguments_reach_the_implementation(args: dict[str, Any
     )
     expected_valid = checker.is_valid(args)
     if expected_valid:
-        result = await registry.call("search", args)
+        result = await registry.call("search", args, context=CONTEXT)
         assert result.value == {"hits": []}
         assert seen == [args]
     else:
         with pytest.raises(ToolValidationError) as caught:
-            await registry.call("search", args)
+            await registry.call("search", args, context=CONTEXT)
         assert seen == []
         assert caught.value.issues
         for issue in caught.value.issues:
@@ -110,14 +112,14 @@ async def test_errors_name_the_path_and_the_rule(
 ) -> None:
     registry, _ = recording_registry()
     with pytest.raises(ToolValidationError) as caught:
-        await registry.call("search", args)
+        await registry.call("search", args, context=CONTEXT)
     assert [(i.path, i.rule) for i in caught.value.issues] == [(path, rule)]
     assert path in str(caught.value)
     assert f"rule: {rule}" in str(caught.value)
 
 
 async def test_results_are_checked_against_the_result_schema() -> None:
-    async def wrong(_: dict[str, Any]) -> Any:
+    async def wrong(_: dict[str, Any], _ctx: CallContext) -> Any:
         return {"count": "three"}
 
     registry = ToolRegistry()
@@ -128,11 +130,11 @@ async def test_results_are_checked_against_the_result_schema() -> None:
         result_schema={"type": "object", "properties": {"count": {"type": "integer"}}},
     )
     with pytest.raises(ToolValidationError, match=r"invalid result: \$\.count"):
-        await registry.call("count", {})
+        await registry.call("count", {}, context=CONTEXT)
 
 
 def test_bad_registrations_are_refused() -> None:
-    async def noop(_: dict[str, Any]) -> None:
+    async def noop(_: dict[str, Any], _ctx: CallContext) -> None:
         return None
 
     registry = ToolRegistry()
@@ -153,10 +155,10 @@ def test_bad_registrations_are_refused() -> None:
 async def test_unknown_tools_are_named() -> None:
     registry, _ = recording_registry()
     with pytest.raises(ToolNotFoundError, match="no tool named 'nope'; registered: search"):
-        await registry.call("nope", {})
+        await registry.call("nope", {}, context=CONTEXT)
 
 
-async def _noop(_: dict[str, Any]) -> None:
+async def _noop(_: dict[str, Any], _ctx: CallContext) -> None:
     return None
 
 
@@ -223,5 +225,5 @@ def test_export_keeps_everything(
 async def test_arguments_that_are_not_an_object_are_refused(arguments: Any) -> None:
     registry, seen = recording_registry()
     with pytest.raises(ToolValidationError, match=r"\$: arguments must be an object"):
-        await registry.call("search", arguments)
+        await registry.call("search", arguments, context=CONTEXT)
     assert seen == []

@@ -1,13 +1,19 @@
 """The runtime's configuration schema: the contract the operator renders into a ConfigMap.
 
-Each section lives in its own module (`tools`, `memory`); `RuntimeConfig` composes them.
-The document is camelCase JSON or YAML, for example::
+Each section lives in its own module; `RuntimeConfig` composes them. The document is
+camelCase JSON or YAML and unknown fields are errors. The operator renders every field;
+the defaults here only serve a runtime started by hand. For example::
 
-    pool: customer-support
+    pool: {namespace: shop, name: customer-support}
+    agent:
+      instructionsFile: /etc/agentpool/instructions/instructions.md
+      concurrency: 8
+    model:
+      primary: {name: gpt-4o-mini, baseUrl: "https://api.openai.com/v1", apiKeyEnv: OPENAI_API_KEY}
+    load: {signal: activeTurns}
     tools:
       definitions: [...]
     memory:
-      pool: customer-support
       redis: {urlEnv: AGENTPOOL_REDIS_URL}
 """
 
@@ -20,11 +26,16 @@ from typing import Self
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from agent_runtime.config.memory import MemoryConfig
+from agent_runtime.config.agent import DEFAULT_INSTRUCTIONS, AgentSettings
+from agent_runtime.config.identity import PoolIdentity
+from agent_runtime.config.load import LoadSettings
+from agent_runtime.config.memory import MemoryConfig, working_memory_only
+from agent_runtime.config.model import ModelConfig
 from agent_runtime.config.section import ConfigSection
 from agent_runtime.config.tools import ToolsConfig
 
 __all__ = [
+    "PoolIdentity",
     "RuntimeConfig",
     "RuntimeConfigError",
     "dump_runtime_config",
@@ -40,23 +51,38 @@ class RuntimeConfigError(ValueError):
 class RuntimeConfig(ConfigSection):
     """Everything one agent pod is configured with."""
 
-    pool: str = Field(
-        min_length=1,
-        max_length=253,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        description="The AgentPool this runtime serves.",
+    pool: PoolIdentity = Field(description="The AgentPool this runtime serves.")
+    agent: AgentSettings = Field(
+        default_factory=lambda: AgentSettings(instructions=DEFAULT_INSTRUCTIONS),
+        description="Instructions, concurrency and turn limits.",
     )
-    tools: ToolsConfig = Field(default_factory=ToolsConfig)
-    memory: MemoryConfig | None = Field(
-        default=None, description="Memory and conversation state; absent: no Redis, no memory."
+    model: ModelConfig | None = Field(
+        default=None,
+        description="The model and its fallbacks; null only for a runtime started by hand "
+        "to serve tools and memory (the operator always renders it).",
+    )
+    load: LoadSettings = Field(
+        default_factory=LoadSettings, description="The scaling signal each replica publishes."
+    )
+    tools: ToolsConfig = Field(default_factory=ToolsConfig, description="The pool's tools.")
+    memory: MemoryConfig = Field(
+        default_factory=working_memory_only,
+        description="Memory tiers, Redis and conversation state; default: working memory only.",
     )
 
     @model_validator(mode="after")
-    def _memory_belongs_to_the_pool(self) -> Self:
-        if self.memory is not None and self.memory.pool != self.pool:
+    def _redis_features_need_redis(self) -> Self:
+        if self.memory.redis is not None:
+            return self
+        needing = self.tools.needs_redis()
+        if self.model is not None and self.model.circuit_breaker.shared:
+            needing.append("model.circuitBreaker.shared")
+        if self.load.signal == "activeTurnsAndQueuedTasks":
+            needing.append("load.signal (activeTurnsAndQueuedTasks)")
+        if needing:
             raise ValueError(
-                f"memory.pool {self.memory.pool!r} differs from pool {self.pool!r}: "
-                "one pool's runtime must not read another pool's memory"
+                f"{', '.join(needing)} needs memory.redis, which is not set: "
+                "configure redis or turn these off"
             )
         return self
 
@@ -90,5 +116,9 @@ def load_runtime_config(path: Path) -> RuntimeConfig:
 
 
 def dump_runtime_config(config: RuntimeConfig) -> str:
-    """The canonical JSON document (what the operator writes into the ConfigMap)."""
-    return json.dumps(config.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2)
+    """The canonical JSON document (what the operator writes into the ConfigMap).
+
+    Every field is written, nulls included: a null can differ from the default (a
+    `perCallSeconds: null` turns the deadline off), so leaving it out would change meaning.
+    """
+    return json.dumps(config.model_dump(mode="json", by_alias=True), indent=2)

@@ -4,6 +4,9 @@ The operator renders this section (camelCase, like Kubernetes) into the pool's
 ConfigMap; `MemoryConfig` is the top-level model. Secrets never appear in the document:
 the Redis URL and embedding API keys are named by environment variables that the
 operator fills from secret references.
+
+Redis is optional. Without it the pool keeps working memory (in each replica); the
+long-term and episodic tiers need Redis and are refused when it is absent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from agent_runtime.config.limits import ENV_VAR_PATTERN
 from agent_runtime.config.section import ConfigSection
 
 Tier = Literal["working", "longTerm", "episodic"]
@@ -28,13 +32,22 @@ class RedisSettings(ConfigSection):
     url: str | None = Field(default=None, description="Redis URL; prefer urlEnv for secrets.")
     url_env: str = Field(
         default="AGENTPOOL_REDIS_URL",
+        pattern=ENV_VAR_PATTERN,
         description="Environment variable holding the Redis URL when `url` is not set.",
     )
-    socket_timeout_seconds: float = Field(default=2.0, gt=0)
-    connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    socket_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Deadline of one Redis command."
+    )
+    connect_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="Deadline of opening a connection."
+    )
     retry_attempts: int = Field(default=2, ge=0, le=10, description="redis-py retries per call.")
-    retry_backoff_cap_seconds: float = Field(default=0.5, gt=0)
-    health_check_interval_seconds: float = Field(default=5.0, ge=0)
+    retry_backoff_cap_seconds: float = Field(
+        default=0.5, gt=0, description="Longest wait between redis-py's retries."
+    )
+    health_check_interval_seconds: float = Field(
+        default=5.0, ge=0, description="Idle connections are checked after this long."
+    )
     reconnect_backoff_max_seconds: float = Field(
         default=10.0, gt=0, description="Longest wait between reconnect probes while degraded."
     )
@@ -64,6 +77,7 @@ class WorkingMemorySettings(ConfigSection):
 class LongTermSettings(ConfigSection):
     """The Redis key-value tier."""
 
+    enabled: bool = Field(default=True, description="Keep long-term memories (needs redis).")
     ttl_seconds: int | None = Field(
         default=None, ge=1, description="Default expiry of a long-term memory; none = forever."
     )
@@ -78,14 +92,20 @@ class LongTermSettings(ConfigSection):
 class EmbedderSettings(ConfigSection):
     """Which embedder turns episode text into vectors."""
 
-    kind: EmbedderKind = "hashing"
-    dimensions: int = Field(default=384, ge=8, le=8192)
+    kind: EmbedderKind = Field(
+        default="hashing",
+        description="hashing (offline, by words), sentenceTransformer (all-MiniLM-L6-v2, "
+        "local) or openai (an OpenAI-compatible embeddings API).",
+    )
+    dimensions: int = Field(default=384, ge=8, le=8192, description="Vector dimensions.")
     model: str | None = Field(default=None, description="Model name for `openai`.")
     url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible API.")
     api_key_env: str | None = Field(
-        default=None, description="Environment variable holding the API key for `openai`."
+        default=None,
+        pattern=ENV_VAR_PATTERN,
+        description="Environment variable holding the API key for `openai`.",
     )
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Deadline of one request.")
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> EmbedderSettings:
@@ -104,18 +124,28 @@ class IndexSettings(ConfigSection):
     at no measurable recall cost, while `i8` lost recall there.
     """
 
-    connectivity: int = Field(default=16, ge=2, le=128)
-    expansion_add: int = Field(default=64, ge=8, le=4096)
-    expansion_search: int = Field(default=128, ge=8, le=4096)
-    dtype: Literal["f32", "f16", "i8"] = "f16"
+    connectivity: int = Field(default=16, ge=2, le=128, description="Edges per graph node.")
+    expansion_add: int = Field(
+        default=64, ge=8, le=4096, description="Search breadth while adding."
+    )
+    expansion_search: int = Field(
+        default=128, ge=8, le=4096, description="Search breadth while searching."
+    )
+    dtype: Literal["f32", "f16", "i8"] = Field(
+        default="f16", description="How vectors are stored in the index."
+    )
 
 
 class EpisodicSettings(ConfigSection):
     """The semantic tier: episodes with embeddings, searched by meaning."""
 
-    enabled: bool = True
-    embedder: EmbedderSettings = EmbedderSettings()
-    index: IndexSettings = IndexSettings()
+    enabled: bool = Field(default=True, description="Keep episodes (needs redis).")
+    embedder: EmbedderSettings = Field(
+        default_factory=EmbedderSettings, description="What turns text into vectors."
+    )
+    index: IndexSettings = Field(
+        default_factory=IndexSettings, description="Each replica's approximate index."
+    )
     recall_min_score: float = Field(
         default=0.5, ge=-1.0, le=1.0, description="Least cosine similarity a recall accepts."
     )
@@ -124,11 +154,13 @@ class EpisodicSettings(ConfigSection):
 class RoutingRule(ConfigSection):
     """Which tiers a memory goes to when its importance reaches `minImportance`."""
 
-    min_importance: float = Field(ge=0.0, le=1.0)
+    min_importance: float = Field(ge=0.0, le=1.0, description="Least importance it matches.")
     key_pattern: str | None = Field(
         default=None, description="Optional glob on the key (fnmatch); none matches every key."
     )
-    tiers: tuple[Tier, ...] = Field(min_length=1)
+    tiers: tuple[Tier, ...] = Field(
+        min_length=1, description="Where a matching memory goes; disabled tiers are skipped."
+    )
     ttl_seconds: int | None = Field(
         default=None, ge=1, description="Overrides longTerm.ttlSeconds for memories this routes."
     )
@@ -149,31 +181,94 @@ class RoutingSettings(ConfigSection):
     key matches `keyPattern` (if any). Rules are tried in the order written.
     """
 
-    rules: tuple[RoutingRule, ...] = Field(default_factory=_default_rules, min_length=1)
+    rules: tuple[RoutingRule, ...] = Field(
+        default_factory=_default_rules, min_length=1, description="Tried in order."
+    )
 
 
 class RetentionSettings(ConfigSection):
     """How much of a conversation's event log is kept behind its latest snapshot."""
 
-    max_events: int | None = Field(default=None, ge=1)
-    max_age_seconds: int | None = Field(default=None, ge=1)
+    max_events: int | None = Field(
+        default=None, ge=1, description="Events kept per conversation; null: all."
+    )
+    max_age_seconds: int | None = Field(
+        default=None, ge=1, description="Oldest event kept; null: no age limit."
+    )
 
 
 class StateSettings(ConfigSection):
     """Event-sourced conversation state."""
 
     snapshot_every: int = Field(default=50, ge=1, description="Snapshot after this many events.")
-    retention: RetentionSettings = RetentionSettings()
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="What is trimmed behind a snapshot."
+    )
 
 
 class MemoryConfig(ConfigSection):
-    """The whole memory section: Redis, the three tiers, routing and conversation state."""
+    """The whole memory section: Redis, the three tiers, routing and conversation state.
 
-    redis: RedisSettings = RedisSettings()
-    key_prefix: str = Field(default="agentpool", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    pool: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    working_memory: WorkingMemorySettings = WorkingMemorySettings()
-    long_term: LongTermSettings = LongTermSettings()
-    episodic: EpisodicSettings = EpisodicSettings()
-    routing: RoutingSettings = RoutingSettings()
-    state: StateSettings = StateSettings()
+    Whose memory it is comes from the document's `pool` identity, stated once there.
+    """
+
+    redis: RedisSettings | None = Field(
+        default=None,
+        description="Where Redis is; null: working memory only (long-term and episodic "
+        "tiers, conversation state and anything shared between replicas need Redis).",
+    )
+    key_prefix: str = Field(
+        default="agentpool",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of every Redis key, channel and stream name.",
+    )
+    working_memory: WorkingMemorySettings = Field(
+        default_factory=WorkingMemorySettings, description="The in-process tier."
+    )
+    long_term: LongTermSettings = Field(
+        default_factory=LongTermSettings, description="The Redis key-value tier."
+    )
+    episodic: EpisodicSettings = Field(
+        default_factory=EpisodicSettings, description="The semantic tier."
+    )
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings, description="Which tiers a memory goes to."
+    )
+    state: StateSettings = Field(
+        default_factory=StateSettings, description="Event-sourced conversation state."
+    )
+
+    @model_validator(mode="after")
+    def _redis_tiers_need_redis(self) -> MemoryConfig:
+        if self.redis is None:
+            for field, settings in (("longTerm", self.long_term), ("episodic", self.episodic)):
+                if settings.enabled:
+                    raise ValueError(
+                        f"memory.{field}.enabled needs memory.redis: without Redis only "
+                        f"working memory is kept (set {field}.enabled: false, or configure redis)"
+                    )
+        enabled = self.enabled_tiers()
+        for i, rule in enumerate(self.routing.rules):
+            if not set(rule.tiers) & enabled:
+                raise ValueError(
+                    f"memory.routing.rules.{i} routes only to disabled tiers {list(rule.tiers)}: "
+                    "what it matches would be kept nowhere"
+                )
+        return self
+
+    def enabled_tiers(self) -> set[Tier]:
+        """The tiers this configuration keeps memories in."""
+        tiers: set[Tier] = {"working"}
+        if self.long_term.enabled:
+            tiers.add("longTerm")
+        if self.episodic.enabled:
+            tiers.add("episodic")
+        return tiers
+
+
+def working_memory_only() -> MemoryConfig:
+    """The memory of a pool without Redis: each replica's working memory, nothing else."""
+    return MemoryConfig(
+        long_term=LongTermSettings(enabled=False), episodic=EpisodicSettings(enabled=False)
+    )

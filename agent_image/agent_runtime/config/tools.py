@@ -17,10 +17,16 @@ from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from agent_runtime.config.limits import (
+    KUBERNETES_NAMESPACE_MAX_CHARS,
+    KUBERNETES_NAMESPACE_PATTERN,
+    MCP_PREFIX_PATTERN,
+    POOL_NAME_MAX_CHARS,
+    POOL_NAME_PATTERN,
+    TOOL_NAME_PATTERN,
+)
+from agent_runtime.config.secrets import HeaderValue
 from agent_runtime.config.section import ConfigSection
-
-TOOL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
-"""What both OpenAI function calling and MCP accept as a tool name."""
 
 ErrorKind = Literal[
     "timeout",
@@ -67,25 +73,6 @@ def merge_settings(base: _S, override: _S | None) -> _S:
     return base.model_copy(update=updates)
 
 
-# ----------------------------------------------------------------------------- secrets
-
-
-class EnvRef(ConfigSection):
-    """An environment variable the operator fills (usually from a Secret)."""
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class HeaderFromEnv(ConfigSection):
-    """A header whose value is read from an environment variable when the tool is built."""
-
-    value_from: EnvRef
-
-
-HeaderValue = str | HeaderFromEnv
-"""A literal header value, or `{valueFrom: {env: NAME}}`."""
-
-
 # ----------------------------------------------------------------------------- hints
 
 
@@ -96,10 +83,16 @@ class ToolHints(ConfigSection):
     read-only tool is treated as idempotent for retries and as cacheable.
     """
 
-    read_only: bool = False
-    destructive: bool = True
-    idempotent: bool = False
-    open_world: bool = True
+    read_only: bool = Field(default=False, description="The tool changes nothing.")
+    destructive: bool = Field(
+        default=True, description="A call may destroy or overwrite data (when not read-only)."
+    )
+    idempotent: bool = Field(
+        default=False, description="Repeating a call has no further effect (when not read-only)."
+    )
+    open_world: bool = Field(
+        default=True, description="The tool reaches outside the pool (the internet, other teams)."
+    )
 
     @property
     def safe_to_repeat(self) -> bool:
@@ -180,16 +173,35 @@ class CommandImplementation(ConfigSection):
 class McpImplementation(ConfigSection):
     """Tools served by an MCP server over streamable HTTP.
 
-    With `toolName`, the definition is that one remote tool under the definition's name.
-    Without it, every tool the server lists is registered as `{namespace}__{remoteName}`
-    (`namespace` defaults to the definition's name).
+    The server's tools are discovered at start-up (schemas, result schemas and hints
+    come from the server) and registered as `{prefix}__{remoteName}`: all of them, or
+    only those named in `toolNames`.
     """
 
-    url: str = Field(pattern=r"^https?://")
-    tool_name: str | None = None
-    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,30}$")
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    url: str = Field(pattern=r"^https?://", description="The server's streamable-HTTP URL.")
+    tool_names: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="The remote tools to register; unset: every tool the server lists.",
+    )
+    prefix: str | None = Field(
+        default=None,
+        pattern=MCP_PREFIX_PATTERN,
+        description="Prefix of the registered names; defaults to the definition's name.",
+    )
+    headers: dict[str, HeaderValue] = Field(
+        default_factory=dict, description="Extra request headers (literal or from the env)."
+    )
+    timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Deadline of one request to the server."
+    )
+
+    @field_validator("tool_names")
+    @classmethod
+    def _distinct(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("toolNames lists a name twice")
+        return names
 
 
 class AgentImplementation(ConfigSection):
@@ -199,13 +211,31 @@ class AgentImplementation(ConfigSection):
     names a pool's Service after the pool.
     """
 
-    url: str | None = Field(default=None, pattern=r"^https?://")
-    pool: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    port: int = Field(default=8080, ge=1, le=65535)
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
-    max_response_bytes: int = Field(default=1 << 20, gt=0, le=1 << 30)
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", description="The other pool's base URL."
+    )
+    pool: str | None = Field(
+        default=None,
+        pattern=POOL_NAME_PATTERN,
+        max_length=POOL_NAME_MAX_CHARS,
+        description="The other pool's name (its Service has the same name).",
+    )
+    namespace: str | None = Field(
+        default=None,
+        pattern=KUBERNETES_NAMESPACE_PATTERN,
+        max_length=KUBERNETES_NAMESPACE_MAX_CHARS,
+        description="The other pool's Kubernetes namespace; unset: this pod's namespace.",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="The other pool's HTTP port.")
+    headers: dict[str, HeaderValue] = Field(
+        default_factory=dict, description="Extra request headers (literal or from the env)."
+    )
+    timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="Deadline of one chat request."
+    )
+    max_response_bytes: int = Field(
+        default=1 << 20, gt=0, le=1 << 30, description="Largest answer accepted."
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -227,15 +257,29 @@ class AgentImplementation(ConfigSection):
 class CircuitBreakerSettings(ConfigSection):
     """A circuit breaker (see `agent_runtime.resilience.breaker`)."""
 
-    enabled: bool = True
-    window_type: Literal["count", "time"] = "count"
+    enabled: bool = Field(default=True, description="Guard the dependency with a breaker.")
+    window_type: Literal["count", "time"] = Field(
+        default="count", description="Judge the last `windowSize` calls, or seconds."
+    )
     window_size: int = Field(default=20, ge=1, le=10_000, description="Calls, or seconds.")
-    minimum_calls: int = Field(default=10, ge=1)
-    failure_rate_threshold: float = Field(default=50.0, gt=0, le=100, description="Percent.")
-    slow_call_rate_threshold: float = Field(default=100.0, gt=0, le=100, description="Percent.")
-    slow_call_duration_seconds: float = Field(default=10.0, gt=0)
-    wait_duration_in_open_seconds: float = Field(default=30.0, gt=0)
-    permitted_calls_in_half_open: int = Field(default=3, ge=1)
+    minimum_calls: int = Field(
+        default=10, ge=1, description="Calls in the window before the rates are judged."
+    )
+    failure_rate_threshold: float = Field(
+        default=50.0, gt=0, le=100, description="Percent of failed calls that opens the breaker."
+    )
+    slow_call_rate_threshold: float = Field(
+        default=100.0, gt=0, le=100, description="Percent of slow calls that opens the breaker."
+    )
+    slow_call_duration_seconds: float = Field(
+        default=10.0, gt=0, description="A call slower than this counts as slow."
+    )
+    wait_duration_in_open_seconds: float = Field(
+        default=30.0, gt=0, description="How long the breaker stays open before trial calls."
+    )
+    permitted_calls_in_half_open: int = Field(
+        default=3, ge=1, description="Trial calls allowed while half-open."
+    )
     record_on: list[ErrorKind] = Field(
         default_factory=lambda: list(_BREAKER_RECORDS),
         description="Failure kinds that count against the dependency.",
@@ -249,22 +293,30 @@ class CircuitBreakerSettings(ConfigSection):
 class RetrySettings(ConfigSection):
     """Retries with exponential backoff and jitter (tenacity)."""
 
-    enabled: bool = True
-    max_attempts: int = Field(default=3, ge=1, le=20)
-    initial_backoff_seconds: float = Field(default=0.1, ge=0)
-    max_backoff_seconds: float = Field(default=5.0, ge=0)
-    multiplier: float = Field(default=2.0, ge=1)
-    jitter_seconds: float = Field(default=0.1, ge=0)
+    enabled: bool = Field(default=True, description="Retry failed attempts at all.")
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts, the first included.")
+    initial_backoff_seconds: float = Field(
+        default=0.1, ge=0, description="Wait before the second attempt."
+    )
+    max_backoff_seconds: float = Field(default=5.0, ge=0, description="Longest wait.")
+    multiplier: float = Field(default=2.0, ge=1, description="Growth of the wait per attempt.")
+    jitter_seconds: float = Field(
+        default=0.1, ge=0, description="Random extra wait, up to this much."
+    )
     retry_non_idempotent: bool = Field(
         default=False, description="Retry tools that are neither read-only nor idempotent."
     )
-    retry_on: list[ErrorKind] = Field(default_factory=lambda: list(_RETRY_ON))
+    retry_on: list[ErrorKind] = Field(
+        default_factory=lambda: list(_RETRY_ON), description="Failure kinds that are retried."
+    )
 
 
 class TimeoutSettings(ConfigSection):
     """Deadlines: for the whole call (all attempts) and for each attempt."""
 
-    per_call_seconds: float | None = Field(default=120.0, gt=0)
+    per_call_seconds: float | None = Field(
+        default=120.0, gt=0, description="Deadline of the whole call; null: none."
+    )
     per_attempt_seconds: float | None = Field(
         default=None, gt=0, description="Defaults to the implementation's own timeout."
     )
@@ -273,40 +325,58 @@ class TimeoutSettings(ConfigSection):
 class StaticFallback(ConfigSection):
     """A fixed answer used when everything else failed."""
 
-    value: Any = None
+    value: Any = Field(default=None, description="The answer (any JSON value).")
 
 
 class FallbackSettings(ConfigSection):
     """What answers when the tool fails: other tools in order, then a static value."""
 
-    tools: list[str] = Field(default_factory=list)
-    static: StaticFallback | None = None
+    tools: list[str] = Field(
+        default_factory=list, description="Tools asked in order when this one fails."
+    )
+    static: StaticFallback | None = Field(
+        default=None, description="The answer when every fallback tool failed too."
+    )
 
 
 class BulkheadSettings(ConfigSection):
     """A per-tool concurrency limit."""
 
-    max_concurrent: int = Field(default=32, ge=1)
-    max_wait_seconds: float = Field(default=5.0, ge=0)
+    max_concurrent: int = Field(default=32, ge=1, description="Calls running at once.")
+    max_wait_seconds: float = Field(
+        default=5.0, ge=0, description="How long a call waits for a slot before it is refused."
+    )
 
 
 class RateLimitSettings(ConfigSection):
     """A per-tool token bucket; `ratePerSecond: null` disables it."""
 
-    rate_per_second: float | None = Field(default=None, gt=0)
-    burst: int = Field(default=10, ge=1)
-    max_wait_seconds: float = Field(default=0.0, ge=0)
+    rate_per_second: float | None = Field(
+        default=None, gt=0, description="Sustained calls per second; null: unlimited."
+    )
+    burst: int = Field(default=10, ge=1, description="Calls allowed at once above the rate.")
+    max_wait_seconds: float = Field(
+        default=0.0, ge=0, description="How long a call waits for a token before it is refused."
+    )
 
 
 class ResilienceSettings(ConfigSection):
     """The resilience policy: pool defaults, or (as a tool's `resilience`) overrides."""
 
-    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
-    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
-    bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
-    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    circuit_breaker: CircuitBreakerSettings = Field(
+        default_factory=CircuitBreakerSettings, description="The breaker."
+    )
+    retry: RetrySettings = Field(default_factory=RetrySettings, description="Retries.")
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings, description="Deadlines.")
+    fallback: FallbackSettings = Field(
+        default_factory=FallbackSettings, description="What answers on failure."
+    )
+    bulkhead: BulkheadSettings = Field(
+        default_factory=BulkheadSettings, description="The concurrency limit."
+    )
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="The rate limit."
+    )
 
 
 class CacheSettings(ConfigSection):
@@ -315,9 +385,11 @@ class CacheSettings(ConfigSection):
     Only read-only tools are cached unless `allowNonReadOnly` is set for the tool.
     """
 
-    enabled: bool = True
-    ttl_seconds: float = Field(default=300.0, gt=0)
-    allow_non_read_only: bool = False
+    enabled: bool = Field(default=True, description="Cache results at all.")
+    ttl_seconds: float = Field(default=300.0, gt=0, description="How long a result is reused.")
+    allow_non_read_only: bool = Field(
+        default=False, description="Cache this tool even though it is not read-only."
+    )
     max_entries: int = Field(default=4096, ge=1, description="Pool-wide; ignored per tool.")
     shared: bool = Field(
         default=False, description="Also cache in Redis, shared by replicas. Pool-wide."
@@ -331,21 +403,34 @@ class ToolDefinition(ConfigSection):
     """One tool as the operator renders it from an AgentTool resource.
 
     Exactly one of `http`, `command`, `mcp`, `agent` is set. `parameters` is a JSON
-    Schema object (MCP `inputSchema` shape); it is required except for MCP tools (taken
-    from the server) and agent tools (`{message, conversationId}` by default).
+    Schema object (MCP `inputSchema` shape): required for http and command tools, the
+    fixed agent-call shape (`{message, conversationId}`) by default for agent tools, and
+    never set for MCP tools, whose schemas come from the server. For MCP tools,
+    `description` and `hints`, when set, replace what the server says for every tool.
     """
 
-    name: str = Field(pattern=TOOL_NAME_PATTERN)
-    description: str = ""
-    parameters: dict[str, Any] | None = None
-    result_schema: dict[str, Any] | None = None
-    hints: ToolHints = Field(default_factory=ToolHints)
-    http: HttpImplementation | None = None
-    command: CommandImplementation | None = None
-    mcp: McpImplementation | None = None
-    agent: AgentImplementation | None = None
-    resilience: ResilienceSettings | None = None
-    cache: CacheSettings | None = None
+    name: str = Field(pattern=TOOL_NAME_PATTERN, description="The tool's name.")
+    description: str = Field(default="", description="What the tool does, for the model.")
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of the arguments (an object schema)."
+    )
+    result_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema every result must match; unset: unchecked."
+    )
+    hints: ToolHints = Field(default_factory=ToolHints, description="Behaviour hints.")
+    require_approval: bool = Field(
+        default=False, description="A person approves each call before it runs."
+    )
+    http: HttpImplementation | None = Field(default=None, description="An HTTP endpoint.")
+    command: CommandImplementation | None = Field(default=None, description="A sandboxed program.")
+    mcp: McpImplementation | None = Field(default=None, description="An MCP server's tools.")
+    agent: AgentImplementation | None = Field(default=None, description="Another pool.")
+    resilience: ResilienceSettings | None = Field(
+        default=None, description="Overrides of the pool's resilience, merged field by field."
+    )
+    cache: CacheSettings | None = Field(
+        default=None, description="Overrides of the pool's cache settings, field by field."
+    )
 
     @field_validator("parameters", "result_schema")
     @classmethod
@@ -363,6 +448,8 @@ class ToolDefinition(ConfigSection):
             )
         if self.parameters is None and set_kinds[0] in ("http", "command"):
             raise ValueError(f"`parameters` is required for {set_kinds[0]} tools")
+        if self.mcp is not None and (self.parameters or self.result_schema) is not None:
+            raise ValueError("mcp tools take `parameters` and `resultSchema` from the server")
         declared = set((self.parameters or {}).get("properties", {}))
         if self.command is not None:
             missing = self.command.placeholders() - declared
@@ -393,9 +480,28 @@ class ToolDefinition(ConfigSection):
 class ToolsConfig(ConfigSection):
     """Every tool of the pool, and the pool's resilience and cache defaults."""
 
-    definitions: list[ToolDefinition] = Field(default_factory=list)
-    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
+    definitions: list[ToolDefinition] = Field(
+        default_factory=list, description="One definition per AgentTool the pool may use."
+    )
+    resilience: ResilienceSettings = Field(
+        default_factory=ResilienceSettings, description="The pool's resilience defaults."
+    )
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings, description="The pool's cache defaults."
+    )
+
+    def needs_redis(self) -> list[str]:
+        """The fields (as document paths) whose settings only work with Redis."""
+        found = []
+        if self.cache.shared:
+            found.append("tools.cache.shared")
+        if self.resilience.circuit_breaker.shared:
+            found.append("tools.resilience.circuitBreaker.shared")
+        for i, definition in enumerate(self.definitions):
+            override = definition.resilience
+            if override is not None and override.circuit_breaker.shared:
+                found.append(f"tools.definitions.{i}.resilience.circuitBreaker.shared")
+        return found
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

@@ -1,8 +1,9 @@
 """The memory hierarchy: working (in process), long-term and episodic (Redis) tiers.
 
-Build it from the pool's config with `MemoryHierarchy.from_config(config, client,
+Build it from the pool's config with `MemoryHierarchy.from_config(config, pool, client,
 health)` where `client = create_redis(config.redis)` and
-`health = create_health(config.pool, client, config.redis)`.
+`health = create_health(pool, client, config.redis)`; a pool without Redis uses
+`MemoryHierarchy.working_only(config)`.
 """
 
 from agent_runtime.memory.connection import create_health, create_redis

@@ -10,6 +10,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.memory import RedisSettings
 from agent_runtime.memory.health import RedisHealth
 
@@ -35,7 +36,7 @@ def create_redis(settings: RedisSettings, environ: Mapping[str, str] | None = No
     )
 
 
-def create_health(pool: str, client: Redis, settings: RedisSettings) -> RedisHealth:
+def create_health(pool: PoolIdentity, client: Redis, settings: RedisSettings) -> RedisHealth:
     """The reachability tracker for `client`, pinging it to recover."""
 
     async def ping() -> object:

@@ -1,10 +1,10 @@
 """Episodic memory: experiences with embeddings, persisted in Redis, searched by meaning.
 
-Redis holds the truth: per namespace, a hash of episode documents, a hash of their
+Redis holds the truth: per tenant, a hash of episode documents, a hash of their
 vectors and a hash from key to episode id; every change is also appended to one
-pool-wide Stream. Each replica keeps an approximate index per namespace and brings it
+pool-wide Stream. Each replica keeps an approximate index per tenant and brings it
 up to date incrementally by reading the Stream from where it stopped (one XRANGE per
-sync), after a full load on first use. Searches only ever see one namespace's index,
+sync), after a full load on first use. Searches only ever see one tenant's index,
 so tenants never see each other's episodes.
 
 The Stream is not trimmed: a replica that starts later rebuilds from the hashes, and
@@ -29,7 +29,7 @@ from agent_runtime.memory import codec
 from agent_runtime.memory.embeddings import Embedder, Vectors
 from agent_runtime.memory.errors import CorruptRecordError, InvalidMemoryError
 from agent_runtime.memory.health import RedisHealth
-from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
+from agent_runtime.memory.keys import KeySpace, check_key, check_tenant
 from agent_runtime.memory.vector_index import VectorIndex
 
 SYNC_BATCH = 1000
@@ -41,7 +41,7 @@ class Episode(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: int
-    namespace: str
+    tenant: str
     key: str | None = None
     text: str
     data: JsonValue = None
@@ -69,12 +69,12 @@ end
 if old then
   redis.call('HDEL', KEYS[1], old)
   redis.call('HDEL', KEYS[2], old)
-  redis.call('XADD', KEYS[4], '*', 'op', 'del', 'ns', ARGV[5], 'id', old)
+  redis.call('XADD', KEYS[4], '*', 'op', 'del', 'tenant', ARGV[5], 'id', old)
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
-redis.call('XADD', KEYS[4], '*', 'op', 'add', 'ns', ARGV[5], 'id', ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'op', 'add', 'tenant', ARGV[5], 'id', ARGV[1])
 return 1
 """
 
@@ -92,7 +92,7 @@ redis.call('HDEL', KEYS[2], id)
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) == id then
   redis.call('HDEL', KEYS[3], ARGV[3])
 end
-redis.call('XADD', KEYS[4], '*', 'op', 'del', 'ns', ARGV[2], 'id', id)
+redis.call('XADD', KEYS[4], '*', 'op', 'del', 'tenant', ARGV[2], 'id', id)
 return 1
 """
 
@@ -116,7 +116,7 @@ def _decode_episode(payload: bytes) -> Episode:
 
 
 class EpisodicMemory:
-    """Episodes of one pool, for every namespace; one instance per replica."""
+    """Episodes of one pool, for every tenant; one instance per replica."""
 
     def __init__(
         self,
@@ -141,30 +141,30 @@ class EpisodicMemory:
         self._add = client.register_script(_ADD)
         self._delete = client.register_script(_DELETE)
 
-    def _index(self, namespace: str) -> VectorIndex:
-        index = self._indexes.get(namespace)
+    def _index(self, tenant: str) -> VectorIndex:
+        index = self._indexes.get(tenant)
         if index is None:
             index = VectorIndex(self.embedder.dimensions, self._index_settings)
-            self._indexes[namespace] = index
+            self._indexes[tenant] = index
         return index
 
-    def index_size(self, namespace: str) -> int:
-        """How many episodes of `namespace` this replica's index holds."""
-        index = self._indexes.get(namespace)
+    def index_size(self, tenant: str) -> int:
+        """How many episodes of `tenant` this replica's index holds."""
+        index = self._indexes.get(tenant)
         return 0 if index is None else len(index)
 
-    def _script_keys(self, namespace: str) -> list[str]:
+    def _script_keys(self, tenant: str) -> list[str]:
         return [
-            self._keys.episode_docs(namespace),
-            self._keys.episode_vectors(namespace),
-            self._keys.episode_keys(namespace),
+            self._keys.episode_docs(tenant),
+            self._keys.episode_vectors(tenant),
+            self._keys.episode_keys(tenant),
             self._keys.episode_log,
-            self._keys.episode_namespaces,
+            self._keys.episode_tenants,
         ]
 
     async def add(
         self,
-        namespace: str,
+        tenant: str,
         text: str,
         data: object = None,
         *,
@@ -173,7 +173,7 @@ class EpisodicMemory:
         metadata: Mapping[str, object] | None = None,
     ) -> Episode:
         """Embed and persist an episode; with `key`, it replaces that key's episode."""
-        check_namespace(namespace)
+        check_tenant(tenant)
         if key is not None:
             check_key(key)
         if not text.strip():
@@ -186,7 +186,7 @@ class EpisodicMemory:
         episode_id = await self._health.call(next_id, what="episode id allocation")
         episode = Episode(
             id=episode_id,
-            namespace=namespace,
+            tenant=tenant,
             key=key,
             text=text,
             data=codec.canonical_json(data),
@@ -198,75 +198,73 @@ class EpisodicMemory:
 
         async def write() -> object:
             return await self._add(
-                keys=self._script_keys(namespace),
-                args=[episode_id, payload, _vector_bytes(vectors[0]), key or "", namespace],
+                keys=self._script_keys(tenant),
+                args=[episode_id, payload, _vector_bytes(vectors[0]), key or "", tenant],
             )
 
-        await self._health.call(write, what=f"episode write in {namespace!r}")
+        await self._health.call(write, what=f"episode write in {tenant!r}")
         return episode
 
-    async def delete(self, namespace: str, episode_id: int) -> bool:
+    async def delete(self, tenant: str, episode_id: int) -> bool:
         """Remove one episode by id; True if it existed."""
-        return await self._remove(namespace, str(episode_id), "")
+        return await self._remove(tenant, str(episode_id), "")
 
-    async def forget_key(self, namespace: str, key: str) -> bool:
+    async def forget_key(self, tenant: str, key: str) -> bool:
         """Remove the episode remembered under `key`; True if there was one."""
-        return await self._remove(namespace, "", check_key(key))
+        return await self._remove(tenant, "", check_key(key))
 
-    async def _remove(self, namespace: str, episode_id: str, key: str) -> bool:
+    async def _remove(self, tenant: str, episode_id: str, key: str) -> bool:
         async def remove() -> object:
             return await self._delete(
-                keys=self._script_keys(namespace)[:4], args=[episode_id, namespace, key]
+                keys=self._script_keys(tenant)[:4], args=[episode_id, tenant, key]
             )
 
-        return bool(await self._health.call(remove, what=f"episode delete in {namespace!r}"))
+        return bool(await self._health.call(remove, what=f"episode delete in {tenant!r}"))
 
-    async def get(self, namespace: str, episode_id: int) -> Episode | None:
+    async def get(self, tenant: str, episode_id: int) -> Episode | None:
         """One episode by id, or None."""
-        found = await self._fetch(namespace, [episode_id])
+        found = await self._fetch(tenant, [episode_id])
         return found.get(episode_id)
 
-    async def get_by_key(self, namespace: str, key: str) -> Episode | None:
+    async def get_by_key(self, tenant: str, key: str) -> Episode | None:
         """The episode remembered under `key`, or None."""
-        name = self._keys.episode_keys(namespace)
+        name = self._keys.episode_keys(tenant)
 
         async def lookup() -> Any:
             return await self._client.hget(name, check_key(key))
 
         found = await self._health.call(lookup, what=f"episode lookup of {key!r}")
-        return None if found is None else await self.get(namespace, int(found))
+        return None if found is None else await self.get(tenant, int(found))
 
-    async def _fetch(self, namespace: str, ids: list[int]) -> dict[int, Episode]:
+    async def _fetch(self, tenant: str, ids: list[int]) -> dict[int, Episode]:
         if not ids:
             return {}
-        name = self._keys.episode_docs(namespace)
+        name = self._keys.episode_docs(tenant)
 
         async def read() -> list[Any]:
             found: list[Any] = await self._client.hmget(name, [str(i) for i in ids])
             return found
 
-        payloads = await self._health.call(read, what=f"episode read in {namespace!r}")
+        payloads = await self._health.call(read, what=f"episode read in {tenant!r}")
         episodes = {}
         for episode_id, payload in zip(ids, payloads, strict=True):
             if payload is not None:
                 episode = _decode_episode(payload)
-                if episode.namespace != namespace:
-                    raise CorruptRecordError(
-                        f"episode {episode_id} is filed under another namespace"
-                    )
+                if episode.tenant != tenant:
+                    raise CorruptRecordError(f"episode {episode_id} is filed under another tenant")
                 episodes[episode_id] = episode
         return episodes
 
     async def search(
-        self, namespace: str, query: str, k: int = 5, *, exact: bool = False, sync: bool = True
+        self, tenant: str, query: str, k: int = 5, *, exact: bool = False, sync: bool = True
     ) -> list[EpisodeHit]:
-        """The `k` episodes of `namespace` most similar to `query`, best first."""
+        """The `k` episodes of `tenant` most similar to `query`, best first."""
         vectors = await self.embedder.embed([query])
-        return await self.search_vector(namespace, vectors[0], k, exact=exact, sync=sync)
+        return await self.search_vector(tenant, vectors[0], k, exact=exact, sync=sync)
 
     async def search_vector(
         self,
-        namespace: str,
+        tenant: str,
         vector: Vectors,
         k: int = 5,
         *,
@@ -274,15 +272,15 @@ class EpisodicMemory:
         sync: bool = True,
     ) -> list[EpisodeHit]:
         """Like `search` with a ready query vector; `exact=True` uses brute force."""
-        check_namespace(namespace)
+        check_tenant(tenant)
         if sync:
             await self.sync()
-        index = self._indexes.get(namespace)
+        index = self._indexes.get(tenant)
         if index is None:
             return []
         # Ask for a few extra: an episode deleted since the last sync is skipped below.
         hits = index.exact_search(vector, k + 4) if exact else index.search(vector, k + 4)
-        episodes = await self._fetch(namespace, [episode_id for episode_id, _ in hits])
+        episodes = await self._fetch(tenant, [episode_id for episode_id, _ in hits])
         found = [
             EpisodeHit(episode=episodes[episode_id], score=score)
             for episode_id, score in hits
@@ -314,15 +312,15 @@ class EpisodicMemory:
         wanted: dict[str, list[int]] = defaultdict(list)
         changes: list[tuple[str, str, int]] = []
         for _, fields in entries:
-            op, namespace = fields[b"op"].decode(), fields[b"ns"].decode()
+            op, tenant = fields[b"op"].decode(), fields[b"tenant"].decode()
             episode_id = int(fields[b"id"])
-            changes.append((op, namespace, episode_id))
+            changes.append((op, tenant, episode_id))
             if op == "add":
-                wanted[namespace].append(episode_id)
-        vectors = {ns: await self._read_vectors(ns, ids) for ns, ids in wanted.items()}
-        for op, namespace, episode_id in changes:
-            index = self._index(namespace)
-            vector = vectors.get(namespace, {}).get(episode_id)
+                wanted[tenant].append(episode_id)
+        vectors = {t: await self._read_vectors(t, ids) for t, ids in wanted.items()}
+        for op, tenant, episode_id in changes:
+            index = self._index(tenant)
+            vector = vectors.get(tenant, {}).get(episode_id)
             if op == "add" and vector is not None:
                 index.add([episode_id], vector[None, :])
             elif op == "del":
@@ -330,8 +328,8 @@ class EpisodicMemory:
         self._cursor = entries[-1][0].decode()
         return len(changes)
 
-    async def _read_vectors(self, namespace: str, ids: list[int]) -> dict[int, Vectors]:
-        name = self._keys.episode_vectors(namespace)
+    async def _read_vectors(self, tenant: str, ids: list[int]) -> dict[int, Vectors]:
+        name = self._keys.episode_vectors(tenant)
 
         async def read() -> list[Any]:
             found: list[Any] = await self._client.hmget(name, [str(i) for i in ids])
@@ -357,22 +355,22 @@ class EpisodicMemory:
         # afterwards, and replaying an add or a delete twice is harmless.
         async def position() -> tuple[Any, Any]:
             last = await self._client.xrevrange(self._keys.episode_log, count=1)
-            members = await self._client.smembers(self._keys.episode_namespaces)
+            members = await self._client.smembers(self._keys.episode_tenants)
             return last, members
 
         last, members = await self._health.call(position, what="episode index load")
         self._indexes.clear()
         loaded = 0
-        for raw_namespace in members:
-            namespace = raw_namespace.decode()
-            loaded += await self._load_namespace(namespace)
+        for raw_tenant in members:
+            tenant = raw_tenant.decode()
+            loaded += await self._load_tenant(tenant)
         self._cursor = last[0][0].decode() if last else "0-0"
         return loaded
 
-    async def _load_namespace(self, namespace: str) -> int:
-        name = self._keys.episode_vectors(namespace)
+    async def _load_tenant(self, tenant: str) -> int:
+        name = self._keys.episode_vectors(tenant)
         cursor = 0
-        index = self._index(namespace)
+        index = self._index(tenant)
         loaded = 0
         while True:
             scan = functools.partial(self._client.hscan, name, cursor, count=1000)

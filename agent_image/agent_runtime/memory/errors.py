@@ -8,7 +8,7 @@ class AgentMemoryError(Exception):
 
 
 class InvalidMemoryError(AgentMemoryError, ValueError):
-    """A key, namespace or value the memory cannot keep unchanged (bad input)."""
+    """A key, tenant or value the memory cannot keep unchanged (bad input)."""
 
 
 class CorruptRecordError(AgentMemoryError):

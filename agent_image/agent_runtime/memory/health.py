@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.memory.errors import StoreUnavailableError
 
 T = TypeVar("T")
@@ -30,7 +31,7 @@ log = structlog.get_logger(__name__)
 MEMORY_DEGRADED = Gauge(
     "agentpool_memory_degraded",
     "1 while this replica cannot reach Redis and serves from working memory only.",
-    ["pool"],
+    ["namespace", "pool"],
 )
 
 # BusyLoadingError (Redis replaying its AOF after a restart) subclasses ConnectionError.
@@ -59,7 +60,7 @@ class RedisHealth:
 
     def __init__(
         self,
-        pool: str,
+        pool: PoolIdentity,
         *,
         ping: Callable[[], Awaitable[object]] | None = None,
         initial_backoff: float = 0.1,
@@ -76,7 +77,8 @@ class RedisHealth:
         self._backoff = initial_backoff
         self._failures = 0
         self._last_error: str | None = None
-        MEMORY_DEGRADED.labels(pool=pool).set(0)
+        self._gauge = MEMORY_DEGRADED.labels(namespace=pool.namespace, pool=pool.name)
+        self._gauge.set(0)
 
     @property
     def degraded(self) -> bool:
@@ -120,9 +122,9 @@ class RedisHealth:
         if self._degraded_since is None:
             self._degraded_since = now
             self._backoff = self._initial_backoff
-            MEMORY_DEGRADED.labels(pool=self.pool).set(1)
+            self._gauge.set(1)
             log.warning(
-                "memory degraded: redis unreachable", pool=self.pool, error=self._last_error
+                "memory degraded: redis unreachable", pool=str(self.pool), error=self._last_error
             )
         else:
             self._backoff = min(self._backoff * 2, self._max_backoff)
@@ -137,8 +139,8 @@ class RedisHealth:
         self._failures = 0
         self._last_error = None
         self._backoff = self._initial_backoff
-        MEMORY_DEGRADED.labels(pool=self.pool).set(0)
-        log.info("memory recovered: redis reachable again", pool=self.pool, outage_s=outage)
+        self._gauge.set(0)
+        log.info("memory recovered: redis reachable again", pool=str(self.pool), outage_s=outage)
 
     async def probe(self) -> bool:
         """Ping Redis now (ignoring the backoff); True if it answered."""
@@ -161,4 +163,4 @@ class RedisHealth:
             try:
                 await self.probe()
             except Exception:  # e.g. an auth error: keep watching, never die silently
-                log.exception("memory health probe failed", pool=self.pool)
+                log.exception("memory health probe failed", pool=str(self.pool))

@@ -7,7 +7,8 @@ which tier gave it. `forget` removes a key from every tier.
 
 When Redis is unreachable the hierarchy keeps answering from working memory and
 refuses (with `StoreUnavailableError`) any write that needs Redis; it never keeps a
-write only in process while claiming it was stored.
+write only in process while claiming it was stored. A pool configured without Redis
+has working memory only: the routing rules' other tiers are skipped.
 
 Working memory is per replica. An overwrite or a `forget` clears the key from this
 replica's working memories at once and, through `Invalidator` (pub/sub), from the
@@ -25,6 +26,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from redis.asyncio import Redis
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig, RoutingSettings, Tier
 from agent_runtime.memory import codec
 from agent_runtime.memory.embeddings import Embedder, build_embedder
@@ -32,7 +34,7 @@ from agent_runtime.memory.episodic import EpisodeHit, EpisodicMemory
 from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.invalidation import Invalidator
-from agent_runtime.memory.keys import KeySpace, check_key, check_namespace
+from agent_runtime.memory.keys import KeySpace, check_key, check_tenant
 from agent_runtime.memory.longterm import LongTermMemory, MemoryRecord
 from agent_runtime.memory.routing import route
 from agent_runtime.memory.working import WorkingMemoryRegistry
@@ -46,7 +48,7 @@ class Recollection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     tier: Tier
-    namespace: str
+    tenant: str
     key: str | None
     value: JsonValue
     importance: float
@@ -69,10 +71,10 @@ class MemoryHierarchy:
         self,
         *,
         working: WorkingMemoryRegistry[WorkingItem],
-        long_term: LongTermMemory,
+        long_term: LongTermMemory | None,
         episodic: EpisodicMemory | None,
         routing: RoutingSettings,
-        health: RedisHealth,
+        health: RedisHealth | None,
         invalidator: Invalidator | None = None,
         default_ttl_seconds: int | None = None,
         episodic_min_score: float = 0.5,
@@ -89,9 +91,24 @@ class MemoryHierarchy:
         self._clock = clock
 
     @classmethod
+    def working_only(cls, config: MemoryConfig) -> MemoryHierarchy:
+        """The hierarchy of a pool without Redis: working memory, nothing else."""
+        return cls(
+            working=WorkingMemoryRegistry(
+                capacity=config.working_memory.capacity,
+                max_conversations=config.working_memory.max_conversations,
+            ),
+            long_term=None,
+            episodic=None,
+            routing=config.routing,
+            health=None,
+        )
+
+    @classmethod
     def from_config(
         cls,
         config: MemoryConfig,
+        pool: PoolIdentity,
         client: Redis,
         health: RedisHealth,
         *,
@@ -99,7 +116,8 @@ class MemoryHierarchy:
         environ: Mapping[str, str] | None = None,
     ) -> MemoryHierarchy:
         """Build the hierarchy the pool's config describes, on an existing client."""
-        keys = KeySpace(config.key_prefix, config.pool)
+        assert config.redis is not None, "a pool without redis uses working_only()"
+        keys = KeySpace(config.key_prefix, pool)
         episodic = None
         if config.episodic.enabled:
             episodic = EpisodicMemory(
@@ -121,7 +139,9 @@ class MemoryHierarchy:
                 health,
                 compress_above_bytes=config.long_term.compress_above_bytes,
                 max_value_bytes=config.long_term.max_value_bytes,
-            ),
+            )
+            if config.long_term.enabled
+            else None,
             episodic=episodic,
             routing=config.routing,
             health=health,
@@ -134,6 +154,8 @@ class MemoryHierarchy:
 
     def status(self) -> MemoryStatus:
         """Degraded or not, for `/readyz`."""
+        if self.health is None:
+            return MemoryStatus(degraded=False, detail="no redis configured: working memory only")
         return self.health.status()
 
     async def watch_invalidations(self) -> None:
@@ -150,7 +172,7 @@ class MemoryHierarchy:
         key: str,
         value: object,
         *,
-        namespace: str,
+        tenant: str,
         importance: float = 0.5,
         conversation: str | None = None,
         metadata: Mapping[str, object] | None = None,
@@ -165,18 +187,18 @@ class MemoryHierarchy:
         unreachable. A write that raised is not acknowledged: it may have reached
         some tiers, and retrying it is safe (the same key is simply overwritten).
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
         if not 0.0 <= importance <= 1.0:
             raise InvalidMemoryError(f"importance must be within [0, 1], got {importance}")
         rule = route(self.routing, key, importance)
         if rule is None:
             return ()
-        tiers = tuple(t for t in rule.tiers if t != "episodic" or self.episodic is not None)
+        tiers = tuple(t for t in rule.tiers if self._keeps(t))
         now = self._clock()
         ttl = rule.ttl_seconds or self._default_ttl
         record = MemoryRecord(
-            namespace=namespace,
+            tenant=tenant,
             key=key,
             value=codec.canonical_json(value),
             importance=importance,
@@ -184,11 +206,11 @@ class MemoryHierarchy:
             created_at=now,
             expires_at=None if ttl is None else now + ttl,
         )
-        if "longTerm" in tiers:
+        if "longTerm" in tiers and self.long_term is not None:
             await self.long_term.put(record, ttl_seconds=ttl)
         if "episodic" in tiers and self.episodic is not None:
             await self.episodic.add(
-                namespace,
+                tenant,
                 text or _episode_text(key, record.value),
                 record.value,
                 key=key,
@@ -197,19 +219,19 @@ class MemoryHierarchy:
             )
         durable = "longTerm" in tiers or "episodic" in tiers
         if durable and self.invalidator is not None:
-            await self.invalidator.publish(namespace, key)
+            await self.invalidator.publish(tenant, key)
         # Older copies elsewhere on this replica would shadow the new value.
-        self.working.drop_key(namespace, key)
+        self.working.drop_key(tenant, key)
         if "working" in tiers:
             item = WorkingItem(record=record, durable="longTerm" in tiers)
-            self.working.open(namespace, conversation).put(key, item)
+            self.working.open(tenant, conversation).put(key, item)
         return tiers
 
     async def recall(
         self,
         key: str,
         *,
-        namespace: str,
+        tenant: str,
         conversation: str | None = None,
         query: str | None = None,
     ) -> Recollection | None:
@@ -218,71 +240,78 @@ class MemoryHierarchy:
         With Redis unreachable only working memory answers (and `status()` says so).
         `query` is the text for the episodic search (default: the key).
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
-        working = self.working.find(namespace, conversation)
+        working = self.working.find(tenant, conversation)
         held = working.get(key) if working is not None else None
         if working is not None and held is not None:
             if not self._expired(held.record):
                 return _from_record("working", held.record)
             working.delete(key)
         try:
-            return await self._recall_stored(key, namespace, conversation, query)
+            return await self._recall_stored(key, tenant, conversation, query)
         except StoreUnavailableError as exc:
             log.warning("recall served from working memory only", key=key, error=str(exc))
             return None
 
     async def _recall_stored(
-        self, key: str, namespace: str, conversation: str | None, query: str | None
+        self, key: str, tenant: str, conversation: str | None, query: str | None
     ) -> Recollection | None:
-        record = await self.long_term.get(namespace, key)
+        record = None if self.long_term is None else await self.long_term.get(tenant, key)
         if record is not None:
             item = WorkingItem(record=record, durable=True)
-            self.working.open(namespace, conversation).put(key, item)
+            self.working.open(tenant, conversation).put(key, item)
             return _from_record("longTerm", record)
         if self.episodic is None:
             return None
-        episode = await self.episodic.get_by_key(namespace, key)
+        episode = await self.episodic.get_by_key(tenant, key)
         if episode is not None:
             return Recollection(
                 tier="episodic",
-                namespace=namespace,
+                tenant=tenant,
                 key=episode.key,
                 value=episode.data,
                 importance=episode.importance,
                 metadata=episode.metadata,
                 score=1.0,
             )
-        hits = await self.episodic.search(namespace, query or key, k=1)
+        hits = await self.episodic.search(tenant, query or key, k=1)
         if not hits or hits[0].score < self._min_score:
             return None
-        return _from_hit(namespace, hits[0])
+        return _from_hit(tenant, hits[0])
 
-    async def search(self, query: str, *, namespace: str, k: int = 5) -> list[Recollection]:
-        """The `k` episodes of `namespace` closest in meaning to `query`."""
+    async def search(self, query: str, *, tenant: str, k: int = 5) -> list[Recollection]:
+        """The `k` episodes of `tenant` closest in meaning to `query`."""
         if self.episodic is None:
             return []
-        hits = await self.episodic.search(check_namespace(namespace), query, k=k)
-        return [_from_hit(namespace, hit) for hit in hits]
+        hits = await self.episodic.search(check_tenant(tenant), query, k=k)
+        return [_from_hit(tenant, hit) for hit in hits]
 
-    async def forget(self, key: str, *, namespace: str) -> tuple[Tier, ...]:
+    async def forget(self, key: str, *, tenant: str) -> tuple[Tier, ...]:
         """Remove `key` from every tier; return the tiers that held it.
 
         This replica's working memories are cleared first, so even when Redis is
         unreachable (and `StoreUnavailableError` is raised) the key stops being served.
         """
-        check_namespace(namespace)
+        check_tenant(tenant)
         check_key(key)
         removed: list[Tier] = []
-        if self.working.drop_key(namespace, key):
+        if self.working.drop_key(tenant, key):
             removed.append("working")
-        if await self.long_term.delete(namespace, key):
+        if self.long_term is not None and await self.long_term.delete(tenant, key):
             removed.append("longTerm")
-        if self.episodic is not None and await self.episodic.forget_key(namespace, key):
+        if self.episodic is not None and await self.episodic.forget_key(tenant, key):
             removed.append("episodic")
         if self.invalidator is not None:
-            await self.invalidator.publish(namespace, key)
+            await self.invalidator.publish(tenant, key)
         return tuple(removed)
+
+    def _keeps(self, tier: Tier) -> bool:
+        if tier == "longTerm":
+            return self.long_term is not None
+        if tier == "episodic":
+            return self.episodic is not None
+        return True
 
     def _expired(self, record: MemoryRecord) -> bool:
         return record.expires_at is not None and record.expires_at <= self._clock()
@@ -300,10 +329,10 @@ def _episode_text(key: str, value: JsonValue) -> str:
     return f"{key}: {rendered}"
 
 
-def _from_hit(namespace: str, hit: EpisodeHit) -> Recollection:
+def _from_hit(tenant: str, hit: EpisodeHit) -> Recollection:
     return Recollection(
         tier="episodic",
-        namespace=namespace,
+        tenant=tenant,
         key=hit.episode.key,
         value=hit.episode.data,
         importance=hit.episode.importance,
@@ -315,7 +344,7 @@ def _from_hit(namespace: str, hit: EpisodeHit) -> Recollection:
 def _from_record(tier: Tier, record: MemoryRecord) -> Recollection:
     return Recollection(
         tier=tier,
-        namespace=record.namespace,
+        tenant=record.tenant,
         key=record.key,
         value=record.value,
         importance=record.importance,

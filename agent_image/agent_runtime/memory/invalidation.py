@@ -39,14 +39,14 @@ class Invalidator:
     ) -> None:
         self._client = client
         self._health = health
-        self.channel = f"{keys.root}:memory:invalidate"
+        self.channel = keys.memory_invalidation_channel
         self.replica_id = replica_id or uuid.uuid4().hex
         self._max_backoff = max_backoff
         self.subscribed = asyncio.Event()
 
-    async def publish(self, namespace: str, key: str) -> None:
-        """Tell the other replicas that (namespace, key) changed."""
-        message = json.dumps({"origin": self.replica_id, "ns": namespace, "key": key})
+    async def publish(self, tenant: str, key: str) -> None:
+        """Tell the other replicas that (tenant, key) changed."""
+        message = json.dumps({"origin": self.replica_id, "tenant": tenant, "key": key})
 
         async def send() -> Any:
             return await self._client.publish(self.channel, message)
@@ -95,9 +95,9 @@ class Invalidator:
     def _apply(self, data: bytes, drop_key: Callable[[str, str], object]) -> None:
         try:
             change = json.loads(data)
-            origin, namespace, key = change["origin"], change["ns"], change["key"]
+            origin, tenant, key = change["origin"], change["tenant"], change["key"]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed memory invalidation", data=repr(data[:200]))
             return
         if origin != self.replica_id:
-            drop_key(str(namespace), str(key))
+            drop_key(str(tenant), str(key))

@@ -1,18 +1,22 @@
-"""Redis key names: every key is scoped by prefix and pool, and memories by namespace.
+"""Redis names: every key, stream and channel of a pool, scoped by its identity.
 
-Parts chosen by users (namespaces, keys, conversation ids) are percent-encoded, so a
-`:` inside one can never forge another tenant's key.
+Every name starts with `{prefix}:{namespace}:{pool}` (the Kubernetes namespace and the
+pool's name), so two pools called `support` in two namespaces sharing one Redis never
+share a key; memories are further scoped by tenant. Every part is percent-encoded, so a
+`:` inside one can never forge another pool's or tenant's key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from agent_runtime.config.identity import PoolIdentity
+from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS, TENANT_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.memory.errors import InvalidMemoryError
 
-MAX_NAMESPACE_CHARS = 256
-MAX_KEY_CHARS = 1024
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 def _part(text: str) -> str:
@@ -26,41 +30,60 @@ def check_length(what: str, value: str, limit: int) -> str:
     return value
 
 
-def check_namespace(namespace: str) -> str:
-    """Return `namespace` if usable, else raise `InvalidMemoryError`."""
-    return check_length("namespace", namespace, MAX_NAMESPACE_CHARS)
+def check_tenant(tenant: str) -> str:
+    """Return `tenant` if usable, else raise `InvalidMemoryError`."""
+    check_length("tenant", tenant, TENANT_MAX_CHARS)
+    if not _TENANT.fullmatch(tenant):
+        raise InvalidMemoryError(f"tenant {tenant!r} does not match {TENANT_PATTERN}")
+    return tenant
 
 
 def check_key(key: str) -> str:
     """Return `key` if usable, else raise `InvalidMemoryError`."""
-    return check_length("memory key", key, MAX_KEY_CHARS)
+    return check_length("memory key", key, MEMORY_KEY_MAX_CHARS)
 
 
 @dataclass(frozen=True)
 class KeySpace:
-    """Builds the Redis keys of one pool."""
+    """Builds the Redis names of one pool: memory, conversations, breakers, cache."""
 
     prefix: str
-    pool: str
+    pool: PoolIdentity
 
     @property
     def root(self) -> str:
-        return f"{_part(self.prefix)}:{_part(self.pool)}"
+        """What every name of this pool starts with."""
+        return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
 
-    def _ns(self, namespace: str) -> str:
-        return f"{self.root}:ns:{_part(check_namespace(namespace))}"
+    @property
+    def memory_invalidation_channel(self) -> str:
+        """The pub/sub channel on which replicas announce changed memories."""
+        return f"{self.root}:memory:invalidate"
 
-    def long_term(self, namespace: str, key: str) -> str:
-        return f"{self._ns(namespace)}:lt:{_part(check_key(key))}"
+    @property
+    def breaker_prefix(self) -> str:
+        """The start of the shared circuit breakers' keys (the breaker's name follows)."""
+        return f"{self.root}:breaker:"
 
-    def episode_docs(self, namespace: str) -> str:
-        return f"{self._ns(namespace)}:ep:docs"
+    @property
+    def cache_prefix(self) -> str:
+        """The start of the shared tool-cache keys (tool and call hash follow)."""
+        return f"{self.root}:cache:"
 
-    def episode_vectors(self, namespace: str) -> str:
-        return f"{self._ns(namespace)}:ep:vecs"
+    def _tenant(self, tenant: str) -> str:
+        return f"{self.root}:tenant:{_part(check_tenant(tenant))}"
 
-    def episode_keys(self, namespace: str) -> str:
-        return f"{self._ns(namespace)}:ep:keys"
+    def long_term(self, tenant: str, key: str) -> str:
+        return f"{self._tenant(tenant)}:lt:{_part(check_key(key))}"
+
+    def episode_docs(self, tenant: str) -> str:
+        return f"{self._tenant(tenant)}:ep:docs"
+
+    def episode_vectors(self, tenant: str) -> str:
+        return f"{self._tenant(tenant)}:ep:vecs"
+
+    def episode_keys(self, tenant: str) -> str:
+        return f"{self._tenant(tenant)}:ep:keys"
 
     @property
     def episode_log(self) -> str:
@@ -71,8 +94,8 @@ class KeySpace:
         return f"{self.root}:ep:seq"
 
     @property
-    def episode_namespaces(self) -> str:
-        return f"{self.root}:ep:namespaces"
+    def episode_tenants(self) -> str:
+        return f"{self.root}:ep:tenants"
 
     def conversation_events(self, conversation_id: str) -> str:
         return f"{self.root}:conv:{_part(conversation_id)}:events"

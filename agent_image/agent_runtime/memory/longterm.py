@@ -1,4 +1,4 @@
-"""Long-term memory: JSON records in Redis, scoped by pool and namespace, optional TTL."""
+"""Long-term memory: JSON records in Redis, scoped by pool and tenant, optional TTL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class MemoryRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    namespace: str
+    tenant: str
     key: str
     value: JsonValue
     importance: float = Field(ge=0.0, le=1.0)
@@ -33,7 +33,7 @@ def encode_record(
     """The bytes stored for `record` (JSON, compressed past `compress_above`)."""
     document: dict[str, Any] = {
         "v": 1,
-        "namespace": record.namespace,
+        "tenant": record.tenant,
         "key": record.key,
         "value": record.value,
         "importance": record.importance,
@@ -51,7 +51,7 @@ def decode_record(payload: bytes, *, max_bytes: int = codec.DEFAULT_MAX_BYTES) -
         raise CorruptRecordError("long-term record has an unknown layout")
     try:
         return MemoryRecord(
-            namespace=document["namespace"],
+            tenant=document["tenant"],
             key=document["key"],
             value=document["value"],
             importance=document["importance"],
@@ -64,7 +64,7 @@ def decode_record(payload: bytes, *, max_bytes: int = codec.DEFAULT_MAX_BYTES) -
 
 
 class LongTermMemory:
-    """The Redis tier of the hierarchy (one instance serves every namespace of a pool)."""
+    """The Redis tier of the hierarchy (one instance serves every tenant of a pool)."""
 
     def __init__(
         self,
@@ -86,16 +86,16 @@ class LongTermMemory:
         payload = encode_record(
             record, compress_above=self._compress_above, max_bytes=self._max_bytes
         )
-        name = self._keys.long_term(record.namespace, record.key)
+        name = self._keys.long_term(record.tenant, record.key)
 
         async def write() -> object:
             return await self._client.set(name, payload, ex=ttl_seconds)
 
         await self._health.call(write, what=f"long-term write of {record.key!r}")
 
-    async def get(self, namespace: str, key: str) -> MemoryRecord | None:
-        """The record under (namespace, key), or None."""
-        name = self._keys.long_term(namespace, key)
+    async def get(self, tenant: str, key: str) -> MemoryRecord | None:
+        """The record under (tenant, key), or None."""
+        name = self._keys.long_term(tenant, key)
 
         async def read() -> bytes | None:
             found = await self._client.get(name)
@@ -105,13 +105,13 @@ class LongTermMemory:
         if payload is None:
             return None
         record = decode_record(payload, max_bytes=self._max_bytes)
-        if record.namespace != namespace or record.key != key:
+        if record.tenant != tenant or record.key != key:
             raise CorruptRecordError(f"long-term record under {name!r} names another key")
         return record
 
-    async def delete(self, namespace: str, key: str) -> bool:
-        """Remove (namespace, key); True if it existed."""
-        name = self._keys.long_term(namespace, key)
+    async def delete(self, tenant: str, key: str) -> bool:
+        """Remove (tenant, key); True if it existed."""
+        name = self._keys.long_term(tenant, key)
 
         async def remove() -> int:
             removed: int = await self._client.delete(name)

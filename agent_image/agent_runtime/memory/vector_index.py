@@ -1,4 +1,4 @@
-"""A per-namespace vector index: usearch HNSW for serving, exact numpy for measuring.
+"""A per-tenant vector index: usearch HNSW for serving, exact numpy for measuring.
 
 The exact side keeps a dense matrix (rows swapped on delete) so recall of the
 approximate index can be measured against the truth in the same process.

@@ -87,7 +87,7 @@ class WorkingMemory(Generic[V]):
 
 
 class WorkingMemoryRegistry(Generic[V]):
-    """The working memories of one replica: one per (namespace, conversation), bounded.
+    """The working memories of one replica: one per (tenant, conversation), bounded.
 
     The least recently used conversation's working memory is dropped when more than
     `max_conversations` are live; it is a cache, so nothing durable is lost.
@@ -96,38 +96,38 @@ class WorkingMemoryRegistry(Generic[V]):
     def __init__(self, *, capacity: int, max_conversations: int) -> None:
         self.capacity = capacity
         self._scopes: WorkingMemory[WorkingMemory[V]] = WorkingMemory(max_conversations)
-        self._by_namespace: dict[str, set[str]] = {}
+        self._by_tenant: dict[str, set[str]] = {}
 
     @staticmethod
-    def _scope(namespace: str, conversation: str | None) -> str:
+    def _scope(tenant: str, conversation: str | None) -> str:
         # Percent-encoding keeps "/" out of both parts, so scopes never collide.
-        return f"{quote(namespace, safe='')}/{quote(conversation or '', safe='')}"
+        return f"{quote(tenant, safe='')}/{quote(conversation or '', safe='')}"
 
-    def find(self, namespace: str, conversation: str | None) -> WorkingMemory[V] | None:
+    def find(self, tenant: str, conversation: str | None) -> WorkingMemory[V] | None:
         """The working memory of a conversation if this replica has one."""
-        return self._scopes.get(self._scope(namespace, conversation))
+        return self._scopes.get(self._scope(tenant, conversation))
 
-    def open(self, namespace: str, conversation: str | None) -> WorkingMemory[V]:
+    def open(self, tenant: str, conversation: str | None) -> WorkingMemory[V]:
         """The working memory of a conversation, created on first use."""
-        scope = self._scope(namespace, conversation)
+        scope = self._scope(tenant, conversation)
         found = self._scopes.get(scope)
         if found is not None:
             return found
         created: WorkingMemory[V] = WorkingMemory(self.capacity)
         evicted = self._scopes.put(scope, created)
         if evicted is not None:
-            evicted_ns = unquote(evicted.split("/", 1)[0])
-            self._by_namespace.get(evicted_ns, set()).discard(evicted)
-        self._by_namespace.setdefault(namespace, set()).add(scope)
+            evicted_tenant = unquote(evicted.split("/", 1)[0])
+            self._by_tenant.get(evicted_tenant, set()).discard(evicted)
+        self._by_tenant.setdefault(tenant, set()).add(scope)
         return created
 
-    def drop_key(self, namespace: str, key: str) -> int:
-        """Remove `key` from every conversation of `namespace`; return how many held it."""
+    def drop_key(self, tenant: str, key: str) -> int:
+        """Remove `key` from every conversation of `tenant`; return how many held it."""
         dropped = 0
-        for scope in list(self._by_namespace.get(namespace, ())):
+        for scope in list(self._by_tenant.get(tenant, ())):
             memory = self._scopes.peek(scope)
             if memory is None:
-                self._by_namespace[namespace].discard(scope)
+                self._by_tenant[tenant].discard(scope)
             elif memory.delete(key):
                 dropped += 1
         return dropped

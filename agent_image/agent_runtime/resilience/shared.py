@@ -29,7 +29,6 @@ from agent_runtime.resilience.clock import Clock, WallClock, monotonic, wall_clo
 
 log = structlog.get_logger("agent_runtime.resilience.shared")
 
-KEY_PREFIX = "agentpool:breaker:"
 _KEY_TTL_SECONDS = 24 * 3600  # garbage collection only; `until` carries the meaning
 _OUTAGE_BACKOFF_SECONDS = 5.0
 
@@ -44,7 +43,11 @@ return 0
 
 
 class SharedCircuitBreaker:
-    """A `CircuitBreaker` kept in step with the other replicas through Redis."""
+    """A `CircuitBreaker` kept in step with the other replicas through Redis.
+
+    `key_prefix` scopes the shared state to one pool (`KeySpace.breaker_prefix`): two
+    pools with a tool of the same name never share a breaker.
+    """
 
     def __init__(
         self,
@@ -54,7 +57,7 @@ class SharedCircuitBreaker:
         sync_interval: float | None = None,
         clock: Clock = monotonic,
         wall: WallClock = wall_clock,
-        key_prefix: str = KEY_PREFIX,
+        key_prefix: str,
     ) -> None:
         self.breaker = breaker
         self._redis = redis

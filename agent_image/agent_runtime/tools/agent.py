@@ -4,13 +4,15 @@ The contract (served by every pool's runtime, `agent_runtime.server`):
 
     POST {baseUrl}/v1/chat
     Content-Type: application/json
-    {"message": "<text>", "conversationId": "<id>" | null}
+    {"message": "<text>", "conversationId": "<id>" | null, "tenant": "<tenant>"}
 
     200 OK
     {"reply": "<text>", "conversationId": "<id>", ...}
 
 `conversationId: null` starts a conversation; passing the returned id continues it, on
-any replica of that pool. Extra response fields are passed through to the caller. A
+any replica of that pool. `tenant` is the tenant of the call being served (from its
+`CallContext`), so the called pool keeps its memory for the same tenant; the caller
+is not authenticated yet. Extra response fields are passed through to the caller. A
 response without a string `reply` is an error of kind `execution`.
 """
 
@@ -24,6 +26,7 @@ import httpx
 from agent_runtime.config.tools import AgentImplementation
 from agent_runtime.tools.errors import ToolError
 from agent_runtime.tools.http import decode_body, resolve_headers, send
+from agent_runtime.tools.tool import CallContext
 
 CHAT_PATH = "/v1/chat"
 
@@ -42,7 +45,7 @@ AGENT_PARAMETERS: dict[str, Any] = {
 """The default parameters of an agent tool."""
 
 
-class AgentTool:
+class PoolTool:
     """The implementation of one `agent` tool definition."""
 
     def __init__(
@@ -59,10 +62,11 @@ class AgentTool:
         self._client = client
         self._headers = resolve_headers(name, spec.headers, environ)
 
-    async def __call__(self, arguments: dict[str, Any]) -> Any:
+    async def __call__(self, arguments: dict[str, Any], context: CallContext) -> Any:
         payload = {
             "message": arguments["message"],
             "conversationId": arguments.get("conversationId"),
+            "tenant": context.tenant,
         }
         request = self._client.build_request("POST", self.url, json=payload, headers=self._headers)
         response, body = await send(

@@ -1,6 +1,6 @@
 """Build a `ToolRegistry` from the runtime config (what the server does at start-up).
 
-    registry = await build_registry(config.tools, redis=redis)
+    registry = await build_registry(config.tools, redis=redis, keys=keys)
     ...
     await registry.aclose()
 
@@ -18,8 +18,9 @@ import structlog
 from redis.asyncio import Redis
 
 from agent_runtime.config.tools import ToolDefinition, ToolsConfig
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
-from agent_runtime.tools.agent import AGENT_PARAMETERS, AgentTool
+from agent_runtime.tools.agent import AGENT_PARAMETERS, PoolTool
 from agent_runtime.tools.command import CommandTool
 from agent_runtime.tools.errors import ToolError
 from agent_runtime.tools.http import HttpTool, new_http_client
@@ -52,7 +53,7 @@ async def tools_for(
         # The sandbox enforces its own wall clock; the margin lets it report, not be cut off.
         attempt_timeout = definition.command.timeout_seconds + 5
     elif definition.agent is not None:
-        implementation = AgentTool(definition.name, definition.agent, client, environ=environ)
+        implementation = PoolTool(definition.name, definition.agent, client, environ=environ)
         attempt_timeout = definition.agent.timeout_seconds
         parameters = parameters or AGENT_PARAMETERS
     else:
@@ -86,6 +87,7 @@ async def build_registry(
     config: ToolsConfig,
     *,
     redis: Redis | None = None,
+    keys: KeySpace | None = None,
     environ: Mapping[str, str] | None = None,
     http_client: httpx.AsyncClient | None = None,
     strict: bool = False,
@@ -94,7 +96,8 @@ async def build_registry(
 ) -> ToolRegistry:
     """A registry holding every configured tool, with the config's pool defaults.
 
-    `redis` backs tools whose breaker or cache is `shared`; `environ` (default
+    `redis` backs tools whose breaker or cache is `shared`, under the pool's names
+    (`keys`, required with `redis`); `environ` (default
     `os.environ`) supplies secret header values; `http_client` replaces the pooled client
     (it is then not closed by `aclose`). Built-in tools are added afterwards with
     `registry.register_function`.
@@ -103,6 +106,7 @@ async def build_registry(
         resilience=config.resilience,
         cache_settings=config.cache,
         redis=redis,
+        keys=keys,
         clock=clock,
         sleep=sleep,
     )

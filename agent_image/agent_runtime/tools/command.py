@@ -41,6 +41,7 @@ from typing import Any
 
 from agent_runtime.config.tools import CommandImplementation, CommandLimits
 from agent_runtime.tools.errors import CommandRefusedError, ToolConfigError, ToolTimeoutError
+from agent_runtime.tools.tool import CallContext
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOBODY = 65534
@@ -281,7 +282,7 @@ class CommandTool:
         wanted = spec.argv[0]
         self.binary = binaries.get(wanted) or binaries[wanted.rsplit("/", 1)[-1]]
 
-    async def __call__(self, arguments: dict[str, Any]) -> Any:
+    async def __call__(self, arguments: dict[str, Any], context: CallContext) -> Any:
         argv = [self.binary, *render_argv(self.name, self.spec, arguments)]
         result = await run_sandboxed(
             self.name,

@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-from agent_runtime.config.tools import HeaderFromEnv, HeaderValue, HttpImplementation
+from agent_runtime.config.secrets import HeaderFromEnv, HeaderValue
+from agent_runtime.config.tools import HttpImplementation
 from agent_runtime.tools.errors import (
     ToolConfigError,
     ToolError,
@@ -26,6 +27,7 @@ from agent_runtime.tools.errors import (
     ToolTimeoutError,
     ToolTransportError,
 )
+from agent_runtime.tools.tool import CallContext
 
 _URL_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -138,7 +140,7 @@ class HttpTool:
             )
         return self._client.build_request(self.spec.method, url, json=rest, headers=self._headers)
 
-    async def __call__(self, arguments: dict[str, Any]) -> Any:
+    async def __call__(self, arguments: dict[str, Any], context: CallContext) -> Any:
         response, body = await send(
             self.name,
             self._client,

@@ -3,8 +3,9 @@ streamable HTTP.
 
 `discover` lists the server's tools (following pagination) and turns each into a
 `Tool` whose schema, result schema and hints (MCP annotations, with the spec's defaults
-when absent) come from the server. With `toolName` only that tool is registered, under
-the definition's name; otherwise every tool is registered as `{namespace}__{name}`.
+when absent) come from the server. Every tool is registered as `{prefix}__{name}`
+(the prefix defaults to the definition's name): all the server lists, or only those in
+`toolNames`.
 
 One session per server is kept open and shared by its tools (see `McpServer`); close
 it with `McpServer.aclose()` (the registry does, on `aclose()`).
@@ -25,21 +26,22 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from agent_runtime.config.limits import TOOL_NAME_MAX_CHARS
 from agent_runtime.config.tools import McpImplementation, ToolDefinition, ToolHints
 from agent_runtime.tools.errors import ToolConfigError, ToolError, ToolTransportError
 from agent_runtime.tools.http import resolve_headers
-from agent_runtime.tools.tool import Tool
+from agent_runtime.tools.tool import CallContext, Tool
 
 log = structlog.get_logger("agent_runtime.tools.mcp")
 
-NAMESPACE_SEPARATOR = "__"
+PREFIX_SEPARATOR = "__"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def namespaced(namespace: str, remote_name: str) -> str:
-    """`{namespace}__{remote_name}`, with characters tool names may not hold replaced by `_`
-    and cut to the 64 characters OpenAI accepts."""
-    return (namespace + NAMESPACE_SEPARATOR + _UNSAFE.sub("_", remote_name))[:64]
+def prefixed(prefix: str, remote_name: str) -> str:
+    """`{prefix}__{remote_name}`, with characters tool names may not hold replaced by `_`
+    and cut to the length tool names may have."""
+    return (prefix + PREFIX_SEPARATOR + _UNSAFE.sub("_", remote_name))[:TOOL_NAME_MAX_CHARS]
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -196,19 +198,16 @@ class McpServer:
 
 
 def _tool(server: McpServer, remote: mcp_types.Tool, name: str, definition: ToolDefinition) -> Tool:
-    async def implementation(arguments: dict[str, Any]) -> Any:
+    async def implementation(arguments: dict[str, Any], context: CallContext) -> Any:
         return await server.call(name, remote.name, arguments)
 
-    single = definition.mcp is not None and definition.mcp.tool_name is not None
     return Tool(
         name=name,
-        description=(definition.description if single and definition.description else None)
-        or remote.description
-        or "",
-        parameters=(definition.parameters if single else None) or dict(remote.input_schema),
+        description=definition.description or remote.description or "",
+        parameters=dict(remote.input_schema),
         result_schema=dict(remote.output_schema) if remote.output_schema is not None else None,
         hints=definition.hints
-        if single and "hints" in definition.model_fields_set
+        if "hints" in definition.model_fields_set
         else hints_from(remote.annotations),
         title=remote.title,
         implementation=implementation,
@@ -225,16 +224,14 @@ async def discover(definition: ToolDefinition, server: McpServer) -> list[Tool]:
     if spec is None:
         raise ToolConfigError(f"tool {definition.name!r} is not an MCP tool")
     listed = await server.list_tools()
-    if spec.tool_name is not None:
-        found = [t for t in listed if t.name == spec.tool_name]
-        if not found:
+    if spec.tool_names is not None:
+        missing = set(spec.tool_names) - {t.name for t in listed}
+        if missing:
             names = ", ".join(t.name for t in listed) or "none"
             raise ToolConfigError(
                 f"tool {definition.name!r}: the MCP server at {spec.url} has no tool "
-                f"{spec.tool_name!r} (it has: {names})"
+                f"{', '.join(repr(n) for n in sorted(missing))} (it has: {names})"
             )
-        return [_tool(server, found[0], definition.name, definition)]
-    namespace = spec.namespace or definition.name
-    return [
-        _tool(server, remote, namespaced(namespace, remote.name), definition) for remote in listed
-    ]
+        listed = [t for t in listed if t.name in spec.tool_names]
+    prefix = spec.prefix or definition.name
+    return [_tool(server, remote, prefixed(prefix, remote.name), definition) for remote in listed]

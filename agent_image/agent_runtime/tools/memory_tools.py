@@ -1,22 +1,21 @@
 """Built-in tools over the memory hierarchy: remember, recall, search_memory, forget.
 
-The tenant namespace is never an argument the model chooses: the HTTP layer sets it per
-request in `memory_namespace`, so a model cannot read another tenant's memory by asking.
+The tenant is never an argument the model chooses: it comes from the call's
+`CallContext`, so a model cannot read another tenant's memory by asking. Working
+memory is scoped to the context's conversation.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
 
+from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.tool import CallContext
 
-memory_namespace: ContextVar[str] = ContextVar("memory_namespace", default="default")
-"""The namespace (user, tenant) of the request being served."""
-
-_KEY = {"type": "string", "minLength": 1, "maxLength": 512}
+_KEY = {"type": "string", "minLength": 1, "maxLength": MEMORY_KEY_MAX_CHARS}
 
 REMEMBER_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -48,29 +47,30 @@ SEARCH_PARAMETERS: dict[str, Any] = {
 def register_memory_tools(registry: ToolRegistry, memory: MemoryHierarchy) -> None:
     """Add the memory built-ins to `registry`, bound to `memory`."""
 
-    async def remember(args: dict[str, Any]) -> dict[str, Any]:
+    async def remember(args: dict[str, Any], context: CallContext) -> dict[str, Any]:
         tiers = await memory.remember(
             args["key"],
             args["value"],
-            namespace=memory_namespace.get(),
+            tenant=context.tenant,
+            conversation=context.conversation_id,
             importance=float(args.get("importance", 0.5)),
         )
         return {"remembered": True, "tiers": list(tiers)}
 
-    async def recall(args: dict[str, Any]) -> dict[str, Any]:
-        found = await memory.recall(args["key"], namespace=memory_namespace.get())
+    async def recall(args: dict[str, Any], context: CallContext) -> dict[str, Any]:
+        found = await memory.recall(
+            args["key"], tenant=context.tenant, conversation=context.conversation_id
+        )
         if found is None:
             return {"found": False}
         return {"found": True, "tier": found.tier, "value": found.value}
 
-    async def search_memory(args: dict[str, Any]) -> dict[str, Any]:
-        hits = await memory.search(
-            args["query"], namespace=memory_namespace.get(), k=int(args.get("k", 5))
-        )
+    async def search_memory(args: dict[str, Any], context: CallContext) -> dict[str, Any]:
+        hits = await memory.search(args["query"], tenant=context.tenant, k=int(args.get("k", 5)))
         return {"results": [{"key": h.key, "value": h.value, "score": h.score} for h in hits]}
 
-    async def forget(args: dict[str, Any]) -> dict[str, Any]:
-        tiers = await memory.forget(args["key"], namespace=memory_namespace.get())
+    async def forget(args: dict[str, Any], context: CallContext) -> dict[str, Any]:
+        tiers = await memory.forget(args["key"], tenant=context.tenant)
         return {"forgotten": bool(tiers), "tiers": list(tiers)}
 
     # Not read-only: memory changes with every write, so the tool cache must not keep reads.
@@ -89,13 +89,14 @@ def register_memory_tools(registry: ToolRegistry, memory: MemoryHierarchy) -> No
         parameters=RECALL_PARAMETERS,
         hints=repeatable,
     )
-    registry.register_function(
-        search_memory,
-        name="search_memory",
-        description="Search past experiences by meaning; returns the closest ones.",
-        parameters=SEARCH_PARAMETERS,
-        hints=repeatable,
-    )
+    if memory.episodic is not None:  # without episodes there is nothing to search
+        registry.register_function(
+            search_memory,
+            name="search_memory",
+            description="Search past experiences by meaning; returns the closest ones.",
+            parameters=SEARCH_PARAMETERS,
+            hints=repeatable,
+        )
     registry.register_function(
         forget,
         name="forget",

@@ -3,7 +3,7 @@
     registry = ToolRegistry(resilience=pool_defaults, cache_settings=cache_defaults)
     registry.register_function(remember, name="remember", description="...",
                                parameters={...}, hints=ToolHints(idempotent=True))
-    result = await registry.call("remember", {"text": "..."})
+    result = await registry.call("remember", {"text": "..."}, context=CallContext("alice"))
 
 Arguments are validated against the tool's JSON Schema before anything runs; an invalid
 call raises `ToolValidationError` and never reaches the middleware or the implementation.
@@ -37,13 +37,14 @@ from jsonschema.protocols import Validator
 from redis.asyncio import Redis
 
 from agent_runtime.cache import CacheStats, ToolCache
+from agent_runtime.config.limits import TOOL_NAME_PATTERN
 from agent_runtime.config.tools import (
-    TOOL_NAME_PATTERN,
     CacheSettings,
     ResilienceSettings,
     ToolHints,
     merge_settings,
 )
+from agent_runtime.memory.keys import KeySpace
 from agent_runtime.resilience.breaker import BreakerSnapshot, CircuitBreaker
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
 from agent_runtime.tools import metrics
@@ -69,14 +70,15 @@ from agent_runtime.tools.middleware.resilience import (
 from agent_runtime.tools.schema import compile_schema, issues
 from agent_runtime.tools.tool import (
     EMPTY_OBJECT_SCHEMA,
+    CallContext,
     Implementation,
+    Invocation,
     Tool,
-    ToolCall,
     ToolPolicy,
     ToolResult,
 )
 
-__all__ = ["DEFAULT_ORDER", "Tool", "ToolRegistry", "ToolResult"]
+__all__ = ["DEFAULT_ORDER", "CallContext", "Tool", "ToolRegistry", "ToolResult"]
 
 log = structlog.get_logger("agent_runtime.tools")
 
@@ -115,7 +117,8 @@ class ToolRegistry:
 
     `resilience` and `cache_settings` are the pool defaults each tool's overrides merge
     into; `redis` enables the Redis-shared breaker and cache tier for tools that ask for
-    them; `clock` and `sleep` are injectable for tests.
+    them, under the pool's names (`keys`, required with `redis`); `clock` and `sleep` are
+    injectable for tests.
     """
 
     def __init__(
@@ -125,21 +128,27 @@ class ToolRegistry:
         cache_settings: CacheSettings | None = None,
         cache: ToolCache | None = None,
         redis: Redis | None = None,
+        keys: KeySpace | None = None,
         clock: Clock = monotonic,
         sleep: Sleep = sleep,
     ) -> None:
+        if redis is not None and keys is None:
+            raise ValueError("sharing state through Redis needs the pool's KeySpace (`keys`)")
         self.defaults = resilience or ResilienceSettings()
         self.cache_defaults = cache_settings or CacheSettings()
         shared_cache = redis if self.cache_defaults.shared else None
         self.cache = cache or ToolCache(
             self.cache_defaults.max_entries,
             redis=shared_cache,
+            shared_prefix=keys.cache_prefix if keys is not None else None,
             clock=clock,
             on_evict=lambda tool: labelled(metrics.CACHE_EVICTIONS, tool).inc(),
         )
         self._entries: dict[str, _Entry] = {}
         self._closers: list[Closer] = []
-        self._breakers = CircuitBreakerMiddleware(redis=redis, clock=clock)
+        self._breakers = CircuitBreakerMiddleware(
+            redis=redis, key_prefix=keys.breaker_prefix if keys is not None else None, clock=clock
+        )
         self._chain = MiddlewareChain(
             [
                 LoggingMiddleware(),
@@ -193,7 +202,8 @@ class ToolRegistry:
         cache: CacheSettings | None = None,
     ) -> Tool:
         """Register a plain async callable as a built-in tool (the extension point for
-        memory and other in-process tools). It receives the validated arguments dict."""
+        memory and other in-process tools). It receives the validated arguments dict and
+        the call's `CallContext`."""
         return self.register(
             Tool(
                 name=name,
@@ -268,9 +278,14 @@ class ToolRegistry:
     # ------------------------------------------------------------------ calling
 
     async def call(
-        self, name: str, arguments: Mapping[str, Any] | None = None, *, call_id: str | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        context: CallContext,
+        call_id: str | None = None,
     ) -> ToolResult:
-        """Validate and run one call; the result says how it was answered.
+        """Validate and run one call for `context`; the result says how it was answered.
 
         Raises `ToolNotFoundError`, `ToolValidationError`, or whatever the chain raised
         (a `ToolError`, `CircuitOpenError`, `FallbackExhaustedError`...).
@@ -286,10 +301,11 @@ class ToolRegistry:
             error = ToolValidationError(name, issues(entry.validator, args))
             log.warning("tool call refused", tool=name, error=str(error))
             raise error
-        call = ToolCall(
+        call = Invocation(
             tool=entry.tool,
             policy=entry.policy,
             arguments=args,
+            context=context,
             call_id=call_id or f"{_CALL_ID_PREFIX}-{next(_call_ids)}",
         )
         started = perf_counter()
@@ -304,8 +320,8 @@ class ToolRegistry:
             duration_seconds=perf_counter() - started,
         )
 
-    async def _run(self, call: ToolCall) -> Any:
-        value = await call.tool.implementation(call.arguments)
+    async def _run(self, call: Invocation) -> Any:
+        value = await call.tool.implementation(call.arguments, call.context)
         result_validator = self._entries[call.tool.name].result_validator
         if result_validator is not None and not result_validator.is_valid(value):
             error = ToolValidationError(
@@ -337,9 +353,11 @@ class ToolRegistry:
         """The result cache's counters."""
         return self.cache.stats()
 
-    async def invalidate_cache(self, tool: str, arguments: Mapping[str, Any] | None = None) -> int:
-        """Forget cached results of `tool` (one call's, with `arguments`)."""
-        return await self.cache.invalidate(tool, arguments)
+    async def invalidate_cache(
+        self, tool: str, arguments: Mapping[str, Any] | None = None, *, tenant: str | None = None
+    ) -> int:
+        """Forget cached results of `tool` (one call's, with `arguments` and `tenant`)."""
+        return await self.cache.invalidate(tool, arguments, tenant=tenant)
 
     def on_close(self, closer: Closer) -> None:
         """Run `closer` on `aclose()` (HTTP clients and the like)."""

@@ -1,4 +1,5 @@
-"""What a tool is, and the call record that flows through the middleware chain."""
+"""What a tool is, the context a call runs in, and the invocation that flows through the
+middleware chain."""
 
 from __future__ import annotations
 
@@ -8,8 +9,23 @@ from typing import Any, Literal
 
 from agent_runtime.config.tools import CacheSettings, ResilienceSettings, ToolHints
 
-Implementation = Callable[[dict[str, Any]], Awaitable[Any]]
-"""The async function behind a tool: validated arguments in, a JSON-like value out."""
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who a call is made for: the memory tenant, and the conversation if there is one.
+
+    Passed explicitly with every call and never chosen by the model: the memory
+    built-ins act in `tenant` only, the result cache keys on it, and pool-as-tool
+    forwards it to the pool it asks.
+    """
+
+    tenant: str
+    conversation_id: str | None = None
+
+
+Implementation = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
+"""The async function behind a tool: validated arguments and the call's context in, a
+JSON-like value out."""
 
 ToolKind = Literal["builtin", "http", "command", "mcp", "agent"]
 
@@ -47,8 +63,8 @@ class ToolPolicy:
 
 
 @dataclass(slots=True)
-class ToolCall:
-    """One call as it travels through the middleware chain.
+class Invocation:
+    """One call in flight, as it travels through the middleware chain.
 
     Middleware may annotate it (`attempts`, `cached`, `answered_by`, `deadline`); the
     registry copies those into the `ToolResult`.
@@ -57,6 +73,7 @@ class ToolCall:
     tool: Tool
     policy: ToolPolicy
     arguments: dict[str, Any]
+    context: CallContext
     call_id: str
     attempts: int = 0
     cached: bool = False

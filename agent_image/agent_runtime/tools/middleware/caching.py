@@ -8,7 +8,7 @@ from agent_runtime.cache import ToolCache
 from agent_runtime.tools import metrics
 from agent_runtime.tools.middleware.chain import Next
 from agent_runtime.tools.middleware.observe import labelled
-from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy
+from agent_runtime.tools.tool import Invocation, Tool, ToolPolicy
 
 
 def cacheable(tool: Tool, policy: ToolPolicy) -> bool:
@@ -18,7 +18,7 @@ def cacheable(tool: Tool, policy: ToolPolicy) -> bool:
 
 
 class CacheMiddleware:
-    """Looks the call up by tool name and canonical arguments; computes once on a miss."""
+    """Looks the call up by tool name, tenant and canonical arguments; computes once on a miss."""
 
     name = "cache"
 
@@ -29,7 +29,7 @@ class CacheMiddleware:
         """Only cacheable tools."""
         return cacheable(tool, policy)
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         if not cacheable(call.tool, call.policy):
             return await call_next(call)
         tool = call.tool.name
@@ -38,7 +38,7 @@ class CacheMiddleware:
             return await call_next(call)
 
         value, hit = await self.cache.get_or_compute(
-            tool, call.arguments, call.policy.cache.ttl_seconds, compute
+            tool, call.context.tenant, call.arguments, call.policy.cache.ttl_seconds, compute
         )
         call.cached = hit
         labelled(metrics.CACHE, tool, "hit" if hit else "miss").inc()

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
-from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy
+from agent_runtime.tools.tool import Invocation, Tool, ToolPolicy
 
-Next = Callable[[ToolCall], Awaitable[Any]]
+Next = Callable[[Invocation], Awaitable[Any]]
 """The rest of the chain (ending in the tool's implementation)."""
 
 
@@ -27,7 +27,7 @@ class Middleware(Protocol):
         """A unique name; other middleware is placed relative to it."""
         ...
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         """Handle the call, normally by awaiting `call_next(call)`."""
         ...
 
@@ -37,17 +37,17 @@ class HookMiddleware:
 
     name = "hooks"
 
-    async def before(self, call: ToolCall) -> None:
+    async def before(self, call: Invocation) -> None:
         """Runs before the rest of the chain (raise to refuse the call)."""
 
-    async def after(self, call: ToolCall, value: Any) -> Any:
+    async def after(self, call: Invocation, value: Any) -> Any:
         """Runs after a success; may replace the value."""
         return value
 
-    async def on_error(self, call: ToolCall, error: Exception) -> None:
+    async def on_error(self, call: Invocation, error: Exception) -> None:
         """Runs after a failure; the error is re-raised afterwards."""
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         await self.before(call)
         try:
             value = await call_next(call)

@@ -12,7 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import REFUSALS, error_kind
 from agent_runtime.tools.middleware.chain import Next
-from agent_runtime.tools.tool import ToolCall
+from agent_runtime.tools.tool import Invocation
 
 log = structlog.get_logger("agent_runtime.tools")
 
@@ -44,7 +44,7 @@ class LoggingMiddleware:
             self._logger = log.bind()
         return self._logger
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         tokens = structlog.contextvars.bind_contextvars(tool_call_id=call.call_id)
         started = perf_counter()
         try:
@@ -52,12 +52,18 @@ class LoggingMiddleware:
         except REFUSALS as error:
             # Info, not warning: an open breaker refuses every call, and its transition
             # was already logged once at the moment it opened.
-            self._log.info("tool call refused", tool=call.tool.name, error=str(error))
+            self._log.info(
+                "tool call refused",
+                tool=call.tool.name,
+                tenant=call.context.tenant,
+                error=str(error),
+            )
             raise
         except Exception as error:
             self._log.warning(
                 "tool call failed",
                 tool=call.tool.name,
+                tenant=call.context.tenant,
                 error=str(error),
                 error_kind=error_kind(error),
                 duration_ms=round((perf_counter() - started) * 1000, 3),
@@ -68,6 +74,7 @@ class LoggingMiddleware:
             self._log.info(
                 "tool call finished",
                 tool=call.tool.name,
+                tenant=call.context.tenant,
                 duration_ms=round((perf_counter() - started) * 1000, 3),
                 attempts=call.attempts,
                 cached=call.cached,
@@ -83,7 +90,7 @@ class MetricsMiddleware:
 
     name = "metrics"
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         tool = call.tool.name
         started = perf_counter()
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -29,11 +29,18 @@ from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import ToolTimeoutError, error_kind
 from agent_runtime.tools.middleware.chain import Next
 from agent_runtime.tools.middleware.observe import labelled
-from agent_runtime.tools.tool import Tool, ToolCall, ToolPolicy, ToolResult
+from agent_runtime.tools.tool import CallContext, Invocation, Tool, ToolPolicy, ToolResult
 
 log = structlog.get_logger("agent_runtime.tools")
 
-CallTool = Callable[[str, Mapping[str, Any]], Awaitable[ToolResult]]
+
+class CallTool(Protocol):
+    """How the fallback layer calls another tool (the registry's `call`)."""
+
+    def __call__(
+        self, name: str, arguments: Mapping[str, Any], *, context: CallContext
+    ) -> Awaitable[ToolResult]: ...
+
 
 _fallback_path: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "agentpool_fallback_path", default=frozenset()
@@ -57,7 +64,7 @@ class FallbackMiddleware:
         settings = policy.resilience.fallback
         return bool(settings.tools) or settings.static is not None
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         settings = call.policy.resilience.fallback
         if not settings.tools and settings.static is None:
             return await call_next(call)
@@ -65,7 +72,7 @@ class FallbackMiddleware:
         token = _fallback_path.set(path)
         try:
             alternatives = [
-                (f"tool:{name}", self._alternative(name, call.arguments))
+                (f"tool:{name}", self._alternative(name, call.arguments, call.context))
                 for name in settings.tools
                 if name not in path
             ]
@@ -76,9 +83,11 @@ class FallbackMiddleware:
         call.answered_by = answer.strategy
         return answer.value
 
-    def _alternative(self, name: str, arguments: Mapping[str, Any]) -> Callable[[], Awaitable[Any]]:
+    def _alternative(
+        self, name: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> Callable[[], Awaitable[Any]]:
         async def run() -> Any:
-            return (await self._call_tool(name, arguments)).value
+            return (await self._call_tool(name, arguments, context=context)).value
 
         return run
 
@@ -95,7 +104,7 @@ class CallTimeoutMiddleware:
         """Only tools with a per-call deadline."""
         return policy.resilience.timeouts.per_call_seconds is not None
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         seconds = call.policy.resilience.timeouts.per_call_seconds
         if seconds is None:
             return await call_next(call)
@@ -115,7 +124,7 @@ class AttemptTimeoutMiddleware:
         """Only tools with an attempt deadline."""
         return bool(policy.resilience.timeouts.per_attempt_seconds or tool.attempt_timeout)
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         seconds = call.policy.resilience.timeouts.per_attempt_seconds or call.tool.attempt_timeout
         if seconds is None:
             return await call_next(call)
@@ -137,7 +146,7 @@ class RetryMiddleware:
         self._clock = clock
         self._sleep = sleep
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         settings = call.policy.resilience.retry
         repeatable = call.tool.hints.safe_to_repeat or settings.retry_non_idempotent
         if not (settings.enabled and repeatable and settings.max_attempts > 1):
@@ -184,8 +193,17 @@ class CircuitBreakerMiddleware:
 
     name = "circuit_breaker"
 
-    def __init__(self, *, redis: Redis | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        redis: Redis | None = None,
+        key_prefix: str | None = None,
+        clock: Clock = monotonic,
+    ) -> None:
+        if redis is not None and key_prefix is None:
+            raise ValueError("shared breakers need the pool's key prefix")
         self._redis = redis
+        self._key_prefix = key_prefix or ""
         self._clock = clock
         self._local: dict[str, CircuitBreaker] = {}
         self._shared: dict[str, SharedCircuitBreaker] = {}
@@ -207,19 +225,21 @@ class CircuitBreakerMiddleware:
         """The breaker of `tool`, once it has been called."""
         return self._local.get(tool)
 
-    def _create(self, call: ToolCall) -> CircuitBreaker:
+    def _create(self, call: Invocation) -> CircuitBreaker:
         name = call.tool.name
         settings = call.policy.resilience.circuit_breaker
         breaker = CircuitBreaker(name, settings, clock=self._clock, listeners=(_export,))
         labelled(metrics.CIRCUIT_STATE, name).set(0)
         self._local[name] = breaker
         if settings.shared and self._redis is not None:
-            self._shared[name] = SharedCircuitBreaker(breaker, self._redis, clock=self._clock)
+            self._shared[name] = SharedCircuitBreaker(
+                breaker, self._redis, key_prefix=self._key_prefix, clock=self._clock
+            )
         elif settings.shared:
             log.warning("shared circuit breaker without Redis: this replica only", tool=name)
         return breaker
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         settings = call.policy.resilience.circuit_breaker
         if not settings.enabled:
             return await call_next(call)
@@ -276,7 +296,7 @@ class RateLimitMiddleware:
         """Only rate-limited tools."""
         return policy.resilience.rate_limit.rate_per_second is not None
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         settings = call.policy.resilience.rate_limit
         if settings.rate_per_second is None:
             return await call_next(call)
@@ -308,7 +328,7 @@ class BulkheadMiddleware:
         """Drop the tool's bulkhead (it is re-registered with a new policy)."""
         self._bulkheads.pop(tool, None)
 
-    async def __call__(self, call: ToolCall, call_next: Next) -> Any:
+    async def __call__(self, call: Invocation, call_next: Next) -> Any:
         name = call.tool.name
         bulkhead = self._bulkheads.get(name)
         if bulkhead is None:

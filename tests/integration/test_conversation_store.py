@@ -13,12 +13,8 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from agent_runtime.config.memory import MemoryConfig, RedisSettings, RetentionSettings
-from agent_runtime.memory import KeySpace, RedisHealth, create_redis
-from agent_runtime.state import (
-    ConflictError,
-    ConversationStore,
+from agent_runtime.conversation.state import (
     Event,
-    HistoryUnavailableError,
     InputReceived,
     InvalidEventError,
     ResponseGenerated,
@@ -26,9 +22,16 @@ from agent_runtime.state import (
     fold,
     new_state,
 )
-from tests.unit.test_state_fold import histories
+from agent_runtime.conversation.store import (
+    ConflictError,
+    ConversationStore,
+    HistoryUnavailableError,
+)
+from agent_runtime.memory import KeySpace, RedisHealth, create_redis
+from tests.support.identity import identity
+from tests.unit.test_conversation_state import histories
 
-KEYS = KeySpace("agentpool", "state-pool")
+KEYS = KeySpace("agentpool", identity("state-pool"))
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ async def client(redis_url: str) -> AsyncIterator[Redis]:
 
 
 def store(client: Redis, **options: object) -> ConversationStore:
-    return ConversationStore(client, KEYS, RedisHealth("state-pool"), **options)  # type: ignore[arg-type]
+    return ConversationStore(client, KEYS, RedisHealth(identity("state-pool")), **options)  # type: ignore[arg-type]
 
 
 @settings(
@@ -115,12 +118,16 @@ WRITER = """
 import asyncio, sys
 from agent_runtime.config.memory import RedisSettings
 from agent_runtime.memory import KeySpace, RedisHealth, create_redis
-from agent_runtime.state import ConflictError, ConversationStore, InputReceived
+from agent_runtime.config import PoolIdentity
+from agent_runtime.conversation.store import ConflictError, ConversationStore
+from agent_runtime.conversation.state import InputReceived
 
 async def main(url, conversation, name, count):
     client = create_redis(RedisSettings(url=url))
-    keys = KeySpace("agentpool", "state-pool")
-    store = ConversationStore(client, keys, RedisHealth("p"), snapshot_every=7)
+    pool = PoolIdentity(namespace="tests", name="state-pool")
+    keys = KeySpace("agentpool", pool)
+    health = RedisHealth(pool)
+    store = ConversationStore(client, keys, health, snapshot_every=7)
     conflicts = 0
     for i in range(count):
         while True:
@@ -205,9 +212,11 @@ async def test_age_retention_uses_event_time(client: Redis) -> None:
 
 async def test_store_is_built_from_config(client: Redis, redis_url: str) -> None:
     config = MemoryConfig.model_validate(
-        {"pool": "state-pool", "redis": {"url": redis_url}, "state": {"snapshotEvery": 3}}
+        {"redis": {"url": redis_url}, "state": {"snapshotEvery": 3}}
     )
-    built = ConversationStore.from_config(config, client, RedisHealth("state-pool"))
+    built = ConversationStore.from_config(
+        config, identity("state-pool"), client, RedisHealth(identity("state-pool"))
+    )
     assert built.snapshot_every == 3
     state = await built.append(new_state("cfg"), InputReceived(at=1, content="hi"))
     assert (await store(client).load("cfg")) == state

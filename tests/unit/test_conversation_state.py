@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent_runtime.state import (
+from agent_runtime.conversation.state import (
     ConversationState,
     ErrorOccurred,
     Event,

@@ -7,29 +7,33 @@ import subprocess
 import sys
 
 from agent_runtime.config.memory import MemoryConfig
+from agent_runtime.conversation.state import InputReceived, fold, new_state
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
-from agent_runtime.state import ConversationStore, InputReceived, fold, new_state
+from tests.support.identity import identity
 
 AGENT = """
 import asyncio, json, sys
+from agent_runtime.config import PoolIdentity
 from agent_runtime.config.memory import MemoryConfig
 from agent_runtime.memory import MemoryHierarchy, create_health, create_redis
-from agent_runtime.state import (
-    ConversationStore, InputReceived, ModelCalled, ResponseGenerated, ToolCalled,
-    ToolResultReceived,
+from agent_runtime.conversation.store import ConversationStore
+from agent_runtime.conversation.state import (
+    InputReceived, ModelCalled, ResponseGenerated, ToolCalled, ToolResultReceived,
 )
 
 async def main():
     config = MemoryConfig.model_validate_json(sys.argv[1])
     role = sys.argv[2]
+    pool = PoolIdentity(namespace="tests", name="restart")
     client = create_redis(config.redis)
-    health = create_health(config.pool, client, config.redis)
-    memory = MemoryHierarchy.from_config(config, client, health)
-    store = ConversationStore.from_config(config, client, health)
+    health = create_health(pool, client, config.redis)
+    memory = MemoryHierarchy.from_config(config, pool, client, health)
+    store = ConversationStore.from_config(config, pool, client, health)
     state = await store.load("support-42")
     if role == "first":
         customer = {"name": "Ada", "tier": "gold"}
-        await memory.remember("customer", customer, namespace="acme", importance=0.8)
+        await memory.remember("customer", customer, tenant="acme", importance=0.8)
         state = await store.append(
             state,
             InputReceived(at=1, content="where is my order?"),
@@ -39,7 +43,7 @@ async def main():
         print(json.dumps({"version": state.version}), flush=True)
         sys.stdin.readline()  # hold the process open until it is killed
     else:
-        found = await memory.recall("customer", namespace="acme")
+        found = await memory.recall("customer", tenant="acme")
         state = await store.append(
             state,
             ToolResultReceived(at=4, call_id="t1", output={"status": "shipped"}),
@@ -64,7 +68,7 @@ def run_agent(config: MemoryConfig, role: str) -> subprocess.Popen[str]:
 
 async def test_a_killed_agent_is_continued_by_another_process(redis_url: str) -> None:
     config = MemoryConfig.model_validate(
-        {"pool": "restart", "redis": {"url": redis_url}, "state": {"snapshotEvery": 2}}
+        {"redis": {"url": redis_url}, "state": {"snapshotEvery": 2}}
     )
     first = run_agent(config, "first")
     assert first.stdout is not None
@@ -84,12 +88,13 @@ async def test_a_killed_agent_is_continued_by_another_process(redis_url: str) ->
 
     client = create_redis(config.redis)
     try:
-        health = create_health("restart", client, config.redis)
-        store = ConversationStore.from_config(config, client, health)
+        pool = identity("restart")
+        health = create_health(pool, client, config.redis)
+        store = ConversationStore.from_config(config, pool, client, health)
         events = [event for _, event in await store.events("support-42")]
         assert (await store.load("support-42")) == fold(new_state("support-42"), events)
         assert isinstance(events[0], InputReceived)
-        memory = MemoryHierarchy.from_config(config, client, health)
-        assert await memory.forget("customer", namespace="acme") == ("longTerm", "episodic")
+        memory = MemoryHierarchy.from_config(config, pool, client, health)
+        assert await memory.forget("customer", tenant="acme") == ("longTerm", "episodic")
     finally:
         await client.aclose()
