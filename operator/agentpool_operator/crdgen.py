@@ -121,6 +121,7 @@ def _model_schema(model: type[BaseModel]) -> Schema:
 
 def root_schema(kind: Kind) -> Schema:
     """The openAPIV3Schema of one kind."""
+    rules = [rule.to_crd() for rule in kind.resource.cel_rules]
     return {
         "type": "object",
         "description": (kind.resource.__doc__ or "").strip(),
@@ -132,6 +133,7 @@ def root_schema(kind: Kind) -> Schema:
             "spec": _model_schema(kind.spec),
             "status": _model_schema(kind.status),
         },
+        **({"x-kubernetes-validations": rules} if rules else {}),
     }
 
 

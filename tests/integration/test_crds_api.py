@@ -658,6 +658,16 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.mcp.transport",
     ),
     (
+        "tool-mcp-result-schema",
+        "AgentTool",
+        {
+            "description": "d",
+            "mcp": {"url": "https://m.example.com"},
+            "resultSchema": {"type": "object"},
+        },
+        "spec.resultSchema",
+    ),
+    (
         "tool-mcp-approval-not-a-subset",
         "AgentTool",
         {
@@ -667,6 +677,24 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.mcp.requireApproval",
     ),
 ]
+
+
+def test_an_mcp_tool_name_must_fit_as_the_prefix_of_its_tools(
+    objects: client.CustomObjectsApi, shared_namespace: str
+) -> None:
+    body = {
+        "apiVersion": api.API_VERSION,
+        "kind": "AgentTool",
+        "metadata": {"name": "a-very-long-name-for-an-mcp-server-tool"},
+        "spec": {"description": "d", "mcp": {"url": "https://m.example.com"}},
+    }
+    with pytest.raises(ApiException) as refused:
+        objects.create_namespaced_custom_object(
+            api.GROUP, api.VERSION, shared_namespace, "agenttools", body, dry_run="All"
+        )
+    assert "metadata.name" in json.loads(str(refused.value.body))["message"]
+    with pytest.raises(ValidationError, match="prefixes the name"):
+        api.AgentTool.model_validate(body)
 
 
 def test_the_table_of_refusals_is_long_enough() -> None:

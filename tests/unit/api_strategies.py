@@ -630,7 +630,7 @@ def tool_specs(draw: st.DrawFn) -> Doc:
         spec["parameters"] = parameters
     if draw(st.booleans()):
         spec["requireApproval"] = draw(st.booleans())
-    if draw(st.booleans()):
+    if "mcp" not in spec and draw(st.booleans()):
         spec["resultSchema"] = draw(parameter_schemas)
     if draw(st.booleans()):
         spec["resilience"] = draw(

@@ -216,7 +216,7 @@ def test_pool_cross_field_rules_refuse_with_a_message_naming_the_field(
     ],
 )
 def test_names_must_fit_what_is_derived_from_them(name: str, kind: str, ok: bool) -> None:
-    spec = BASE_POOL if kind == "AgentPool" else _tool()
+    spec = BASE_POOL if kind == "AgentPool" else {"description": "d", "agent": {"poolName": "p"}}
     document = {"metadata": {"name": name}, "spec": spec}
     model = api.AgentPool if kind == "AgentPool" else api.AgentTool
     if ok:

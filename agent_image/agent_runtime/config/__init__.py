@@ -121,4 +121,6 @@ def dump_runtime_config(config: RuntimeConfig) -> str:
     Every field is written, nulls included: a null can differ from the default (a
     `perCallSeconds: null` turns the deadline off), so leaving it out would change meaning.
     """
-    return json.dumps(config.model_dump(mode="json", by_alias=True), indent=2)
+    # UTF-8, not \u escapes: YAML reads a JSON escaped astral character as two lone
+    # surrogates, so an emoji in the instructions would not survive the round trip.
+    return json.dumps(config.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)

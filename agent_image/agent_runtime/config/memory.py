@@ -149,6 +149,9 @@ class EpisodicSettings(ConfigSection):
     recall_min_score: float = Field(
         default=0.5, ge=-1.0, le=1.0, description="Least cosine similarity a recall accepts."
     )
+    recall_limit: int = Field(
+        default=3, ge=1, le=50, description="Episodes recalled into the prompt of a turn."
+    )
 
 
 class RoutingRule(ConfigSection):

@@ -149,6 +149,11 @@ class CommandImplementation(ConfigSection):
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra literal environment for the command."
     )
+    working_dir: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        description="Absolute working directory; unset: a fresh private directory per call.",
+    )
     allow_paths: bool = False
 
     @model_validator(mode="after")
@@ -188,6 +193,10 @@ class McpImplementation(ConfigSection):
         default=None,
         pattern=MCP_PREFIX_PATTERN,
         description="Prefix of the registered names; defaults to the definition's name.",
+    )
+    require_approval: list[str] = Field(
+        default_factory=list,
+        description="Remote tools (by the server's name) whose calls a person approves first.",
     )
     headers: dict[str, HeaderValue] = Field(
         default_factory=dict, description="Extra request headers (literal or from the env)."

@@ -129,6 +129,18 @@ class InstructionsSource(ApiModel):
     """A ConfigMap key holding the instructions. A change of the ConfigMap rolls the pods."""
 
 
+class TurnLimitsSpec(ApiModel):
+    """Bounds on one turn (one message and everything done to answer it); hitting one ends
+    the turn with a clear reason instead of a hang."""
+
+    max_model_calls: int = Field(default=8, ge=1, le=100)
+    """Model calls one turn may make, tool rounds included."""
+    max_tokens: int = Field(default=64_000, ge=1, le=10_000_000)
+    """Prompt and completion tokens one turn may use."""
+    timeout_seconds: int = Field(default=120, ge=1, le=86_400)
+    """Wall time one turn may take, in seconds."""
+
+
 # ---------------------------------------------------------------------------- tools
 
 
@@ -482,6 +494,8 @@ class AgentPoolSpec(ApiModel):
     """Cache of tool results."""
     concurrency_per_replica: int = Field(default=8, ge=1, le=1000)
     """Turns one replica runs at once; more wait. The denominator of load."""
+    turn_limits: TurnLimitsSpec = section(TurnLimitsSpec)
+    """Bounds on one turn."""
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Number of agent pods. In modes Operator and HPA the autoscaler writes it (through
     the scale subresource, as kubectl scale does); in mode None the user does. Defaults

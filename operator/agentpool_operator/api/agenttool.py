@@ -10,7 +10,11 @@ from typing import Annotated, Any, ClassVar, Literal
 import jsonschema
 from pydantic import Field, StringConstraints, field_validator
 
-from agent_runtime.config.tools import TOOL_NAME_PATTERN
+from agent_runtime.config.limits import (
+    MCP_PREFIX_MAX_CHARS,
+    TOOL_NAME_MAX_CHARS,
+    TOOL_NAME_PATTERN,
+)
 from agentpool_operator.api.agentpool import PoolName, ToolImplementation
 from agentpool_operator.api.common import (
     Condition,
@@ -28,14 +32,12 @@ from agentpool_operator.api.schema import (
     Quantity,
     Rule,
     list_map,
+    quantity_value,
     section,
 )
 
 PLACEHOLDER = r"[{][A-Za-z_][A-Za-z0-9_]*[}]"
 """A {name} placeholder, filled from the call's argument of that name."""
-
-MAX_TOOL_NAME = 64
-"""Longest tool name OpenAI function calling and MCP clients accept."""
 
 MCPToolName = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -68,11 +70,26 @@ class CommandLimitsSpec(ApiModel):
     cpu_seconds: int = Field(default=10, ge=1, le=3600)
     """CPU time, in seconds."""
     memory: Quantity = "512Mi"
-    """Address space, a quantity such as 512Mi."""
+    """Address space, a quantity such as 512Mi; at least 16Mi."""
     file_size: Quantity = "16Mi"
     """Largest file the program may write, a quantity."""
     processes: int = Field(default=16, ge=1, le=4096)
     """Processes the program may have at once."""
+
+    cel_rules = (
+        Rule(
+            cel="quantity(string(self.memory)).compareTo(quantity('16Mi')) >= 0",
+            message="memory must be at least 16Mi",
+            field_path=".memory",
+            check=lambda s: quantity_value(s.memory) >= 16 * 2**20,
+        ),
+        Rule(
+            cel="quantity(string(self.fileSize)).compareTo(quantity('0')) >= 0",
+            message="fileSize must not be negative",
+            field_path=".fileSize",
+            check=lambda s: quantity_value(s.file_size) >= 0,
+        ),
+    )
 
 
 class CommandEnvVar(ApiModel):
@@ -281,9 +298,9 @@ class CacheOverride(ApiModel):
 class ToolFallback(ApiModel):
     """What answers when the tool fails for good: other tools, then a fixed message."""
 
-    tools: list[Annotated[str, StringConstraints(max_length=64, pattern=TOOL_NAME_PATTERN)]] = (
-        Field(default_factory=list, max_length=4)
-    )
+    tools: list[
+        Annotated[str, StringConstraints(max_length=TOOL_NAME_MAX_CHARS, pattern=TOOL_NAME_PATTERN)]
+    ] = Field(default_factory=list, max_length=4)
     """Other AgentTools of the pool, by name, tried in order with the same arguments.
     Defaults to none."""
     message: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
@@ -388,6 +405,12 @@ class AgentToolSpec(ApiModel):
             ),
         ),
         Rule(
+            cel="!has(self.mcp) || !has(self.resultSchema)",
+            message="resultSchema is not allowed for mcp tools: the server gives each tool's",
+            field_path=".resultSchema",
+            check=lambda s: s.mcp is None or s.result_schema is None,
+        ),
+        Rule(
             cel=f"!has(self.http) || self.http.url.findAll('{PLACEHOLDER}')"
             f".all(p, {_DECLARED_CEL})",
             message="every {name} placeholder of http.url must be declared in "
@@ -475,10 +498,20 @@ class AgentTool(KubeResource):
 
     name_rule: ClassVar[NameRule] = NameRule(
         TOOL_NAME_PATTERN,
-        MAX_TOOL_NAME,
+        TOOL_NAME_MAX_CHARS,
         "a tool name models accept: a letter, then letters, digits, '-' or '_'",
     )
 
     kind: Literal["AgentTool"] = "AgentTool"
     spec: AgentToolSpec
     status: AgentToolStatus | None = None
+
+    cel_rules = (
+        Rule(
+            cel=f"!has(self.spec.mcp) || size(self.metadata.name) <= {MCP_PREFIX_MAX_CHARS}",
+            message=f"the name of an mcp AgentTool must have at most {MCP_PREFIX_MAX_CHARS} "
+            "characters: it prefixes the name of each tool of the server",
+            field_path=".metadata.name",
+            check=lambda s: s.spec.mcp is None or len(s.metadata.name) <= MCP_PREFIX_MAX_CHARS,
+        ),
+    )

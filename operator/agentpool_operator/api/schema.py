@@ -96,6 +96,24 @@ Quantity = Annotated[
 ]
 """A Kubernetes resource quantity: an integer or a string such as 500m or 512Mi."""
 
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SUFFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9,
+                   "T": 1e12, "P": 1e15, "E": 1e18}  # fmt: skip
+
+
+def quantity_value(quantity: int | str) -> float:
+    """The number a quantity stands for (512Mi is 536870912, 250m is 0.25)."""
+    if isinstance(quantity, int):
+        return float(quantity)
+    match = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)", quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a quantity")
+    number, suffix = match.groups()
+    if suffix in _BINARY:
+        return float(number) * _BINARY[suffix]
+    return float(number) * _DECIMAL_SUFFIX[suffix]
+
+
 _INT_OR_PERCENT = r"^([0-9]+|[0-9]{1,2}%|100%)$"
 
 
