@@ -152,7 +152,7 @@ async def chain_subjects() -> dict[str, Subject]:
         bare_reg.remove_middleware(layer)
 
     async def bare() -> None:
-        await implementation(ARGS)
+        await implementation(ARGS, CONTEXT)
 
     async def chain() -> None:
         await reg.call("chain", ARGS, context=CONTEXT)
@@ -181,7 +181,7 @@ async def cache_subjects() -> dict[str, Subject]:
     await reg.call("cached", ARGS, context=CONTEXT)
 
     async def compute() -> Any:
-        return await implementation(ARGS)
+        return await implementation(ARGS, CONTEXT)
 
     await cache.get_or_compute("t", "tenant", ARGS, 3600, compute)
 
