@@ -25,3 +25,8 @@ binary_cache_key() {
 bin_dir() {
   echo "$AGENTPOOL_CACHE/bin/$KUBE_VERSION-$(binary_cache_key)"
 }
+
+# The images are built with buildah on vfs storage and chroot isolation: the only combination
+# that works in these sandboxes (no overlay mounts, and crun fails on setrlimit).
+export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
+export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
