@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DEV := agentpool-dev
 PKGS := operator/agentpool_operator agent_image/agent_runtime
 
-.PHONY: help venv binaries redis lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
+.PHONY: help venv binaries redis images lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ binaries: ## build the control-plane binaries into ~/.cache/agentpool (once)
 
 redis: ## make sure redis-server is installed
 	@hack/ensure-redis.sh >/dev/null
+
+images: ## build the agent and operator images (Docker when it runs, else buildah); docs/images.md
+	@hack/build-images.sh
 
 lint: $(STAMP) ## ruff + mypy --strict + import-linter (the layers)
 	$(VENV)/bin/ruff check .

@@ -26,7 +26,20 @@ bin_dir() {
   echo "$AGENTPOOL_CACHE/bin/$KUBE_VERSION-$(binary_cache_key)"
 }
 
-# The images are built with buildah on vfs storage and chroot isolation: the only combination
-# that works in these sandboxes (no overlay mounts, and crun fails on setrlimit).
-export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
+# The images are built and run with buildah, chroot isolation (crun fails on setrlimit in
+# these sandboxes) and its own storage under the cache, vfs by default (works wherever
+# buildah does, rootless and nested too; AGENTPOOL_STORAGE_DRIVER=overlay is faster where
+# the kernel allows it). Its own storage keeps it apart from any system podman/buildah.
+# Use hack/buildah.sh to see the same images: `hack/buildah.sh images`.
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
+export CONTAINERS_STORAGE_CONF="$AGENTPOOL_CACHE/containers/storage.conf"
+write_storage_conf() {
+  local conf
+  conf="$(printf '[storage]\ndriver = "%s"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+    "${AGENTPOOL_STORAGE_DRIVER:-vfs}" "$AGENTPOOL_CACHE/containers/storage" \
+    "${XDG_RUNTIME_DIR:-/tmp}/agentpool-containers-$(id -u)")"
+  if [[ "$(cat "$CONTAINERS_STORAGE_CONF" 2>/dev/null)" != "$conf" ]]; then
+    mkdir -p "$(dirname "$CONTAINERS_STORAGE_CONF")"
+    echo "$conf" >"$CONTAINERS_STORAGE_CONF"
+  fi
+}

@@ -1,0 +1,283 @@
+"""The two images as users run them: built here with buildah (hack/build-images.sh, cached
+by content across sessions), run with `buildah run` on a read-only root with only /tmp
+writable. Each entry point starts in its image; the runtime serves /healthz against the
+test Redis as uid 65532 under tini, which reaps the orphans of its command tools; nothing
+outside /tmp is writable; no compiler, pip or apt; the sizes are reported.
+
+Skipped, with the reason, only where buildah cannot be installed."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.images import (
+    REPO_ROOT,
+    BuildahUnavailableError,
+    BuiltImages,
+    Container,
+    build_images,
+    cmdline,
+    descendants,
+    disk_usage,
+    image_config,
+    proc_status,
+    top_contributors,
+)
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.wait import wait_until
+
+# The first test of a fresh machine builds the bases and both images (minutes); after that
+# an unchanged tree builds nothing.
+pytestmark = pytest.mark.timeout(3000)
+
+UID = "65532"
+VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+SIZE_GOALS_MB = {"agent": 250, "operator": 150}
+ORPHAN_SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def report(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Lines printed after the module's tests (sizes, build and startup times)."""
+    lines: list[str] = []
+    yield lines
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not lines:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_sep("-", "images")
+        for line in lines:
+            reporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def images(report: list[str]) -> BuiltImages:
+    try:
+        built = build_images()
+    except BuildahUnavailableError as exc:
+        pytest.skip(f"buildah is not available and could not be installed: {exc}")
+    report.append(f"build-images.sh: {built.seconds:.1f}s ({', '.join(built.refs.values())})")
+    return built
+
+
+@pytest.fixture(scope="module")
+def agent_container(images: BuiltImages) -> Iterator[Container]:
+    container = Container.create(images.refs["agent"])
+    yield container
+    container.remove()
+
+
+@pytest.fixture(scope="module")
+def operator_container(images: BuiltImages) -> Iterator[Container]:
+    container = Container.create(images.refs["operator"])
+    yield container
+    container.remove()
+
+
+def agent_config(redis_url: str) -> dict[str, object]:
+    return {
+        "pool": {"namespace": "tests", "name": "image"},
+        "memory": {"redis": {"url": redis_url, "reconnectBackoffMaxSeconds": 0.5}},
+        "tools": {
+            "definitions": [
+                {
+                    # Leaves an orphan in a session of its own, out of reach of the
+                    # command sandbox's process-group kill: only an init can reap it.
+                    "name": "orphan",
+                    "parameters": {"type": "object", "properties": {}},
+                    "command": {
+                        "argv": [
+                            "sh",
+                            "-c",
+                            f"setsid sleep {ORPHAN_SECONDS} >/dev/null 2>&1 </dev/null & echo $!",
+                        ],
+                        "allowedBinaries": ["sh"],
+                    },
+                }
+            ]
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def agent(
+    agent_container: Container,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    report: list[str],
+) -> Iterator[tuple[httpx.Client, int]]:
+    """The runtime in its image on a read-only root, against the test Redis: (client, pid
+    of the process `buildah run` started)."""
+    config_dir = tmp_path_factory.mktemp("agent-config")
+    (config_dir / "config.json").write_text(json.dumps(agent_config(redis_server.url)))
+    # uid 65532 reads it, as it reads the operator's ConfigMap in a pod.
+    config_dir.chmod(0o755)
+    (config_dir / "config.json").chmod(0o644)
+    port = free_port()
+    log = config_dir / "agent.log"
+    argv = [
+        *agent_container.entrypoint(),
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--config=/etc/agentpool/config.json",
+    ]
+    start = time.monotonic()
+    proc = agent_container.popen(argv, log, volumes=[f"{config_dir}:/etc/agentpool:ro"])
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
+            pytest.fail(f"the agent container exited:\n{log.read_text()[-3000:]}")
+        return client.get("/healthz").status_code == 200
+
+    try:
+        wait_until(healthy, timeout=60, what="agentpool-agent in its image to serve /healthz")
+        report.append(
+            f"agentpool-agent in its image: /healthz after {time.monotonic() - start:.2f}s"
+        )
+        yield client, proc.pid
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_image_config_runs_non_root_under_tini_with_labels(images: BuiltImages) -> None:
+    for name, ref in images.refs.items():
+        config = image_config(ref)
+        assert config["User"] == f"{UID}:{UID}", name
+        assert config["Entrypoint"][:2] == ["/usr/bin/tini", "--"], name
+        assert f"agentpool-{name}" in config["Entrypoint"], name
+        assert "TINI_SUBREAPER=1" in config["Env"], name
+        labels = config["Labels"]
+        assert labels["org.opencontainers.image.version"] == VERSION, name
+        assert labels["org.opencontainers.image.source"].startswith("https://"), name
+
+
+def test_agent_serves_healthz_and_readyz_against_redis_as_uid_65532(
+    agent: tuple[httpx.Client, int],
+) -> None:
+    client, pid = agent
+    assert client.get("/healthz").json() is not None
+    wait_until(
+        lambda: client.get("/readyz").status_code == 200,
+        timeout=30,
+        what="/readyz with the test Redis",
+    )
+    tree = descendants(pid)
+    tini = next(p for p in tree if cmdline(p)[:1] == ["/usr/bin/tini"])
+    # tini's only child is the runtime: the Python interpreter running the console script.
+    (runtime,) = (p for p in tree if (proc_status(p) or {}).get("PPid") == str(tini))
+    assert any(arg.endswith("/agentpool-agent") for arg in cmdline(runtime)[:2]), cmdline(runtime)
+    runtime_status = proc_status(runtime)
+    assert runtime_status is not None
+    assert runtime_status["Uid"].split()[0] == UID
+    assert runtime_status["Gid"].split()[0] == UID
+
+
+def test_tini_reaps_the_orphans_of_a_command_tool(agent: tuple[httpx.Client, int]) -> None:
+    client, pid = agent
+    tini = next(p for p in descendants(pid) if cmdline(p)[:1] == ["/usr/bin/tini"])
+    call = client.post("/v1/tools/orphan/call", json={"arguments": {}, "tenant": "t"})
+    assert call.status_code == 200, call.text
+    orphan = int(call.json()["value"]["stdout"].strip())
+
+    def adopted_or_gone() -> bool:
+        status = proc_status(orphan)
+        return status is None or int(status["PPid"]) == tini
+
+    # Its shell exited at once, so the orphan belongs to tini (the subreaper) now...
+    wait_until(adopted_or_gone, timeout=10, what=f"tini ({tini}) to adopt orphan {orphan}")
+    # ...and when it exits, tini reaps it: no zombie is left behind.
+    wait_until(
+        lambda: proc_status(orphan) is None,
+        timeout=ORPHAN_SECONDS + 15,
+        what=f"orphan {orphan} to exit and be reaped (a zombie stays in /proc)",
+    )
+
+
+@pytest.mark.parametrize("name", ["agent", "operator"])
+def test_root_is_read_only_but_tmp_and_no_build_tools(
+    name: str, agent_container: Container, operator_container: Container
+) -> None:
+    container = agent_container if name == "agent" else operator_container
+    script = (
+        "set -u; for p in /etc/x /opt/agentpool/x /x /var/tmp/x /usr/bin/x; do"
+        " if touch $p 2>/dev/null; then echo WROTE $p; fi; done;"
+        " echo ok >/tmp/probe && echo TMP $(cat /tmp/probe);"
+        " for t in gcc cc c++ g++ make pip pip3 apt apt-get strip; do"
+        " command -v $t >/dev/null && echo FOUND $t; done;"
+        " python3 -m pip --version >/dev/null 2>&1 && echo FOUND python3-pip;"
+        " /opt/agentpool/bin/python3 -m pip --version >/dev/null 2>&1 && echo FOUND venv-pip;"
+        " id -u"
+    )
+    out = container.run(["sh", "-c", script])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert [line for line in lines if line.startswith(("WROTE", "FOUND"))] == []
+    assert "TMP ok" in lines
+    assert UID in lines
+    # As root too (a pod could run with runAsUser 0), the root file system refuses writes.
+    as_root = container.run(["sh", "-c", "touch /etc/x /opt/x 2>&1; true"], user="0:0")
+    assert as_root.stdout.count("Read-only file system") == 2, as_root.stdout
+
+
+def test_each_image_carries_only_its_own_extras(
+    agent_container: Container, operator_container: Container
+) -> None:
+    probe = (
+        "import importlib.util as u, sys; "
+        "print(' '.join(m for m in sys.argv[1:] if u.find_spec(m)))"
+    )
+    agent_only = ["fastapi", "uvicorn", "numpy", "usearch", "mcp", "redis"]
+    operator_only = ["kopf", "agentpool_operator"]
+    # The kubernetes client is for the tests only (126 MB; the operator goes through kopf).
+    neither = ["kubernetes", "pytest", "hypothesis", "mypy"]
+    every = [*agent_only, *operator_only, *neither]
+    in_agent = agent_container.run(["python3", "-c", probe, *every])
+    assert in_agent.stdout.split() == agent_only, in_agent.stderr
+    in_operator = operator_container.run(["python3", "-c", probe, *every])
+    assert in_operator.stdout.split() == operator_only, in_operator.stderr
+
+
+def test_operator_entry_point_starts_in_its_image(
+    operator_container: Container, report: list[str]
+) -> None:
+    start = time.monotonic()
+    out = operator_container.run([*operator_container.entrypoint(), "--help"])
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stderr
+    assert "agentpool-operator" in out.stdout
+    assert "--health-port" in out.stdout
+    report.append(f"agentpool-operator --help in its image: {elapsed:.2f}s")
+
+
+@pytest.mark.parametrize("name", ["agent", "operator"])
+def test_image_size_is_reported_and_within_its_goal(
+    name: str,
+    agent_container: Container,
+    operator_container: Container,
+    report: list[str],
+) -> None:
+    container = agent_container if name == "agent" else operator_container
+    size = disk_usage(container.root)
+    top = top_contributors(
+        container.root,
+        ["/opt/agentpool/lib/python3.11/site-packages", "/usr/lib/x86_64-linux-gnu", "/usr/lib"],
+    )
+    listed = ", ".join(f"{path.rsplit('/', 1)[-1]} {usage / 1e6:.0f}" for path, usage in top)
+    report.append(f"{name} image: {size / 1e6:.0f} MB; largest (MB): {listed}")
+    assert size < SIZE_GOALS_MB[name] * 1e6, f"{name}: {size / 1e6:.0f} MB; {listed}"
+
+
+def test_build_is_cached_when_nothing_changed(images: BuiltImages) -> None:
+    again = build_images()
+    assert again.refs == images.refs
+    assert again.seconds < 30, f"an unchanged tree took {again.seconds:.1f}s to 'build'"

@@ -1,0 +1,210 @@
+"""The images as the tests see them: built by hack/build-images.sh (cached by content, so a
+session with no change builds nothing), run with `buildah run` on a read-only root with a
+tmpfs on /tmp, as a pod runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HACK = REPO_ROOT / "hack"
+BUILDAH = str(HACK / "buildah.sh")
+
+# Makes the container's root a read-only bind of itself, in a private mount namespace of
+# its own (nothing leaks to the host), then execs buildah: $0 is the root, "$@" the command.
+_READ_ONLY_ROOT = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+
+
+_EXIT_MARKER = "agentpool-test-exit="
+
+
+class BuildahUnavailableError(RuntimeError):
+    """buildah is missing and could not be installed here."""
+
+
+def buildah(*args: str, timeout: float = 120) -> str:
+    out = subprocess.run(
+        [BUILDAH, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"buildah {' '.join(args)} failed: {out.stderr.strip()[-2000:]}")
+    return out.stdout
+
+
+def ensure_buildah() -> None:
+    out = subprocess.run(
+        [str(HACK / "ensure-buildah.sh")], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise BuildahUnavailableError(out.stderr.strip()[-1000:])
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    refs: dict[str, str]
+    seconds: float
+
+
+def build_images() -> BuiltImages:
+    """Both images' references (NAME -> REF); builds what changed since the last build."""
+    ensure_buildah()
+    start = time.monotonic()
+    # The tests run the images with buildah, so they build them with buildah too.
+    env = {**os.environ, "AGENTPOOL_IMAGE_BUILDER": "buildah"}
+    out = subprocess.run(
+        [str(HACK / "build-images.sh")],
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=False,
+        env=env,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/build-images.sh failed:\n{out.stderr[-4000:]}")
+    refs = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.strip())
+    return BuiltImages(refs=refs, seconds=time.monotonic() - start)
+
+
+def image_config(ref: str) -> dict[str, Any]:
+    """The OCI config of an image (User, Env, Entrypoint, Labels, ...)."""
+    config: dict[str, Any] = json.loads(buildah("inspect", "--type", "image", ref))["OCIv1"][
+        "config"
+    ]
+    return config
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes on disk under `path` (one file system)."""
+    out = subprocess.run(
+        ["du", "-sx", "--block-size=1", str(path)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[0])
+
+
+def top_contributors(root: Path, dirs: Sequence[str], count: int = 8) -> list[tuple[str, int]]:
+    """The largest entries directly under each of `dirs` (paths inside the image)."""
+    sizes: list[tuple[str, int]] = []
+    for inside in dirs:
+        base = root / inside.lstrip("/")
+        for base_entry in base.glob("*") if base.is_dir() else []:
+            if base_entry.is_symlink():
+                continue
+            sizes.append((f"{inside.rstrip('/')}/{base_entry.name}", disk_usage(base_entry)))
+    return sorted(sizes, key=lambda item: item[1], reverse=True)[:count]
+
+
+@dataclass
+class Container:
+    """A working container of an image; `popen`/`run` start processes in it."""
+
+    image: str
+    name: str
+    root: Path
+
+    @classmethod
+    def create(cls, image: str) -> Container:
+        name = buildah("from", "--pull=never", image).strip()
+        root = Path(buildah("mount", name).strip())
+        return cls(image=image, name=name, root=root)
+
+    def remove(self) -> None:
+        subprocess.run([BUILDAH, "rm", self.name], capture_output=True, check=False)
+
+    def entrypoint(self) -> list[str]:
+        entrypoint: list[str] = image_config(self.image)["Entrypoint"]
+        return entrypoint
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        read_only: bool = True,
+        volumes: Sequence[str] = (),
+        user: str | None = None,
+    ) -> list[str]:
+        # /run: buildah bind-mounts /run/.containerenv, which it cannot create on a
+        # read-only root (a pod needs no /run).
+        run = [BUILDAH, "run", "--mount", "type=tmpfs,destination=/tmp"]
+        run += ["--mount", "type=tmpfs,destination=/run"]
+        for volume in volumes:
+            run += ["--volume", volume]
+        if user is not None:
+            run += ["--user", user]
+        run += [self.name, "--", *argv]
+        if not read_only:
+            return run
+        return ["unshare", "--mount", "sh", "-c", _READ_ONLY_ROOT, str(self.root), *run]
+
+    def popen(self, argv: Sequence[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                self.command(argv, **kwargs), stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float = 60, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs `argv` to completion. buildah 1.28 panics after any command on a read-only
+        root (its clean-up logs through a nil logger) and exits 2, so the command's own
+        status travels on the last line of stdout instead."""
+        wrapped = ["/bin/sh", "-c", f'"$@"; echo {_EXIT_MARKER}$?', "sh", *argv]
+        out = subprocess.run(
+            self.command(wrapped, **kwargs),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        stdout, marker, status = out.stdout.rpartition(_EXIT_MARKER)
+        if not marker:
+            raise RuntimeError(f"{argv} did not run: {out.stderr[-2000:]}")
+        return subprocess.CompletedProcess(out.args, int(status), stdout, out.stderr)
+
+
+# /proc, read directly: chroot isolation shares the host's PID namespace, so the
+# container's processes are visible (and their pids the same) from the test.
+
+
+def proc_status(pid: int) -> dict[str, str] | None:
+    """/proc/PID/status as a dict, or None once the process is gone (reaped)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return dict(
+        (key, value.strip())
+        for key, _, value in (line.partition(":") for line in text.splitlines())
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        status = proc_status(int(entry.name))
+        if status is not None and "PPid" in status:
+            children.setdefault(int(status["PPid"]), []).append(int(entry.name))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
