@@ -80,10 +80,13 @@ def image_config(ref: str) -> dict[str, Any]:
     return config
 
 
-def disk_usage(path: Path) -> int:
-    """Bytes on disk under `path` (one file system)."""
+def apparent_size(path: Path) -> int:
+    """Bytes of the files under `path` (not the blocks they fill): what a layer holds."""
     out = subprocess.run(
-        ["du", "-sx", "--block-size=1", str(path)], capture_output=True, text=True, check=True
+        ["du", "-sx", "--apparent-size", "--block-size=1", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(out.stdout.split()[0])
 
@@ -96,7 +99,7 @@ def top_contributors(root: Path, dirs: Sequence[str], count: int = 8) -> list[tu
         for base_entry in base.glob("*") if base.is_dir() else []:
             if base_entry.is_symlink():
                 continue
-            sizes.append((f"{inside.rstrip('/')}/{base_entry.name}", disk_usage(base_entry)))
+            sizes.append((f"{inside.rstrip('/')}/{base_entry.name}", apparent_size(base_entry)))
     return sorted(sizes, key=lambda item: item[1], reverse=True)[:count]
 
 
