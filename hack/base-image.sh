@@ -25,14 +25,20 @@ write_storage_conf
 
 # essential: dpkg and the Essential set, no apt. The merged-usr hook sets up /usr like
 # debootstrap does; without it mmdebstrap installs usrmerge, which pulls in the whole of perl
-# (47 MB). The rest drops what no image needs (docs, man pages, locales, package lists and
-# caches). The standard library's compiled bytecode stays: on a read-only root Python could
-# not write it, and would compile every module it imports on each start.
+# (47 MB). The rest drops what no image needs: docs, man pages, locales, glibc's iconv
+# modules (9 MB; Python's codecs are its own), lib2to3 and pydoc's topics, package lists and
+# caches, and perl (8 MB: Essential, but only package scripts use it, and nothing installs
+# packages into these images after mmdebstrap is done). The standard
+# library's compiled bytecode stays: on a read-only root Python could not write it, and
+# would compile every module it imports on each start.
 MMDEBSTRAP_OPTS=(--variant=essential --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
-  --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/tmp/*')
+  --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/gconv/*'
+  --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/tmp/*'
+  --customize-hook='rm -rf "$1"/usr/lib/python3.11/lib2to3 "$1"/usr/lib/python3.11/pydoc_data'
+  --customize-hook='rm -rf "$1"/usr/bin/perl "$1"/usr/bin/perl5.* "$1"/usr/lib/x86_64-linux-gnu/perl-base "$1"/usr/share/perl5')
 # Bump when the committed image's config (below) changes.
 IMAGE_FORMAT=1
 # key PACKAGES: what one base is made of, hashed.
@@ -67,6 +73,8 @@ rootfs() {
       die "mmdebstrap failed; full log: $log. Retry with: hack/base-image.sh"
     fi
     mv "$partial" "$tar"
+    # An older key's tarball is superseded.
+    find "$cache" -maxdepth 1 -name "$name-*.tar" ! -name "$name-$key.tar" -delete
   fi
   echo "$tar"
 }
