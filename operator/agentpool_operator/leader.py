@@ -29,12 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
+from urllib3.exceptions import HTTPError
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,16 @@ LEADER_TRANSITIONS = Counter(
     "agentpool_operator_leader_acquired_total",
     "Times this process became the leader.",
 )
+
+
+# What a Lease request can fail with: the API server's answer, or no answer at all.
+_FAILURES = (ApiException, HTTPError, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class LeadershipLostError(RuntimeError):
@@ -220,24 +232,19 @@ class LeaseElector:
         """Step down: empty the holder if this identity still holds it. True if released."""
         self._last_renewed = None
         try:
-            lease = await asyncio.to_thread(
-                self._leases.read_namespaced_lease, self.name, self.namespace
-            )
-        except ApiException as exc:
-            self._log.warning("lease_release_failed", status=exc.status)
+            lease = await asyncio.to_thread(self._read)
+        except _FAILURES as exc:
+            self._log.warning("lease_release_failed", error=_describe(exc))
             return False
         old = _record_of(lease)
         if old.holder != self.identity:
             return False
         body = self._body(released_record(old, now=self._wall_clock()), lease.metadata)
         try:
-            await asyncio.to_thread(
-                self._leases.replace_namespaced_lease, self.name, self.namespace, body
-            )
-        except ApiException as exc:
-            self._log.warning("lease_release_failed", status=exc.status)
+            await self._write("release", partial(self._replace, body))
+        except _FAILURES as exc:
+            self._log.warning("lease_release_failed", error=_describe(exc))
             return False
-        self._count_write("release")
         self._log.info("leader_released")
         return True
 
@@ -245,14 +252,12 @@ class LeaseElector:
         """One round of client-go's tryAcquireOrRenew; True if we hold the Lease after it."""
         now = self._clock()
         try:
-            lease = await asyncio.to_thread(
-                self._leases.read_namespaced_lease, self.name, self.namespace
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                self._log.warning("lease_read_failed", status=exc.status)
-                return False
-            return await self._create(now)
+            lease = await asyncio.to_thread(self._read)
+        except _FAILURES as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
+                return await self._create_lease(now)
+            self._log.warning("lease_read_failed", error=_describe(exc))
+            return False
         record = _record_of(lease)
         if record != self._observed:
             self._observed, self._observed_at = record, now
@@ -266,42 +271,62 @@ class LeaseElector:
         )
         kind = "renew" if record.holder == self.identity else "take"
         try:
-            updated = await asyncio.to_thread(
-                self._leases.replace_namespaced_lease,
-                self.name,
-                self.namespace,
-                self._body(new, lease.metadata),
+            updated = await self._write(
+                kind, partial(self._replace, self._body(new, lease.metadata))
             )
-        except ApiException as exc:
+        except _FAILURES as exc:
             # 409: someone else wrote first; the next round reads their record.
-            self._log.info("lease_write_refused", status=exc.status, kind=kind)
+            self._log.info("lease_write_failed", error=_describe(exc), kind=kind)
             return False
-        self._after_write(updated, kind, now)
+        self._after_write(updated, now)
         return True
 
-    async def _create(self, now: float) -> bool:
+    async def _create_lease(self, now: float) -> bool:
         new = next_record(
             None, self.identity, now=self._wall_clock(), lease_duration=self.timing.lease_duration
         )
         meta = client.V1ObjectMeta(name=self.name, namespace=self.namespace)
         try:
-            created = await asyncio.to_thread(
-                self._leases.create_namespaced_lease, self.namespace, self._body(new, meta)
-            )
-        except ApiException as exc:
-            self._log.info("lease_create_refused", status=exc.status)
+            body = self._body(new, meta)
+            created = await self._write("create", partial(self._create, body))
+        except _FAILURES as exc:
+            self._log.info("lease_write_failed", error=_describe(exc), kind="create")
             return False
-        self._after_write(created, "create", now)
+        self._after_write(created, now)
         return True
 
-    def _after_write(self, lease: Any, kind: str, now: float) -> None:
+    def _after_write(self, lease: Any, now: float) -> None:
         self._observed, self._observed_at = _record_of(lease), now
         self._last_renewed = now
-        self._count_write(kind)
 
-    def _count_write(self, kind: str) -> None:
-        self.writes += 1
-        LEASE_WRITES.labels(kind=kind).inc()
+    async def _write(self, kind: str, request: Callable[[], Any]) -> Any:
+        """One Lease write, counted in its thread as soon as the server accepted it: a
+        cancelled caller (the leader stopping) must not leave a write uncounted."""
+
+        def write() -> Any:
+            result = request()
+            self.writes += 1
+            LEASE_WRITES.labels(kind=kind).inc()
+            return result
+
+        return await asyncio.to_thread(write)
+
+    # Every request is bounded by the renew deadline (as client-go's context is): a hung
+    # API server must not keep a leader believing it still leads.
+    def _read(self) -> Any:
+        return self._leases.read_namespaced_lease(
+            self.name, self.namespace, _request_timeout=self.timing.renew_deadline
+        )
+
+    def _replace(self, body: Any) -> Any:
+        return self._leases.replace_namespaced_lease(
+            self.name, self.namespace, body, _request_timeout=self.timing.renew_deadline
+        )
+
+    def _create(self, body: Any) -> Any:
+        return self._leases.create_namespaced_lease(
+            self.namespace, body, _request_timeout=self.timing.renew_deadline
+        )
 
     def _body(self, record: LeaseRecord, meta: Any) -> Any:
         # A dict, not a V1Lease: the client sends it as is, so the times keep MicroTime's
