@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -365,3 +365,52 @@ async def acquire(
 async def hold(elector: LeaseElector) -> None:
     """Renew the Lease; raises LeadershipLostError when leadership is lost."""
     await elector.hold()
+
+
+Work = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""What a leader runs: a coroutine that returns soon after its `stop` event is set."""
+
+
+async def lead(elector: LeaseElector, work: Work) -> None:
+    """Wait for leadership, then run `work(stop)` while holding the Lease.
+
+    - Leadership lost: `stop` is set, `work` gets the time between the renew deadline and
+      the lease's expiry to finish (after that another replica may start), is cancelled
+      if still running, and LeadershipLostError is raised: exit, and let the pod restart
+      as a standby (controller-runtime's way; a process that led once never leads again).
+    - `work` returns (a clean shutdown): the Lease is released, so a standby takes over
+      at its next try rather than after a lease.
+    - Cancelled (SIGTERM handling that cancels the task): `stop` is set, `work` gets the
+      same grace, the Lease is released.
+
+    main.py: `await lead(elector, lambda stop: run(settings, stop))`.
+    """
+    await elector.acquire()
+    stop = asyncio.Event()
+    working = asyncio.create_task(work(stop), name="leader-work")
+    holding = asyncio.create_task(elector.hold(), name="leader-lease")
+    grace = elector.timing.lease_duration - elector.timing.renew_deadline
+    try:
+        await asyncio.wait({working, holding}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        holding.cancel()
+        await _stop(working, stop, grace)
+        await asyncio.shield(elector.release())
+        raise
+    if holding.done():
+        await _stop(working, stop, grace)
+        holding.result()  # raises LeadershipLostError
+        raise LeadershipLostError("the Lease renewal stopped")  # hold() never returns
+    holding.cancel()
+    await elector.release()
+    working.result()  # the work's own error, if it failed
+
+
+async def _stop(working: asyncio.Task[None], stop: asyncio.Event, grace: float) -> None:
+    stop.set()
+    done, _ = await asyncio.wait({working}, timeout=grace)
+    if not done:
+        working.cancel()
+        await asyncio.wait({working})
+    elif not working.cancelled() and working.exception() is not None:
+        log.warning("leader_work_failed_while_stopping", error=repr(working.exception()))

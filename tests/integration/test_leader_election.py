@@ -8,7 +8,7 @@ import time
 import pytest
 from kubernetes import client, config
 
-from agentpool_operator.leader import LeadershipLostError, LeaseElector, LeaseTiming
+from agentpool_operator.leader import LeadershipLostError, LeaseElector, LeaseTiming, Work, lead
 from tests.support.audit import AuditWindow, audit_log_path, flush
 from tests.support.cluster import TEST_CLUSTER, Cluster
 from tests.support.wait import async_wait_until
@@ -130,3 +130,95 @@ async def test_the_counted_lease_writes_are_the_ones_the_audit_log_sees(
 
 async def _now(value: bool) -> bool:
     return value
+
+
+class Activity:
+    """Who is doing the leader's work now; fails on two at once."""
+
+    def __init__(self) -> None:
+        self.active: set[str] = set()
+        self.overlaps = 0
+        self.runs: list[str] = []
+
+    def work(self, who: str, finish: asyncio.Event | None = None) -> Work:
+        async def run(stop: asyncio.Event) -> None:
+            if self.active:
+                self.overlaps += 1
+            self.active.add(who)
+            self.runs.append(who)
+            try:
+                waits = [asyncio.create_task(stop.wait())]
+                if finish is not None:
+                    waits.append(asyncio.create_task(finish.wait()))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in waits:
+                        task.cancel()
+            finally:
+                self.active.discard(who)
+
+        return run
+
+
+async def test_lead_runs_one_worker_at_a_time_and_hands_over_on_a_clean_stop(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str
+) -> None:
+    activity = Activity()
+    finish_a = asyncio.Event()
+    a = asyncio.create_task(
+        lead(_elector(cluster, namespace, "op-a"), activity.work("op-a", finish_a))
+    )
+    await async_wait_until(lambda: _now(activity.runs == ["op-a"]), timeout=10, what="op-a")
+    b = asyncio.create_task(lead(_elector(cluster, namespace, "op-b"), activity.work("op-b")))
+    try:
+        assert await _still_pending(b, 2 * TIMING.retry_period)
+        assert activity.runs == ["op-a"]
+        finish_a.set()  # op-a's work ends: a clean shutdown releases the Lease
+        await asyncio.wait_for(a, timeout=5)
+        finished = time.monotonic()
+        await async_wait_until(
+            lambda: _now(activity.runs == ["op-a", "op-b"]), timeout=10, what="op-b to lead"
+        )
+        assert time.monotonic() - finished <= 2 * TIMING.retry_period + 1.0
+        assert activity.overlaps == 0
+    finally:
+        for task in (a, b):
+            task.cancel()
+        await asyncio.gather(a, b, return_exceptions=True)
+
+
+async def test_lead_stops_the_work_and_raises_when_leadership_is_lost(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str
+) -> None:
+    activity = Activity()
+    leading = asyncio.create_task(
+        lead(_elector(cluster, namespace, "op-a"), activity.work("op-a"))
+    )
+    try:
+        await async_wait_until(lambda: _now(bool(activity.active)), timeout=10, what="work")
+        client.CoordinationV1Api(kube_api).patch_namespaced_lease(
+            LEASE, namespace, {"spec": {"holderIdentity": "op-z"}}
+        )
+        with pytest.raises(LeadershipLostError):
+            await asyncio.wait_for(leading, timeout=TIMING.renew_deadline + 2)
+        assert not activity.active  # the work stopped before lead() returned
+        # It does not give back a Lease that is no longer its own.
+        assert _lease(kube_api, namespace).spec.holder_identity == "op-z"
+    finally:
+        leading.cancel()
+
+
+async def test_a_cancelled_leader_stops_its_work_and_releases(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str
+) -> None:
+    activity = Activity()
+    leading = asyncio.create_task(
+        lead(_elector(cluster, namespace, "op-a"), activity.work("op-a"))
+    )
+    await async_wait_until(lambda: _now(bool(activity.active)), timeout=10, what="work")
+    leading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leading
+    assert not activity.active
+    assert not _lease(kube_api, namespace).spec.holder_identity
