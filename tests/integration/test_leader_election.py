@@ -192,9 +192,7 @@ async def test_lead_stops_the_work_and_raises_when_leadership_is_lost(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str
 ) -> None:
     activity = Activity()
-    leading = asyncio.create_task(
-        lead(_elector(cluster, namespace, "op-a"), activity.work("op-a"))
-    )
+    leading = asyncio.create_task(lead(_elector(cluster, namespace, "op-a"), activity.work("op-a")))
     try:
         await async_wait_until(lambda: _now(bool(activity.active)), timeout=10, what="work")
         client.CoordinationV1Api(kube_api).patch_namespaced_lease(
@@ -213,9 +211,7 @@ async def test_a_cancelled_leader_stops_its_work_and_releases(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str
 ) -> None:
     activity = Activity()
-    leading = asyncio.create_task(
-        lead(_elector(cluster, namespace, "op-a"), activity.work("op-a"))
-    )
+    leading = asyncio.create_task(lead(_elector(cluster, namespace, "op-a"), activity.work("op-a")))
     await async_wait_until(lambda: _now(bool(activity.active)), timeout=10, what="work")
     leading.cancel()
     with pytest.raises(asyncio.CancelledError):
