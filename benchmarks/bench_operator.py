@@ -181,7 +181,12 @@ class SizeResult:
     apply_s: float
     baseline_s: float
     ready_s: float | None
+    half_ready_s: float | None
     ready: int
+    deployments: int
+    """Deployments in the pools' namespace when the wait ended (the operator's share)."""
+    pods_running: int
+    """Pods Running then (kube-controller-manager's, the scheduler's and kwok's share)."""
     rss_mb: float | None
     cpu_s: float | None
     reconciles: float | None
@@ -218,14 +223,20 @@ def run_size(
             )
             for n in names
         )
-        ready, ready_s = 0, None
+        ready, ready_s, half_ready_s = 0, None, None
         deadline = start + deadline_s
         while time.perf_counter() < deadline:
             ready = ready_count(custom, pools_ns)
+            if half_ready_s is None and ready * 2 >= size:
+                half_ready_s = time.perf_counter() - start
             if ready == size:
                 ready_s = time.perf_counter() - start
                 break
             time.sleep(POLL_SECONDS)
+        deployments = len(client.AppsV1Api(api).list_namespaced_deployment(pools_ns).items)
+        pods_running = len(
+            core.list_namespaced_pod(pools_ns, field_selector="status.phase=Running").items
+        )
         after = sample_process(operator_pid) if operator_pid else None
         reconciles_after = scrape_reconciles(metrics_url)
         return SizeResult(
@@ -233,7 +244,10 @@ def run_size(
             apply_s=apply_s,
             baseline_s=baseline_s,
             ready_s=ready_s,
+            half_ready_s=half_ready_s,
             ready=ready,
+            deployments=deployments,
+            pods_running=pods_running,
             rss_mb=after.rss_bytes / 2**20 if after else None,
             cpu_s=after.cpu_seconds - before.cpu_seconds if after and before else None,
             reconciles=(
@@ -267,10 +281,11 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 def report(results: list[SizeResult]) -> None:
     print(
-        "| pools | apply | baseline (ConfigMaps) | apply/baseline | all Ready | Ready/apply "
-        "| ready | operator RSS | CPU s | CPU s / 100 pools | CPU s / 100 reconciles |"
+        "| pools | apply | baseline (ConfigMaps) | apply/baseline | half Ready | all Ready "
+        "| Ready/apply | ready | deployments | pods Running | operator RSS | CPU s "
+        "| CPU s / 100 pools | CPU s / 100 reconciles |"
     )
-    print("| --- " * 11 + "|")
+    print("| --- " * 14 + "|")
     for r in results:
         per_pool = r.cpu_s / r.size * 100 if r.cpu_s is not None else None
         per_reconcile = (
@@ -278,10 +293,11 @@ def report(results: list[SizeResult]) -> None:
         )
         print(
             f"| {r.size} | {_fmt(r.apply_s, ' s')} | {_fmt(r.baseline_s, ' s')} "
-            f"| {r.apply_s / r.baseline_s:.2f}x | "
+            f"| {r.apply_s / r.baseline_s:.2f}x | {_fmt(r.half_ready_s, ' s')} | "
             f"{_fmt(r.ready_s, ' s') if r.ready_s is not None else 'not within deadline'} "
             f"| {_fmt(r.ready_s / r.apply_s if r.ready_s else None, 'x')} "
-            f"| {r.ready}/{r.size} | {_fmt(r.rss_mb, ' MB', 1)} | {_fmt(r.cpu_s)} "
+            f"| {r.ready}/{r.size} | {r.deployments} | {r.pods_running} "
+            f"| {_fmt(r.rss_mb, ' MB', 1)} | {_fmt(r.cpu_s)} "
             f"| {_fmt(per_pool)} | {_fmt(per_reconcile)} |"
         )
 
