@@ -40,6 +40,10 @@ from urllib3.exceptions import HTTPError
 
 log = structlog.get_logger(__name__)
 
+LEASE_NAME = "agentpool-operator"
+"""The Lease the operator's replicas elect a leader on, in the operator's namespace (the
+chart's Role grants get/create/update on Leases there)."""
+
 LEASE_WRITES = Counter(
     "agentpool_operator_leader_lease_writes_total",
     "Writes to the leader-election Lease by this process (acquire, renew, release).",
