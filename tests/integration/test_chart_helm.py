@@ -112,7 +112,7 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     # Liveness and readiness are different questions.
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "metrics"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
     for pod in _pod_specs(docs):
