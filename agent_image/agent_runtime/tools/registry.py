@@ -50,11 +50,13 @@ from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
 from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import (
     ToolConfigError,
+    ToolError,
     ToolNotFoundError,
     ToolValidationError,
     ValidationIssue,
 )
 from agent_runtime.tools.export import to_mcp, to_openai
+from agent_runtime.tools.json_value import MAX_RESULT_DEPTH, nesting_exceeds
 from agent_runtime.tools.middleware.caching import CacheMiddleware
 from agent_runtime.tools.middleware.chain import Middleware, MiddlewareChain, Next
 from agent_runtime.tools.middleware.observe import LoggingMiddleware, MetricsMiddleware, labelled
@@ -321,7 +323,18 @@ class ToolRegistry:
         )
 
     async def _run(self, call: Invocation) -> Any:
-        value = await call.tool.implementation(call.arguments, call.context)
+        try:
+            value = await call.tool.implementation(call.arguments, call.context)
+        except RecursionError:  # a decoder met an answer nested past the interpreter's limit
+            raise ToolError(
+                call.tool.name, "the answer is nested too deeply to decode", kind="responseTooLarge"
+            ) from None
+        if nesting_exceeds(value, MAX_RESULT_DEPTH):
+            raise ToolError(
+                call.tool.name,
+                f"the answer is nested deeper than {MAX_RESULT_DEPTH} levels",
+                kind="responseTooLarge",
+            )
         result_validator = self._entries[call.tool.name].result_validator
         if result_validator is not None and not result_validator.is_valid(value):
             error = ToolValidationError(
