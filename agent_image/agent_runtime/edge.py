@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from agent_runtime.api_errors import error_body
-from agent_runtime.tools.json_value import MAX_BODY_DEPTH, first_unrepresentable, nesting_exceeds
+from agent_runtime.json_value import MAX_BODY_DEPTH, first_unrepresentable, nesting_exceeds
 
 
 @dataclass(frozen=True, slots=True)

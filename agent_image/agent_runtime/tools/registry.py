@@ -44,6 +44,7 @@ from agent_runtime.config.tools import (
     ToolHints,
     merge_settings,
 )
+from agent_runtime.json_value import MAX_RESULT_DEPTH, nesting_exceeds
 from agent_runtime.memory.keys import KeySpace
 from agent_runtime.resilience.breaker import BreakerSnapshot, CircuitBreaker
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
@@ -56,7 +57,6 @@ from agent_runtime.tools.errors import (
     ValidationIssue,
 )
 from agent_runtime.tools.export import to_mcp, to_openai
-from agent_runtime.tools.json_value import MAX_RESULT_DEPTH, nesting_exceeds
 from agent_runtime.tools.middleware.caching import CacheMiddleware
 from agent_runtime.tools.middleware.chain import Middleware, MiddlewareChain, Next
 from agent_runtime.tools.middleware.observe import LoggingMiddleware, MetricsMiddleware, labelled
