@@ -14,6 +14,7 @@ a compaction step (not implemented).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections import defaultdict
@@ -141,6 +142,9 @@ class EpisodicMemory:
         self._clock = clock
         self._indexes: dict[str, VectorIndex] = {}
         self._cursor: str | None = None
+        # One sync at a time: concurrent searches would otherwise each read and apply
+        # the same log entries (N-fold Redis reads and index writes under load).
+        self._sync_lock = asyncio.Lock()
         self._add = client.register_script(_ADD)
         self._delete = client.register_script(_DELETE)
 
@@ -304,6 +308,10 @@ class EpisodicMemory:
 
     async def sync(self) -> int:
         """Bring this replica's indexes up to date with Redis; return the changes applied."""
+        async with self._sync_lock:
+            return await self._sync()
+
+    async def _sync(self) -> int:
         if self._cursor is None:
             return await self._full_load()
         applied = 0
