@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import ssl
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -152,5 +153,7 @@ class TokenReviewer:
 def review_client(settings: ServiceAccountAuth) -> httpx.AsyncClient:
     """The HTTP client for TokenReviews (trusting the cluster's CA)."""
     ca = settings.api.ca_file
-    verify: str | bool = str(ca) if ca is not None and ca.exists() else True
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(ca)) if ca is not None and ca.exists() else True
+    )
     return httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(5.0))
