@@ -2,9 +2,12 @@
 
 Every route except the probes depends on `authenticated`::
 
-    @router.post("/v1/chat")
-    async def chat(body: ChatRequest, caller: Caller = Depends(authenticated)) -> ...:
+    @router.post("/v1/chat", responses=openapi_responses(403, 502, 504))
+    async def chat(body: ChatRequest, caller: CallerDep) -> ...:
         tenant = caller.tenant(body.tenant)   # 403 / 422 as the credentials say
+
+(`CallerDep` is `Annotated[Caller, Depends(authenticated)]`; `openapi_responses` is in
+`agent_runtime.api_errors`.)
 
 `authenticated` raises `AuthenticationError` (401 with `WWW-Authenticate: Bearer`) and
 `CredentialsUnavailableError` (503); the app's error handlers (`api_errors`) turn them
@@ -14,7 +17,9 @@ calls it.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
 
 from agent_runtime.config.auth import AuthConfig
 from agent_runtime.credentials import (
@@ -27,10 +32,10 @@ from agent_runtime.credentials import (
 from agent_runtime.credentials.authenticator import Authenticator
 
 __all__ = [
-    "AUTH_RESPONSES",
     "AuthenticationError",
     "Authenticator",
     "Caller",
+    "CallerDep",
     "CredentialsUnavailableError",
     "TenantForbiddenError",
     "TenantRequiredError",
@@ -38,13 +43,6 @@ __all__ = [
     "authenticator",
     "install",
 ]
-
-AUTH_RESPONSES: dict[int | str, dict[str, str]] = {
-    401: {"description": "No credentials, or credentials not accepted."},
-    403: {"description": "The credentials do not allow the tenant named."},
-    503: {"description": "A dependency (Redis, the Kubernetes API) is unavailable."},
-}
-"""The statuses authentication adds to a route, for its OpenAPI `responses`."""
 
 
 def install(app: FastAPI, config: AuthConfig) -> Authenticator:
@@ -65,3 +63,7 @@ async def authenticated(request: Request) -> Caller:
     caller = await authenticator(request).authenticate(request.headers.get("authorization"))
     request.state.caller = caller
     return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+"""The type of a route parameter that needs an authenticated caller."""

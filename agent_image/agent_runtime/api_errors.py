@@ -87,6 +87,36 @@ ERROR_SCHEMA: dict[str, Any] = {
 """The JSON Schema of every error body (for the OpenAPI document)."""
 
 
+STATUS_DESCRIPTIONS: dict[int, str] = {
+    400: "The request could not be read.",
+    401: "No credentials, or credentials not accepted.",
+    403: "The credentials do not allow the tenant named.",
+    404: "Not found.",
+    408: "The body was not sent in time.",
+    413: "The body is too large.",
+    422: "The request is invalid (the issues say where).",
+    429: "Rate limited (Retry-After says when to come back).",
+    502: "A dependency answered with an error, or with something unusable.",
+    503: "A dependency (Redis, the Kubernetes API) is unavailable, or a limit is full.",
+    504: "The call ran out of time.",
+}
+
+ALWAYS: frozenset[int] = frozenset({400, 401, 408, 413, 422, 503})
+"""What any authenticated route can answer (the edge, authentication, validation, Redis)."""
+
+
+def openapi_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI `responses`: `ALWAYS` plus `statuses`, each in the one shape.
+
+    Use on every route: `@router.post("/v1/x", responses=openapi_responses(403, 404))`.
+    """
+    content = {"application/json": {"schema": ERROR_SCHEMA}}
+    return {
+        code: {"description": STATUS_DESCRIPTIONS[code], "content": content}
+        for code in sorted(ALWAYS | set(statuses))
+    }
+
+
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     """The one error shape."""
     return {"error": {"type": kind, "message": message, **extra}}

@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import Depends, FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent_runtime.access import AUTH_RESPONSES, Caller, authenticated, authenticator, install
-from agent_runtime.api_errors import ERROR_SCHEMA, HANDLED, error_body, error_response
+from agent_runtime.access import CallerDep, authenticator, install
+from agent_runtime.api_errors import HANDLED, error_body, error_response, openapi_responses
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.limits import (
     CONVERSATION_ID_MAX_CHARS,
@@ -92,27 +92,6 @@ TenantPath = Annotated[
 KeyPath = Annotated[
     str, Path(min_length=1, max_length=MEMORY_KEY_MAX_CHARS, description="The memory key.")
 ]
-CallerDep = Annotated[Caller, Depends(authenticated)]
-
-
-def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI `responses` of a route: each status it can return, all in one shape."""
-    descriptions = {
-        400: "The request could not be read.",
-        404: "Not found.",
-        408: "The body was not sent in time.",
-        413: "The body is too large.",
-        422: "The request is invalid (the issues say where).",
-        429: "Rate limited (Retry-After says when to come back).",
-        502: "A dependency answered with an error, or with something unusable.",
-        504: "The call ran out of time.",
-        **{code: entry["description"] for code, entry in AUTH_RESPONSES.items()},
-    }
-    content = {"application/json": {"schema": ERROR_SCHEMA}}
-    return {
-        code: {"description": descriptions[code], "content": content}
-        for code in sorted({400, 401, 408, 413, 422, 503, *statuses})
-    }
 
 
 def create_app(
@@ -203,7 +182,7 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/tools", responses=_responses())
+    @app.get("/v1/tools", responses=openapi_responses())
     async def list_tools(
         request: Request, _caller: CallerDep, format: Literal["openai", "mcp"] = "mcp"
     ) -> dict[str, Any]:
@@ -211,7 +190,7 @@ def create_app(
         tools = registry.openai_tools() if format == "openai" else registry.mcp_tools()
         return {"tools": tools}
 
-    @app.post("/v1/tools/{name}/call", responses=_responses(403, 404, 429, 502, 504))
+    @app.post("/v1/tools/{name}/call", responses=openapi_responses(403, 404, 429, 502, 504))
     async def call_tool(
         name: Annotated[str, Path(max_length=256)],
         body: ToolCallRequest,
@@ -224,11 +203,11 @@ def create_app(
         result = await runtime(request).registry.call(name, body.arguments, context=context)
         return result.as_dict()
 
-    @app.get("/v1/breakers", responses=_responses())
+    @app.get("/v1/breakers", responses=openapi_responses())
     async def breakers(request: Request, _caller: CallerDep) -> dict[str, Any]:
         return {"breakers": [b.as_dict() for b in runtime(request).registry.breakers()]}
 
-    @app.put("/v1/memory/{tenant}/{key}", responses=_responses(403, 502))
+    @app.put("/v1/memory/{tenant}/{key}", responses=openapi_responses(403, 502))
     async def remember(
         tenant: TenantPath, key: KeyPath, body: RememberRequest, request: Request, caller: CallerDep
     ) -> dict[str, Any]:
@@ -238,7 +217,7 @@ def create_app(
         )
         return {"key": key, "tenant": tenant, "tiers": list(tiers)}
 
-    @app.get("/v1/memory/{tenant}/{key}", responses=_responses(403, 404, 502))
+    @app.get("/v1/memory/{tenant}/{key}", responses=openapi_responses(403, 404, 502))
     async def recall(
         tenant: TenantPath, key: KeyPath, request: Request, caller: CallerDep
     ) -> JSONResponse:
@@ -250,7 +229,7 @@ def create_app(
             )
         return JSONResponse(found.model_dump(mode="json"))
 
-    @app.delete("/v1/memory/{tenant}/{key}", responses=_responses(403, 502))
+    @app.delete("/v1/memory/{tenant}/{key}", responses=openapi_responses(403, 502))
     async def forget(
         tenant: TenantPath, key: KeyPath, request: Request, caller: CallerDep
     ) -> dict[str, Any]:
@@ -258,7 +237,7 @@ def create_app(
         tiers = await memory(request).forget(key, tenant=tenant)
         return {"key": key, "tenant": tenant, "forgotten": list(tiers)}
 
-    @app.post("/v1/memory/{tenant}/search", responses=_responses(403, 502))
+    @app.post("/v1/memory/{tenant}/search", responses=openapi_responses(403, 502))
     async def search(
         tenant: TenantPath, body: SearchRequest, request: Request, caller: CallerDep
     ) -> dict[str, Any]:

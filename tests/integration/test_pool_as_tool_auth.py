@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from agent_runtime.access import Caller, authenticated, install
+from agent_runtime.access import CallerDep, install
 from agent_runtime.api_errors import HANDLED, error_response
 from agent_runtime.config.auth import AuthConfig
 from agent_runtime.config.tools import ToolsConfig
@@ -50,9 +50,7 @@ def called_pool(tokens_file: Path) -> FastAPI:
         app.add_exception_handler(kind, handled)
 
     @app.post("/v1/chat")
-    async def chat(
-        body: ChatRequest, caller: Annotated[Caller, Depends(authenticated)]
-    ) -> dict[str, Any]:
+    async def chat(body: ChatRequest, caller: CallerDep) -> dict[str, Any]:
         tenant = caller.tenant(body.tenant)
         return {"reply": f"hi {tenant}", "conversationId": "c-1", "caller": caller.subject}
 
