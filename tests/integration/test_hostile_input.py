@@ -14,11 +14,13 @@ import json
 import math
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +29,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
+from agent_runtime.config import PoolIdentity
+from agent_runtime.memory import KeySpace
 from tests.support.redis_server import RedisServer
 from tests.support.runtime_process import RuntimeProcess, running_runtime
 from tests.support.wait import wait_until
@@ -41,9 +45,18 @@ HOSTILE = settings(
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
-    redis = RedisServer()
-    redis.start()
+def hostile_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def runtime(
+    tmp_path_factory: pytest.TempPathFactory, hostile_redis: RedisServer
+) -> Iterator[RuntimeProcess]:
+    redis = hostile_redis
     config = {
         "pool": {"namespace": "tests", "name": "hostile"},
         "tools": {
@@ -66,11 +79,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess
         },
     }
     args = (f"--max-body-bytes={MAX_BODY}", "--header-timeout=2", "--body-timeout=2")
-    try:
-        with running_runtime(config, tmp_path_factory.mktemp("hostile"), args=args) as proc:
-            yield proc
-    finally:
-        redis.cleanup()
+    with running_runtime(config, tmp_path_factory.mktemp("hostile"), args=args) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +367,47 @@ def test_a_client_that_stalls_its_body_gets_408(runtime: RuntimeProcess) -> None
         conn.settimeout(10)
         answer = conn.recv(4096)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+def test_redis_answering_with_errors_is_a_clean_502_for_that_key(
+    runtime: RuntimeProcess, gateway: httpx.Client, hostile_redis: RedisServer
+) -> None:
+    keys = KeySpace("agentpool", PoolIdentity(namespace="tests", name="hostile"))
+    with redis.Redis.from_url(hostile_redis.url) as conn:
+        conn.rpush(keys.long_term("alice", "wrongtype"), "x")  # WRONGTYPE on GET
+        conn.set(keys.long_term("alice", "garbage"), b"\x00J[NaN]")
+    for key in ("wrongtype", "garbage"):
+        response = gateway.get(f"/v1/memory/alice/{key}")
+        assert response.status_code == 502, response.text
+        message = response.json()["error"]["message"]
+        assert "agentpool" not in message
+        assert key not in message
+    assert gateway.put("/v1/memory/alice/fine", json={"value": 1}).status_code == 200
+    assert gateway.get("/v1/memory/alice/fine").json()["value"] == 1
+
+
+def test_a_connection_cap_holds_and_frees(tmp_path: Path) -> None:
+    config = {"pool": {"namespace": "tests", "name": "capped"}}
+    args = ("--max-connections=4", "--header-timeout=1")
+    with running_runtime(config, tmp_path, args=args) as capped:
+        idle = [_connect(capped) for _ in range(4)]
+        try:
+
+            def refused() -> bool:
+                with capped.client() as probe:
+                    return probe.get("/healthz").status_code == 503
+
+            wait_until(refused, timeout=5, what="the cap to refuse a fifth connection")
+        finally:
+            for conn in idle:
+                conn.close()
+
+        def served() -> bool:
+            with capped.client() as probe:
+                return probe.get("/healthz").status_code == 200
+
+        wait_until(served, timeout=10, what="the runtime to serve again")
+        assert capped.alive()
 
 
 def test_the_process_is_alive_and_well_after_everything(runtime: RuntimeProcess) -> None:
