@@ -203,3 +203,51 @@ async def test_authenticator_fails_closed(tmp_path: Path) -> None:
     disabled = Authenticator.from_config(AuthConfig(mode="disabled"))
     assert (await disabled.authenticate(None)).tenants is None
     assert disabled.describe()["mode"] == "disabled"
+
+
+def test_the_documented_auth_section_parses_and_round_trips() -> None:
+    from agent_runtime.config import dump_runtime_config, parse_runtime_config
+
+    config = parse_runtime_config(
+        """
+        pool: {namespace: shop, name: support}
+        auth:
+          mode: required
+          tokensFile: /etc/agentpool/auth/tokens.yaml
+          serviceAccounts:
+            audience: agentpool.dev/shop/support
+            allow:
+              - {namespace: shop, name: triage, tenant: "*"}
+              - {namespace: acme-apps, tenant: acme}
+            api:
+              tokenFile: /var/run/secrets/agentpool/kubernetes/token
+              caFile: /var/run/secrets/agentpool/kubernetes/ca.crt
+        tools:
+          definitions:
+            - name: support
+              agent:
+                pool: support
+                namespace: shop
+                tokenFile: /var/run/secrets/agentpool/identity/token
+        """
+    )
+    assert config.auth.service_accounts is not None
+    assert config.auth.service_accounts.allow[1].name is None
+    assert parse_runtime_config(dump_runtime_config(config)) == config
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"mode": "off"},
+        {"tokensFile": "/x", "extra": 1},
+        {"serviceAccounts": {"audience": ""}},
+        {"serviceAccounts": {"audience": "a", "allow": [{"namespace": "Bad_NS", "tenant": "*"}]}},
+        {"serviceAccounts": {"audience": "a", "allow": [{"namespace": "ns", "tenant": "../x"}]}},
+    ],
+)
+def test_a_bad_auth_section_is_refused_at_start_up(auth: dict[str, Any]) -> None:
+    from agent_runtime.config import RuntimeConfigError, parse_runtime_config
+
+    with pytest.raises(RuntimeConfigError, match="auth"):
+        parse_runtime_config(json.dumps({"pool": {"namespace": "a", "name": "b"}, "auth": auth}))
