@@ -215,7 +215,7 @@ def test_the_documented_auth_section_parses_and_round_trips() -> None:
           mode: required
           tokensFile: /etc/agentpool/auth/tokens.yaml
           serviceAccounts:
-            audience: agentpool.dev/shop/support
+            audience: agentpool/shop/support
             allow:
               - {namespace: shop, name: triage, tenant: "*"}
               - {namespace: acme-apps, tenant: acme}

@@ -19,7 +19,7 @@ off is logged at start-up and shown on `/readyz`. For example::
       mode: required
       tokensFile: /etc/agentpool/auth/tokens.yaml
       serviceAccounts:
-        audience: agentpool.dev/shop/support
+        audience: agentpool/shop/support
         allow:
           - {namespace: shop, name: agentpool-triage, tenant: "*"}
 """
