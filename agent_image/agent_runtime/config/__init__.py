@@ -15,6 +15,8 @@ the defaults here only serve a runtime started by hand. For example::
       definitions: [...]
     memory:
       redis: {urlEnv: AGENTPOOL_REDIS_URL}
+    auth:
+      tokensFile: /etc/agentpool/auth/tokens.yaml
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from agent_runtime.config.agent import DEFAULT_INSTRUCTIONS, AgentSettings
+from agent_runtime.config.auth import AuthConfig
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import LoadSettings
 from agent_runtime.config.memory import MemoryConfig, working_memory_only
@@ -35,6 +38,7 @@ from agent_runtime.config.section import ConfigSection
 from agent_runtime.config.tools import ToolsConfig
 
 __all__ = [
+    "AuthConfig",
     "PoolIdentity",
     "RuntimeConfig",
     "RuntimeConfigError",
@@ -68,6 +72,11 @@ class RuntimeConfig(ConfigSection):
     memory: MemoryConfig = Field(
         default_factory=working_memory_only,
         description="Memory tiers, Redis and conversation state; default: working memory only.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may call the API; default: required (and with no credential "
+        "source configured, every call is refused).",
     )
 
     @model_validator(mode="after")
