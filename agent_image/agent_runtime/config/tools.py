@@ -486,6 +486,21 @@ class ToolDefinition(ConfigSection):
         return "agent"
 
 
+class CommandRunnerSettings(ConfigSection):
+    """Where command tools run: the tool-runner container's Unix socket.
+
+    The operator renders it with the tool-runner sidecar (same pod, another uid, no
+    secrets). Without it a runtime runs commands in a supervisor of its own process,
+    which is not a security boundary (docs/security.md).
+    """
+
+    socket: str = Field(
+        pattern=r"^/",
+        max_length=107,  # sun_path holds 108 bytes with its NUL
+        description="Absolute path of the tool-runner's Unix socket (on a shared emptyDir).",
+    )
+
+
 class ToolsConfig(ConfigSection):
     """Every tool of the pool, and the pool's resilience and cache defaults."""
 
@@ -497,6 +512,11 @@ class ToolsConfig(ConfigSection):
     )
     cache: CacheSettings = Field(
         default_factory=CacheSettings, description="The pool's cache defaults."
+    )
+    command_runner: CommandRunnerSettings | None = Field(
+        default=None,
+        description="The tool-runner that runs command tools; null: in this process's "
+        "supervisor (a runtime started by hand; not a security boundary).",
     )
 
     def needs_redis(self) -> list[str]:

@@ -1,7 +1,8 @@
 """The errors of the tool layer. Each carries a `kind` that breakers and retries act on.
 
-The HTTP API maps them to statuses: `ToolNotFoundError` 404, `ToolValidationError` 422,
-refusals (`CircuitOpenError`, `BulkheadFullError`, `RateLimitedError`) 503/429, the rest 502.
+The HTTP API maps them to statuses: `ToolNotFoundError` 404, `ToolValidationError` and
+`ToolArgumentRefusedError` 422, `ToolTimeoutError` 504, refusals (`CircuitOpenError`,
+`BulkheadFullError`, `RateLimitedError`) 503/429, the rest 502.
 """
 
 from __future__ import annotations
@@ -102,10 +103,15 @@ class ToolResponseTooLargeError(ToolError):
         super().__init__(tool, f"response larger than {limit} bytes")
 
 
-class CommandRefusedError(ToolError):
-    """The command sandbox refused to run the call (nothing was started)."""
+class ToolArgumentRefusedError(ToolError):
+    """The arguments are schema-valid but unsafe for this tool (a path that escapes, an
+    option injection): the caller's fault, so nothing was sent or started."""
 
     kind: ErrorKind = "client"
+
+
+class CommandRefusedError(ToolArgumentRefusedError):
+    """The command sandbox refused to run the call (nothing was started)."""
 
 
 REFUSALS: tuple[type[Exception], ...] = (
