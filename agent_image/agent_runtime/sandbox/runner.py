@@ -91,12 +91,7 @@ class Runner:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         outcome: RunOutcome | None
         try:
-            uid = peer_uid(writer)
-            if self.allowed_uids is not None and uid not in self.allowed_uids:
-                log.warning("connection refused", peer_uid=uid)
-                outcome = RunOutcome.refused(f"uid {uid} may not use this tool-runner")
-            else:
-                outcome = await self._serve_one(reader)
+            outcome = await self._serve_one(reader, peer_uid(writer))
             if outcome is not None:
                 writer.write(outcome.to_json())
                 await writer.drain()
@@ -108,11 +103,16 @@ class Runner:
                 await writer.wait_closed()
             reap_leftovers()
 
-    async def _serve_one(self, reader: asyncio.StreamReader) -> RunOutcome | None:
+    async def _serve_one(self, reader: asyncio.StreamReader, uid: int) -> RunOutcome | None:
         try:
+            # Read the request even from a stranger: closing with unread data would reset
+            # the connection, and the caller would not learn why.
             request = RunRequest.from_json(await read_frame(reader))
         except ProtocolError as exc:
             return RunOutcome.refused(str(exc))
+        if self.allowed_uids is not None and uid not in self.allowed_uids:
+            log.warning("caller refused", peer_uid=uid)
+            return RunOutcome.refused(f"uid {uid} may not use this tool-runner")
         async with self._slots:
             call = asyncio.create_task(run_supervised(request, work_root=self.work_root))
             hangup = asyncio.create_task(reader.read(1))  # EOF: the caller gave up
@@ -185,3 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         loop.run_until_complete(task)
     loop.close()
+
+
+if __name__ == "__main__":
+    main()

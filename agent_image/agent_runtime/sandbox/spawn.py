@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from agent_runtime.sandbox.protocol import (
     OUTCOME_OVERHEAD_BYTES,
@@ -26,9 +27,18 @@ SUPERVISOR_MARGIN_SECONDS = 5.0
 _STOP_SECONDS = 2.0
 
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+"""Where `agent_runtime` is imported from in this process (site-packages in the image)."""
+
+
 def supervisor_argv() -> list[str]:
-    """`-I`: no PYTHON* variables, no user site, no current directory on the path."""
-    return [sys.executable, "-I", "-m", "agent_runtime.sandbox.supervise"]
+    """This interpreter in isolated mode (`-I`: no PYTHON* variables, no user site, no
+    current directory), importing the supervisor from where this process found it."""
+    code = (
+        f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+        "from agent_runtime.sandbox.supervise import main; main()"
+    )
+    return [sys.executable, "-I", "-c", code]
 
 
 def outcome_limit(request: RunRequest) -> int:

@@ -254,12 +254,14 @@ def _pump(
     selector.register(pidfd, selectors.EVENT_READ)
     deadline = started + request.timeout_seconds
     open_streams = set(captures)
-    killed = False
+    exited = False
     try:
-        while open_streams:
+        # Until the program has exited (a program may close its streams before it exits)
+        # and both streams are at EOF.
+        while open_streams or not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if not killed:
+                if not exited:
                     return True, out, err
                 break
             for key, _ in selector.select(remaining):
@@ -267,7 +269,7 @@ def _pump(
                 if fd == pidfd:
                     selector.unregister(pidfd)
                     _kill_descendants_but(process.pid)
-                    killed = True
+                    exited = True
                     deadline = min(deadline, time.monotonic() + _DRAIN_SECONDS)
                     continue
                 try:
