@@ -85,7 +85,7 @@ class RunRequest:
             raise ProtocolError("limits must be an object")
         try:
             run_limits = RunLimits(**{name: _count(limits, name) for name in RunLimits.__slots__})
-        except TypeError as exc:
+        except ProtocolError as exc:
             raise ProtocolError(f"limits: {exc}") from None
         return cls(
             argv=argv,
