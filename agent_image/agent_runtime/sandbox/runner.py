@@ -26,6 +26,7 @@ from pathlib import Path
 import structlog
 
 from agent_runtime.logging_config import configure_logging
+from agent_runtime.sandbox import landlock
 from agent_runtime.sandbox.framing import read_frame
 from agent_runtime.sandbox.protocol import ProtocolError, RunOutcome, RunRequest
 from agent_runtime.sandbox.spawn import run_supervised
@@ -143,6 +144,8 @@ class Runner:
             "tool-runner listening",
             socket=str(path),
             uid=os.getuid(),
+            # 0: no Landlock, so concurrent calls are not kept apart (docs/security.md)
+            landlock_abi=landlock.abi_version(),
             allowed_uids=sorted(self.allowed_uids) if self.allowed_uids is not None else "any",
         )
         async with server:
