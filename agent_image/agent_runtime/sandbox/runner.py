@@ -29,7 +29,7 @@ from agent_runtime.logging_config import configure_logging
 from agent_runtime.sandbox import landlock
 from agent_runtime.sandbox.framing import read_frame
 from agent_runtime.sandbox.protocol import ProtocolError, RunOutcome, RunRequest
-from agent_runtime.sandbox.spawn import run_supervised
+from agent_runtime.sandbox.spawn import SupervisorPool
 from agent_runtime.sandbox.supervise import become_subreaper, children
 
 log = structlog.get_logger("agent_runtime.sandbox.runner")
@@ -88,6 +88,7 @@ class Runner:
         self.allowed_uids = allowed_uids
         self.work_root = work_root
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._supervisors = SupervisorPool(work_root=work_root)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         outcome: RunOutcome | None
@@ -115,7 +116,7 @@ class Runner:
             log.warning("caller refused", peer_uid=uid)
             return RunOutcome.refused(f"uid {uid} may not use this tool-runner")
         async with self._slots:
-            call = asyncio.create_task(run_supervised(request, work_root=self.work_root))
+            call = asyncio.create_task(self._supervisors.run(request))
             hangup = asyncio.create_task(reader.read(1))  # EOF: the caller gave up
             done, _ = await asyncio.wait({call, hangup}, return_when=asyncio.FIRST_COMPLETED)
             if call in done:
@@ -148,11 +149,15 @@ class Runner:
             landlock_abi=landlock.abi_version(),
             allowed_uids=sorted(self.allowed_uids) if self.allowed_uids is not None else "any",
         )
-        async with server:
-            while True:
-                await asyncio.sleep(_REAP_INTERVAL_SECONDS)
-                if found := reap_leftovers():
-                    log.warning("killed leftovers of a call whose supervisor died", count=found)
+        self._supervisors.fill()
+        try:
+            async with server:
+                while True:
+                    await asyncio.sleep(_REAP_INTERVAL_SECONDS)
+                    if found := reap_leftovers():
+                        log.warning("killed leftovers of a call whose supervisor died", count=found)
+        finally:
+            await self._supervisors.aclose()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
