@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import structlog
+
 from agent_runtime.config.tools import CommandImplementation
 from agent_runtime.sandbox.client import run_remote
 from agent_runtime.sandbox.errors import SandboxUnavailableError
@@ -49,6 +51,8 @@ from agent_runtime.tools.errors import (
     ToolTransportError,
 )
 from agent_runtime.tools.tool import CallContext
+
+log = structlog.get_logger("agent_runtime.tools")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FORBIDDEN_ENV = re.compile(r"^(LD_|PATH$)")
@@ -172,6 +176,12 @@ class CommandTool:
         binaries = resolve_binaries(name, spec.allowed_binaries)
         wanted = spec.argv[0]
         self.binary = binaries.get(wanted) or binaries[wanted.rsplit("/", 1)[-1]]
+        if runner_socket is None:
+            log.warning(
+                "command tool runs in this runtime's own sandbox supervisor: not a security "
+                "boundary (set tools.commandRunner; docs/security.md)",
+                tool=name,
+            )
 
     def request(self, arguments: Mapping[str, Any]) -> RunRequest:
         """The sandbox request for one call; `CommandRefusedError` if the argv is unsafe."""
