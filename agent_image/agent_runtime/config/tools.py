@@ -137,8 +137,11 @@ class CommandImplementation(ConfigSection):
     `argv` is a template: the first element is a literal binary that must be on
     `allowedBinaries`; any other element may contain `{name}` placeholders, each filled
     from one argument and kept inside that one argv element. Values starting with `-`
-    are refused unless they come after a literal `--`; values that are absolute paths
-    or contain a `..` component are refused unless `allowPaths` is set.
+    are refused unless they come after a literal `--`. Unless `allowPaths` is set, an
+    assembled element (or the value of an `--option=value` element) with a `..`
+    component, or absolute where the template was not, is refused. An absent optional
+    argument drops its element only if that shifts no other argument (an option element,
+    or trailing positionals); otherwise the call is refused.
     """
 
     argv: list[str] = Field(min_length=1)
