@@ -45,6 +45,7 @@ def test_a_value_is_exactly_one_argv_element_or_refused(value: str) -> None:
         ("../../etc/passwd", "outside the working directory"),
         ("/etc/shadow", "outside the working directory"),
         ("a\x00b", "NUL byte"),
+        ("\ud800", "not valid Unicode"),
     ],
 )
 def test_hostile_values_are_refused_with_a_reason(value: str, reason: str) -> None:

@@ -74,3 +74,8 @@ def test_what_passes_never_decodes_to_a_dot_segment(value: str) -> None:
 def test_the_refusal_is_a_client_error() -> None:
     error = ToolArgumentRefusedError("t", "x")
     assert error.kind == "client"  # never counts against the dependency's breaker
+
+
+async def test_a_lone_surrogate_is_refused_not_a_crash(tool: HttpTool) -> None:
+    with pytest.raises(ToolArgumentRefusedError, match="not valid Unicode"):
+        tool.build_request({"user": "\ud800"})

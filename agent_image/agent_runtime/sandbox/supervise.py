@@ -204,6 +204,8 @@ def _run_in(request: RunRequest, workdir: str) -> RunOutcome:
         )
     except OSError as exc:
         return RunOutcome.refused(f"could not start {binary}: {exc.strerror or exc}")
+    except UnicodeEncodeError:
+        return RunOutcome.refused("an argument or variable is not valid Unicode")
     except subprocess.SubprocessError as exc:  # the limits or Landlock could not be applied
         return RunOutcome.failed(f"could not confine {binary}: {exc}")
     finally:

@@ -81,6 +81,10 @@ def _scalar(tool: str, name: str, value: Any) -> str:
         text = str(value)
         if "\x00" in text:
             raise CommandRefusedError(tool, f"argument {name!r} contains a NUL byte")
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no argv can carry it
+            raise CommandRefusedError(tool, f"argument {name!r} is not valid Unicode") from None
         return text
     raise CommandRefusedError(tool, f"argument {name!r} must be a string, number or boolean")
 

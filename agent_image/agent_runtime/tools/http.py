@@ -154,6 +154,13 @@ class HttpTool:
         missing = self._path_params - set(arguments)
         if missing:
             raise ToolError(self.name, f"missing URL parameters {sorted(missing)}", kind="client")
+        for name in sorted(self._path_params):
+            try:
+                str(arguments[name]).encode()
+            except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
+                raise ToolArgumentRefusedError(
+                    self.name, f"URL parameter {name!r} is not valid Unicode"
+                ) from None
         for name in sorted(self._path_segment_params):
             if changes_path_meaning(str(arguments[name])):
                 raise ToolArgumentRefusedError(
