@@ -16,13 +16,7 @@ from agent_runtime.memory.errors import (
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
-from agent_runtime.tools.errors import (
-    ToolArgumentRefusedError,
-    ToolError,
-    ToolNotFoundError,
-    ToolTimeoutError,
-    ToolValidationError,
-)
+from agent_runtime.tools.errors import ToolError, ToolNotFoundError, ToolValidationError
 
 
 def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -38,10 +32,6 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
             body["error"]["issues"] = [
                 {"path": i.path, "rule": i.rule, "message": i.message} for i in exc.issues
             ]
-    elif isinstance(exc, ToolArgumentRefusedError):
-        status = 422  # unsafe arguments (a path that escapes...): refused, nothing ran
-    elif isinstance(exc, ToolTimeoutError):
-        status = 504
     elif isinstance(exc, RateLimitedError):
         status = 429
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))

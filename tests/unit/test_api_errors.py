@@ -14,8 +14,6 @@ from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 from agent_runtime.tools.errors import (
-    CommandRefusedError,
-    ToolArgumentRefusedError,
     ToolError,
     ToolNotFoundError,
     ToolTimeoutError,
@@ -34,9 +32,7 @@ from agent_runtime.tools.errors import (
         (CircuitOpenError("x", 4.5), 503),
         (BulkheadFullError("x", 3), 503),
         (StoreUnavailableError("redis down"), 503),
-        (ToolTimeoutError("x", 2.0, "command"), 504),
-        (CommandRefusedError("x", "a path outside the working directory"), 422),
-        (ToolArgumentRefusedError("x", "a '..' segment in the URL path"), 422),
+        (ToolTimeoutError("x", 2.0), 502),
         (ToolError("x", "boom"), 502),
         (FallbackExhaustedError({"primary": ToolError("x", "boom")}), 502),
         (CorruptRecordError("not ours"), 502),

@@ -80,13 +80,17 @@ def _scalar(tool: str, name: str, value: Any) -> str:
     if isinstance(value, int | float | str):
         text = str(value)
         if "\x00" in text:
-            raise CommandRefusedError(tool, f"argument {name!r} contains a NUL byte")
+            raise CommandRefusedError(tool, f"argument {name!r} contains a NUL byte", argument=name)
         try:
             text.encode()
         except UnicodeEncodeError:  # a lone surrogate: no argv can carry it
-            raise CommandRefusedError(tool, f"argument {name!r} is not valid Unicode") from None
+            raise CommandRefusedError(
+                tool, f"argument {name!r} is not valid Unicode", argument=name
+            ) from None
         return text
-    raise CommandRefusedError(tool, f"argument {name!r} must be a string, number or boolean")
+    raise CommandRefusedError(
+        tool, f"argument {name!r} must be a string, number or boolean", argument=name
+    )
 
 
 def _literal_prefix(template: str) -> str:
@@ -226,7 +230,10 @@ class CommandTool:
                 "truncated": result.truncated,
             }
         if outcome.error_kind == "refused":
-            raise CommandRefusedError(self.name, outcome.error_message)
+            # Not the caller's arguments (those were checked here): the deployment (a
+            # binary missing in the runner, a workingDir that does not exist, a uid not
+            # allowed), so a failure of the dependency, not a 4xx.
+            raise ToolError(self.name, f"the sandbox refused the call: {outcome.error_message}")
         if outcome.error_kind == "timeout":
             raise ToolTimeoutError(self.name, self.spec.timeout_seconds, "command")
         raise ToolError(self.name, f"the sandbox failed: {outcome.error_message}")

@@ -1,8 +1,7 @@
 """The errors of the tool layer. Each carries a `kind` that breakers and retries act on.
 
-The HTTP API maps them to statuses: `ToolNotFoundError` 404, `ToolValidationError` and
-`ToolArgumentRefusedError` 422, `ToolTimeoutError` 504, refusals (`CircuitOpenError`,
-`BulkheadFullError`, `RateLimitedError`) 503/429, the rest 502.
+The HTTP API maps them to statuses: `ToolNotFoundError` 404, `ToolValidationError` 422,
+refusals (`CircuitOpenError`, `BulkheadFullError`, `RateLimitedError`) 503/429, the rest 502.
 """
 
 from __future__ import annotations
@@ -103,11 +102,13 @@ class ToolResponseTooLargeError(ToolError):
         super().__init__(tool, f"response larger than {limit} bytes")
 
 
-class ToolArgumentRefusedError(ToolError):
-    """The arguments are schema-valid but unsafe for this tool (a path that escapes, an
-    option injection): the caller's fault, so nothing was sent or started."""
+class ToolArgumentRefusedError(ToolValidationError):
+    """The arguments match the schema but are unsafe for this tool (a path that escapes,
+    an option injection): invalid input like any other, so nothing was sent or started."""
 
-    kind: ErrorKind = "client"
+    def __init__(self, tool: str, message: str, *, argument: str | None = None) -> None:
+        path = "$" if argument is None else f"$.{argument}"
+        super().__init__(tool, [ValidationIssue(path=path, rule="refused", message=message)])
 
 
 class CommandRefusedError(ToolArgumentRefusedError):

@@ -159,7 +159,7 @@ class HttpTool:
                 str(arguments[name]).encode()
             except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
                 raise ToolArgumentRefusedError(
-                    self.name, f"URL parameter {name!r} is not valid Unicode"
+                    self.name, f"URL parameter {name!r} is not valid Unicode", argument=name
                 ) from None
         for name in sorted(self._path_segment_params):
             if changes_path_meaning(str(arguments[name])):
@@ -167,6 +167,7 @@ class HttpTool:
                     self.name,
                     f"URL parameter {name!r} would add a '.' or '..' segment to the path "
                     "(after percent-decoding); refused",
+                    argument=name,
                 )
         url = _URL_PLACEHOLDER.sub(
             lambda m: quote(str(arguments[m.group(1)]), safe=""), self.spec.url
