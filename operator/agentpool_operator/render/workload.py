@@ -39,7 +39,7 @@ RUNNER_SOCKET_VOLUME = "agentpool-tools-socket"
 RUNNER_TMP_VOLUME = "agentpool-runner-tmp"
 RUNNER_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
-    "limits": {"memory": "512Mi", "ephemeral-storage": "1Gi"},
+    "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"},
 }
 IDENTITY_VOLUME = "agentpool-identity"
 TOKEN_SECONDS = 3600
@@ -56,6 +56,22 @@ def _dump(model: api.ApiModel) -> dict[str, Any]:
     # The API models mirror the Kubernetes types field for field (camelCase aliases).
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
+
+
+def _resources(spec: api.ResourceRequirements | None) -> dict[str, dict[str, str | int]]:
+    """The pool's resources merged key by key over the defaults; a default limit below
+    what the pool requests is raised to the request."""
+    requests: dict[str, str | int] = {**DEFAULT_RESOURCES["requests"]}
+    limits: dict[str, str | int] = {**DEFAULT_RESOURCES["limits"]}
+    if spec is not None:
+        requests.update(spec.requests)
+        for name, value in DEFAULT_RESOURCES["limits"].items():
+            wanted = spec.requests.get(name)
+            below = wanted is not None and api.quantity_value(wanted) > api.quantity_value(value)
+            if name not in spec.limits and wanted is not None and below:
+                limits[name] = wanted
+        limits.update(spec.limits)
+    return {"requests": requests, "limits": limits}
 
 
 def config_map(pool: api.AgentPool, rendered: RenderedConfig) -> dict[str, Any]:
@@ -220,9 +236,7 @@ def agent_container(
         "args": ["--config", CONFIG_FILE, "--port", str(port)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": _env(pool, rendered, port),
-        "resources": (
-            _dump(template.resources) if template.resources is not None else DEFAULT_RESOURCES
-        ),
+        "resources": _resources(template.resources),
         # Liveness asks only "is the process serving"; readiness also asks whether the
         # replica takes turns (not draining, dependencies usable): a dependency outage
         # makes pods unready, never restarts them.
