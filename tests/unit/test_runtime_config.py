@@ -118,6 +118,11 @@ def test_a_runtime_started_by_hand_has_working_memory_and_instructions() -> None
         ),
         ("pool: {namespace: shop, name: p}\nload: {signal: cpu}\n", "load.signal"),
         ("[1, 2]\n", "(document)"),
+        (
+            "pool: {namespace: shop, name: p}\ntasks: {leaseSeconds: 1, pollSeconds: 2}\n",
+            "tasks.pollSeconds",
+        ),
+        ("pool: {namespace: shop, name: p}\ntasks: {maxDeliveries: 0}\n", "tasks.maxDeliveries"),
     ],
 )
 def test_invalid_documents_are_refused_naming_the_field(doc: str, named: str) -> None:
@@ -146,6 +151,7 @@ def test_invalid_documents_are_refused_naming_the_field(doc: str, named: str) ->
             "model.circuitBreaker.shared",
         ),
         ("load: {signal: activeTurnsAndQueuedTasks}", "load.signal"),
+        ("tasks: {enabled: true}", "tasks.enabled"),
     ],
 )
 def test_what_needs_redis_is_refused_without_it(section: str, named: str) -> None:

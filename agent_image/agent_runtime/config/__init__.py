@@ -15,6 +15,7 @@ the defaults here only serve a runtime started by hand. For example::
       definitions: [...]
     memory:
       redis: {urlEnv: AGENTPOOL_REDIS_URL}
+    tasks: {enabled: true, leaseSeconds: 30, maxDeliveries: 5}
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agent_runtime.config.load import LoadSettings
 from agent_runtime.config.memory import MemoryConfig, working_memory_only
 from agent_runtime.config.model import ModelConfig
 from agent_runtime.config.section import ConfigSection
+from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.config.tools import ToolsConfig
 
 __all__ = [
@@ -69,6 +71,10 @@ class RuntimeConfig(ConfigSection):
         default_factory=working_memory_only,
         description="Memory tiers, Redis and conversation state; default: working memory only.",
     )
+    tasks: TasksSettings = Field(
+        default_factory=TasksSettings,
+        description="The durable task queue (POST /v1/tasks); off by default.",
+    )
 
     @model_validator(mode="after")
     def _redis_features_need_redis(self) -> Self:
@@ -79,6 +85,8 @@ class RuntimeConfig(ConfigSection):
             needing.append("model.circuitBreaker.shared")
         if self.load.signal == "activeTurnsAndQueuedTasks":
             needing.append("load.signal (activeTurnsAndQueuedTasks)")
+        if self.tasks.enabled:
+            needing.append("tasks.enabled")
         if needing:
             raise ValueError(
                 f"{', '.join(needing)} needs memory.redis, which is not set: "
