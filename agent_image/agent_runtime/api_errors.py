@@ -16,6 +16,14 @@ from agent_runtime.memory.errors import (
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.tasks.errors import (
+    CorruptTaskError,
+    IdempotencyConflictError,
+    InvalidTaskError,
+    TaskNotFoundError,
+    TasksDisabledError,
+    TaskTooLargeError,
+)
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError, ToolValidationError
 
 
@@ -24,8 +32,14 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     body: dict[str, Any] = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     headers: dict[str, str] = {}
     status = 500
-    if isinstance(exc, ToolNotFoundError):
+    if isinstance(exc, ToolNotFoundError | TaskNotFoundError | TasksDisabledError):
         status = 404
+    elif isinstance(exc, IdempotencyConflictError):
+        status = 409
+    elif isinstance(exc, TaskTooLargeError):
+        status = 413
+    elif isinstance(exc, InvalidTaskError):
+        status = 422
     elif isinstance(exc, ToolValidationError | InvalidMemoryError):
         status = 422
         if isinstance(exc, ToolValidationError):
@@ -40,6 +54,8 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
         headers["Retry-After"] = str(max(1, math.ceil(exc.args[1])))
     elif isinstance(exc, BulkheadFullError | StoreUnavailableError):
         status = 503
-    elif isinstance(exc, ToolError | FallbackExhaustedError | CorruptRecordError):
+    elif isinstance(
+        exc, ToolError | FallbackExhaustedError | CorruptRecordError | CorruptTaskError
+    ):
         status = 502  # the dependency (and every fallback) failed, not this runtime
     return status, body, headers

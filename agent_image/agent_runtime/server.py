@@ -11,6 +11,7 @@
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
     DELETE /v1/memory/{tenant}/{key}
     POST   /v1/memory/{tenant}/search        {"query": "...", "k": 5}
+    POST   /v1/tasks, GET /v1/tasks/{id}     durable tasks (routes/tasks.py)
 
 The tenant (a user, a customer) scopes memory and is passed to every tool call in its
 `CallContext`; it is always stated by the caller, never defaulted.
@@ -40,7 +41,9 @@ from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.routes.tasks import router as tasks_router
 from agent_runtime.runtime import Runtime
+from agent_runtime.tasks.errors import TaskError
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError
 from agent_runtime.tools.tool import CallContext
 
@@ -78,6 +81,7 @@ _HANDLED: tuple[type[Exception], ...] = (
     RateLimitedError,
     FallbackExhaustedError,
     AgentMemoryError,
+    TaskError,
 )
 
 
@@ -111,6 +115,7 @@ def create_app(
 
     for kind in _HANDLED:
         app.add_exception_handler(kind, handled)
+    app.include_router(tasks_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
