@@ -361,3 +361,23 @@ async def test_a_task_whose_workers_keep_dying_is_dead_lettered(redis_url: str) 
     finally:
         process.kill()
         marks.close()
+
+
+async def test_a_result_that_is_not_json_fails_the_task_without_retrying(redis_url: str) -> None:
+    runs = collections.Counter[str]()
+
+    async def sloppy(task: Task) -> Any:
+        runs[task.id] += 1
+        return {"when": object()}
+
+    async with task_queue(redis_url, max_deliveries=3) as queue:
+        worker = TaskWorker(queue, sloppy)
+        worker.start()
+        try:
+            made = await queue.enqueue("t", "x")
+            record = await wait_for_status(queue, made.id, TaskStatus.FAILED)
+        finally:
+            await worker.stop()
+    assert runs[made.id] == 1
+    assert record.error is not None
+    assert "not JSON" in record.error

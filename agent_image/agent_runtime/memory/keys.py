@@ -8,6 +8,7 @@ share a key; memories are further scoped by tenant. Every part is percent-encode
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -60,9 +61,9 @@ class KeySpace:
     prefix: str
     pool: PoolIdentity
 
-    @property
+    @functools.cached_property
     def root(self) -> str:
-        """What every name of this pool starts with."""
+        """What every name of this pool starts with (computed once: every name uses it)."""
         return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
 
     @property

@@ -147,7 +147,10 @@ class TaskWorker:
                 continue
             backoff = self.retry_backoff_seconds
             for delivery in deliveries:
-                await self._begin(delivery, reclaimed=False)
+                try:
+                    await self._begin(delivery, reclaimed=False)
+                except Exception:  # never let one task stop the reader; its lease runs out
+                    log.exception("task start failed", task=delivery.task_id)
 
     async def _lease_loop(self) -> None:
         interval = self.queue.settings.lease_seconds / 3
@@ -206,7 +209,6 @@ class TaskWorker:
         bound = log.bind(task=task.id, tenant=task.tenant, conversation=task.conversation_id)
         try:
             result = await self.handler(task)
-            encode_input(result)  # refuse a result that is not JSON before storing it
         except asyncio.CancelledError:
             # stop() hands it back; a lost lease leaves it to its new holder.
             if running.lost:
@@ -218,7 +220,12 @@ class TaskWorker:
             bound.warning("task handler raised", error=f"{type(exc).__name__}: {exc}")
             await self._retry(running, f"{type(exc).__name__}: {exc}")
         else:
-            await self._settle(running, result=result)
+            try:
+                encode_input(result)
+            except (TypeError, ValueError) as exc:  # a bug in the handler: retrying won't help
+                await self._settle(running, error=f"the handler's result is not JSON: {exc}")
+            else:
+                await self._settle(running, result=result)
         self._forget(running.delivery.entry)
 
     async def _settle(
@@ -236,6 +243,9 @@ class TaskWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.queue.settings.lease_seconds / 3)
                 continue
+            except Exception:  # e.g. its group was deleted: the lease runs out, it runs again
+                log.exception("task result not stored", task=running.task.id)
+                return
             if stored:
                 (self._finished_ok if error is None else self._finished_failed).inc()
             else:
@@ -253,6 +263,9 @@ class TaskWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.queue.settings.lease_seconds / 3)
                 continue
+            except Exception:
+                log.exception("task not requeued", task=running.task.id)
+                return
             if outcome == "queued":
                 self._retried.inc()
             return
