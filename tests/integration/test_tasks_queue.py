@@ -381,3 +381,49 @@ async def test_a_result_that_is_not_json_fails_the_task_without_retrying(redis_u
     assert runs[made.id] == 1
     assert record.error is not None
     assert "not JSON" in record.error
+
+
+async def test_an_expired_lease_behind_many_live_ones_is_still_found(redis_url: str) -> None:
+    lease = 1.0
+    release = asyncio.Event()
+
+    async def held(task: Task) -> Any:
+        await release.wait()
+        return "held"
+
+    marks = redis.Redis.from_url(redis_url)
+    async with task_queue(redis_url, lease_seconds=lease, poll_seconds=0.2) as queue:
+        busy = TaskWorker(queue, held, concurrency=40)
+        busy.start()
+        process = None
+        try:
+            live = [await queue.enqueue("t", i) for i in range(40)]
+            await async_wait_until(
+                lambda: asyncio.sleep(0, busy.running == 40), timeout=15, what="40 running"
+            )
+            process = start_worker_process(redis_url, lease_seconds=lease)
+            orphan = await queue.enqueue("t", "orphan")
+            await async_wait_until(
+                lambda: asyncio.to_thread(marks.get, f"test:started-by:{orphan.id}"),
+                timeout=15,
+                what="the process worker to start the orphan",
+            )
+            process.kill()
+            survivor = TaskWorker(queue, echo, concurrency=1)  # XAUTOCLAIM pages of ~10
+            survivor.start()
+            try:
+                record = await wait_for_status(queue, orphan.id, TaskStatus.SUCCEEDED)
+            finally:
+                await survivor.stop()
+            assert record.task.deliveries == 2
+            release.set()
+            for task in live:
+                assert (
+                    await wait_for_status(queue, task.id, TaskStatus.SUCCEEDED)
+                ).task.deliveries == 1
+        finally:
+            release.set()
+            await busy.stop()
+            if process is not None:
+                process.kill()
+            marks.close()

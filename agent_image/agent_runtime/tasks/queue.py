@@ -327,19 +327,24 @@ class TaskQueue:
             for entry, fields in entries
         ]
 
-    async def reclaim(self, consumer: str, count: int) -> list[Delivery]:
-        """Take over up to `count` entries whose worker's lease ran out."""
+    async def reclaim(
+        self, consumer: str, count: int, *, cursor: str = "0-0"
+    ) -> tuple[str, list[Delivery]]:
+        """Take over up to `count` entries whose worker's lease ran out, scanning the
+        pending entries from `cursor`; return where the next scan starts ("0-0" when
+        this one reached the end) and what was taken."""
         lease_ms = int(self.settings.lease_seconds * 1000)
 
         async def claim() -> Any:
             return await self._client.xautoclaim(
-                self.keys.task_stream, GROUP, consumer, lease_ms, start_id="0-0", count=count
+                self.keys.task_stream, GROUP, consumer, lease_ms, start_id=cursor, count=count
             )
 
         reply = await self._group_call(claim, "reclaim of expired leases")
         if not reply:
-            return []
-        return [
+            return "0-0", []
+        next_cursor = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return next_cursor, [
             Delivery(entry=entry.decode(), task_id=fields[b"task"].decode())
             for entry, fields in reply[1]
             if fields  # an entry deleted while pending comes back without fields

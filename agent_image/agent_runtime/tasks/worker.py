@@ -37,6 +37,9 @@ log = structlog.get_logger(__name__)
 TaskHandler = Callable[[Task], Awaitable[JsonValue]]
 """Runs one task and returns its result (JSON)."""
 
+_RECLAIM_PAGES = 10
+"""Pages of the pending list one look for expired leases may scan."""
+
 _IDLE_CONSUMER_SECONDS = 3600.0
 """Consumers (past workers) holding nothing are forgotten after this long."""
 
@@ -62,6 +65,7 @@ class TaskWorker:
     _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _stopping: bool = field(default=False, init=False)
+    _cursor: str = field(default="0-0", init=False)
 
     def __post_init__(self) -> None:
         labels = self.queue.metric_labels
@@ -161,8 +165,7 @@ class TaskWorker:
             try:
                 await self._renew()
                 if not self._stopping and self.free:
-                    for delivery in await self.queue.reclaim(self.consumer, self.free):
-                        await self._begin(delivery, reclaimed=True)
+                    await self._reclaim()
                 await self.queue.depth()
                 if beats % 100 == 0:
                     await self.queue.forget_idle_consumers(idle_seconds=_IDLE_CONSUMER_SECONDS)
@@ -170,6 +173,18 @@ class TaskWorker:
                 continue  # the health gate logged it; leases renew again once Redis is back
             except Exception:
                 log.exception("task lease loop failed", consumer=self.consumer)
+
+    async def _reclaim(self) -> None:
+        """Take over expired leases, scanning the whole pending list a few pages at a
+        time (XAUTOCLAIM looks at about ten entries per one it may take)."""
+        for _ in range(_RECLAIM_PAGES):
+            self._cursor, deliveries = await self.queue.reclaim(
+                self.consumer, self.free, cursor=self._cursor
+            )
+            for delivery in deliveries:
+                await self._begin(delivery, reclaimed=True)
+            if self._cursor == "0-0" or not self.free:
+                return
 
     async def _renew(self) -> None:
         entries = list(self._running)
