@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -88,6 +89,19 @@ class Runtime:
     def memory_status(self) -> MemoryStatus:
         """The memory backend's state, for readiness."""
         return self.memory.status()
+
+    def tasks_status(self) -> dict[str, Any] | None:
+        """What readiness reports about tasks, without a Redis call (the depth is the one
+        the worker last read); None when tasks are off."""
+        if self.tasks is None:
+            return None
+        depth = self.tasks.last_depth
+        return {
+            "worker": self.task_worker.consumer if self.task_worker is not None else None,
+            "running": self.task_worker.running if self.task_worker is not None else 0,
+            "queued": depth.queued if depth is not None else None,
+            "oldestQueuedSeconds": depth.oldest_queued_age if depth is not None else None,
+        }
 
     async def stop(self, *, drain_seconds: float = 10.0) -> None:
         """Close everything; running tasks get `drain_seconds` to finish, the rest are

@@ -127,3 +127,16 @@ def test_redis_down_is_a_503_and_nothing_is_lost_after(
     after = wait_until(accepted, timeout=15, what="Redis to be back")
     assert done(api, after["id"])["result"] == {"answer": "AFTER"}
     assert done(api, before)["result"] == {"answer": "KEPT"}
+
+
+def test_readiness_can_report_the_queue_without_a_redis_call(api: TestClient) -> None:
+    runtime: Runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    task_id = api.post("/v1/tasks", json={"input": "x", "tenant": "acme"}).json()["id"]
+    done(api, task_id)
+    status = wait_until(
+        lambda: (s := runtime.tasks_status()) and s["queued"] == 0 and s,
+        timeout=10,  # the lease loop reads the depth every third of the 2 s lease
+        what="the worker to read the depth",
+    )
+    assert status["worker"]
+    assert status["running"] == 0

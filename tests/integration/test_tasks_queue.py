@@ -427,3 +427,31 @@ async def test_an_expired_lease_behind_many_live_ones_is_still_found(redis_url: 
             if process is not None:
                 process.kill()
             marks.close()
+
+
+async def test_a_conversation_moves_on_after_a_failed_or_dead_task(redis_url: str) -> None:
+    async def judge(task: Task) -> Any:
+        if task.input == "fatal":
+            raise TaskFailedError("no")
+        if task.input == "crash":
+            raise RuntimeError("crash")
+        return task.input
+
+    async with task_queue(redis_url, max_deliveries=2) as queue:
+        fatal = await queue.enqueue("t", "fatal", conversation_id="c")
+        crash = await queue.enqueue("t", "crash", conversation_id="c")
+        fine = await queue.enqueue("t", "fine", conversation_id="c")
+        assert [fatal.status, crash.status, fine.status] == [
+            TaskStatus.QUEUED,
+            TaskStatus.WAITING,
+            TaskStatus.WAITING,
+        ]
+        worker = TaskWorker(queue, judge)
+        worker.start()
+        try:
+            assert (await wait_for_status(queue, fine.id, TaskStatus.SUCCEEDED)).result == "fine"
+        finally:
+            await worker.stop()
+        assert (await queue.get(fatal.id, tenant="t")).status == TaskStatus.FAILED
+        assert (await queue.get(crash.id, tenant="t")).status == TaskStatus.DEAD
+        assert (await queue.depth()).queued == 0

@@ -139,6 +139,8 @@ class TaskQueue:
         self._clock = clock
         self._new_id = new_id
         self._group_ready = False
+        self.last_depth: Depth | None = None
+        """The depth last read (by the worker's lease loop or the load signal)."""
         self._enqueue = client.register_script(scripts.ENQUEUE)
         self._start = client.register_script(scripts.START)
         self._finish = client.register_script(scripts.FINISH)
@@ -258,6 +260,7 @@ class TaskQueue:
         )
         self._queued.set(found.queued)
         self._lag.set(found.oldest_queued_age)
+        self.last_depth = found
         return found
 
     async def queued_count(self) -> int:
