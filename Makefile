@@ -52,10 +52,12 @@ test-integration: $(STAMP) binaries redis ## integration tests against the local
 test: lint binaries redis ## lint, then every test (unit + integration)
 	$(PY) -m pytest tests -q
 
-dev: $(STAMP) binaries ## start the local cluster and print how to use it
+dev: $(STAMP) binaries ## the local cluster, the operator and the sample pools, Ready
 	@hack/dev.sh
 
-dev-down: ## stop the local dev cluster
+dev-down: ## stop the local dev cluster and its operator
+	@pid=$${AGENTPOOL_CACHE:-$$HOME/.cache/agentpool}/dev/$(CLUSTER_DEV)/operator.pid; \
+	 if [ -f $$pid ]; then kill $$(cat $$pid) 2>/dev/null || true; rm -f $$pid; fi
 	@hack/cluster.sh down $(CLUSTER_DEV)
 
 bench: $(STAMP) redis ## run the benchmarks (results: benchmarks/README.md)

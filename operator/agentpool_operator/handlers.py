@@ -170,15 +170,15 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     """Register the indexes and event handlers of the operator on `registry`."""
     group, version = api.GROUP, api.VERSION
 
-    @kopf.index(group, version, "agentpools", registry=registry)
+    @kopf.index(group, version, "agentpools", id="pools_idx", registry=registry)
     def pools_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(_ns(namespace), name): plain(body)}
 
-    @kopf.index(group, version, "agenttools", registry=registry)
+    @kopf.index(group, version, "agenttools", id="tools_idx", registry=registry)
     def tools_idx(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {_ns(namespace): plain(body)}
 
-    @kopf.index("", "v1", "secrets", registry=registry)
+    @kopf.index("", "v1", "secrets", id="secrets_idx", registry=registry)
     def secrets_idx(
         namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
@@ -187,7 +187,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         )
         return {_ns(namespace): ("Secret", name, meta.get("resourceVersion", ""), keys)}
 
-    @kopf.index("", "v1", "configmaps", registry=registry)
+    @kopf.index("", "v1", "configmaps", id="configmaps_idx", registry=registry)
     def configmaps_idx(
         namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
@@ -198,6 +198,11 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     for group_, version_, plural, kind in CHILD_RESOURCES:
         _register_child(registry, controller, group_, version_, plural, kind)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own has none of kopf's default login handlers.
+        return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **kwargs: Any) -> None:

@@ -97,7 +97,8 @@ def test_status_tells_the_truth_and_changes_only_when_the_pool_does() -> None:
     ready = pool_status(pool, state, _deployment(ready=2), half, now + timedelta(seconds=9))
     assert _conditions(ready)["Ready"] == ("True", "AllReplicasReady")
     assert _conditions(ready)["Progressing"] == ("False", "Stable")
-    assert ready["observedGeneration"] == 2 and ready["selector"] == "agentpool.dev/pool=support"
+    assert ready["observedGeneration"] == 2
+    assert ready["selector"] == "agentpool.dev/pool=support"
     # Same inputs later: nothing to write (transition times are kept).
     again = pool_status(pool, state, _deployment(ready=2), ready, now + timedelta(hours=1))
     assert not status_changed(ready, again)
@@ -118,7 +119,8 @@ def test_degraded_and_recovered_are_events_once_each() -> None:
     assert _conditions(broken)["Degraded"] == ("True", "ToolNotFound")
     assert _conditions(broken)["ToolsResolved"] == ("False", "ToolNotFound")
     found = [e for e in events({}, broken, created=[], rolled=False) if e.type == "Warning"]
-    assert [e.reason for e in found] == ["ToolNotFound"] and "orders" in found[0].message
+    assert [e.reason for e in found] == ["ToolNotFound"]
+    assert "orders" in found[0].message
     assert not [e for e in events(broken, broken, created=[], rolled=False) if e.type == "Warning"]
     tool = api.AgentTool.model_validate(
         {
@@ -147,7 +149,8 @@ def test_the_queue_hands_a_key_to_one_worker_and_requeues_changes_seen_meanwhile
         assert await queue.get() == "b"
         assert await queue.get() == "a"
         queue.done("a")
-        assert queue.retry("a") == 0.01 and queue.retry("a") == 0.02
+        assert queue.retry("a") == 0.01
+        assert queue.retry("a") == 0.02
         assert await asyncio.wait_for(queue.get(), 1) == "a"
 
     asyncio.run(scenario())

@@ -67,7 +67,8 @@ def test_children_are_deterministic_owned_labelled_and_named_within_limits(
         assert meta["labels"][names.POOL_LABEL] == name
         assert all(LABEL_VALUE.match(v) and len(v) <= 63 for v in meta["labels"].values())
         # Services need a DNS-1035 label; every other child's name fits a DNS-1123 label.
-        assert DNS1123_LABEL.match(meta["name"]) and len(meta["name"]) <= 63
+        assert DNS1123_LABEL.match(meta["name"])
+        assert len(meta["name"]) <= 63
 
 
 @given(spec=pool_specs())
@@ -76,7 +77,9 @@ def test_the_pods_pass_the_restricted_standard_unless_the_pool_weakens_them(
 ) -> None:
     spec = {**spec, "podTemplate": {}}
     deployment = next(
-        c for c in desired_state(_pool(spec), [], {}, SETTINGS).children if c["kind"] == "Deployment"
+        c
+        for c in desired_state(_pool(spec), [], {}, SETTINGS).children
+        if c["kind"] == "Deployment"
     )
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -93,7 +96,10 @@ def test_the_pods_pass_the_restricted_standard_unless_the_pool_weakens_them(
 
 
 def test_the_config_hash_moves_with_the_spec_and_referenced_versions_only() -> None:
-    spec = {**BASE_POOL, "model": {**BASE_POOL["model"], "apiKeySecretRef": {"name": "llm", "key": "k"}}}
+    spec = {
+        **BASE_POOL,
+        "model": {**BASE_POOL["model"], "apiKeySecretRef": {"name": "llm", "key": "k"}},
+    }
     pool = _pool(spec)
     known = {("Secret", "llm"): ObjectVersion("10", frozenset({"k"}))}
     base = desired_state(pool, [], known, SETTINGS)
@@ -118,7 +124,8 @@ def test_missing_secrets_keys_and_tools_are_named_as_problems() -> None:
     }
     state = desired_state(_pool(spec), [], {}, SETTINGS)
     assert [p.reason for p in state.problems] == ["ToolNotFound", "SecretNotFound"]
-    assert "orders" in state.problems[0].message and "llm" in state.problems[1].message
+    assert "orders" in state.problems[0].message
+    assert "llm" in state.problems[1].message
     known = {("Secret", "llm"): ObjectVersion("1", frozenset({"other"}))}
     state = desired_state(_pool(spec), [], known, SETTINGS)
     assert [p.reason for p in state.problems] == ["ToolNotFound", "SecretKeyNotFound"]
@@ -158,4 +165,5 @@ def test_an_absent_replica_count_never_resets_a_scaled_deployment() -> None:
     )
     assert "replicas" not in deployment["spec"]
     none = _pool({**BASE_POOL, "scaling": {"mode": "None"}})
-    assert initial_replicas(none, None) == 1 and initial_replicas(none, 4) == 4
+    assert initial_replicas(none, None) == 1
+    assert initial_replicas(none, 4) == 4
