@@ -83,6 +83,10 @@ class Runtime:
                 asyncio.create_task(health.watch(), name="redis-health"),
                 asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
             ]
+            if runtime.tasks is not None:  # the load signal reads it: tasks.last_queued()
+                interval = config.load.publish_interval_seconds
+                watch = runtime.tasks.watch_depth(interval=interval)
+                runtime._tasks.append(asyncio.create_task(watch, name="task-queue-depth"))
         log.info("runtime started", pool=str(config.pool), tools=registry.names)
         return runtime
 
@@ -91,8 +95,8 @@ class Runtime:
         return self.memory.status()
 
     def tasks_status(self) -> dict[str, Any] | None:
-        """What readiness reports about tasks, without a Redis call (the depth is the one
-        the worker last read); None when tasks are off."""
+        """What readiness reports about tasks, without a Redis call (the depth last read,
+        at most `load.publishIntervalSeconds` old); None when tasks are off."""
         if self.tasks is None:
             return None
         depth = self.tasks.last_depth

@@ -135,7 +135,7 @@ def test_readiness_can_report_the_queue_without_a_redis_call(api: TestClient) ->
     done(api, task_id)
     status = wait_until(
         lambda: (s := runtime.tasks_status()) and s["queued"] == 0 and s,
-        timeout=10,  # the lease loop reads the depth every third of the 2 s lease
+        timeout=10,  # read every load.publishIntervalSeconds
         what="the worker to read the depth",
     )
     assert status["worker"]

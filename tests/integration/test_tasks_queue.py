@@ -455,3 +455,21 @@ async def test_a_conversation_moves_on_after_a_failed_or_dead_task(redis_url: st
         assert (await queue.get(fatal.id, tenant="t")).status == TaskStatus.FAILED
         assert (await queue.get(crash.id, tenant="t")).status == TaskStatus.DEAD
         assert (await queue.depth()).queued == 0
+
+
+async def test_the_load_signal_reads_the_queued_count_without_a_call(redis_url: str) -> None:
+    async with task_queue(redis_url) as queue:
+        watch = asyncio.create_task(queue.watch_depth(interval=0.05))
+        try:
+            assert queue.last_queued() == 0
+            for i in range(3):
+                await queue.enqueue("t", i, conversation_id="c" if i else None)
+            await queue.enqueue("t", "behind", conversation_id="c")  # waiting counts too
+
+            async def four() -> bool:
+                return queue.last_queued() == 4
+
+            await async_wait_until(four, timeout=10, what="the watched depth to reach 4")
+            assert await queue.queued_count() == 4
+        finally:
+            watch.cancel()

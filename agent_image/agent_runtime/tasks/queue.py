@@ -28,6 +28,7 @@ Semantics:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -35,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import structlog
 from pydantic import JsonValue
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -42,7 +44,7 @@ from redis.exceptions import ResponseError
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.conversation.state import check_conversation_id
-from agent_runtime.memory.errors import InvalidMemoryError
+from agent_runtime.memory.errors import InvalidMemoryError, StoreUnavailableError
 from agent_runtime.memory.health import RedisHealth
 from agent_runtime.memory.keys import KeySpace, check_idempotency_key, check_tenant
 from agent_runtime.resilience.clock import WallClock, wall_clock
@@ -61,6 +63,8 @@ from agent_runtime.tasks.model import (
     encode_input,
     encode_new,
 )
+
+log = structlog.get_logger(__name__)
 
 GROUP = "workers"
 """The one consumer group every replica of the pool reads through."""
@@ -266,6 +270,23 @@ class TaskQueue:
     async def queued_count(self) -> int:
         """Tasks waiting to start: what the load signal adds to active turns."""
         return (await self.depth()).queued
+
+    def last_queued(self) -> int:
+        """The queued count last read, without a Redis call (0 before the first read):
+        for a synchronous load signal, with `watch_depth` keeping it fresh."""
+        return self.last_depth.queued if self.last_depth is not None else 0
+
+    async def watch_depth(self, *, interval: float) -> None:
+        """Read the depth every `interval` seconds, forever (run as a task): keeps
+        `last_depth` and the depth and lag gauges current on every replica."""
+        while True:
+            try:
+                await self.depth()
+            except StoreUnavailableError:
+                pass  # the health gate logged it; the last depth stays until Redis is back
+            except Exception:
+                log.exception("task queue depth read failed", pool=str(self.pool))
+            await asyncio.sleep(interval)
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
         """The newest dead letters, newest first (for operators and tests)."""
