@@ -15,6 +15,7 @@ from agent_runtime.tasks import (
     IdempotencyConflictError,
     InvalidTaskError,
     Task,
+    TaskDeferredError,
     TaskFailedError,
     TaskNotFoundError,
     TaskQueue,
@@ -473,3 +474,24 @@ async def test_the_load_signal_reads_the_queued_count_without_a_call(redis_url: 
             assert await queue.queued_count() == 4
         finally:
             watch.cancel()
+
+
+async def test_a_deferred_task_comes_back_without_using_a_delivery(redis_url: str) -> None:
+    runs = collections.Counter[str]()
+
+    async def busy_once(task: Task) -> Any:
+        runs[task.id] += 1
+        if runs[task.id] == 1:
+            raise TaskDeferredError("conversation busy", retry_after=0.05)
+        return "ran"
+
+    async with task_queue(redis_url, max_deliveries=1) as queue:
+        worker = TaskWorker(queue, busy_once)
+        worker.start()
+        try:
+            made = await queue.enqueue("t", "x", conversation_id="c")
+            record = await wait_for_status(queue, made.id, TaskStatus.SUCCEEDED)
+        finally:
+            await worker.stop()
+    assert runs[made.id] == 2
+    assert record.task.deliveries == 1  # with maxDeliveries 1: the deferral did not count

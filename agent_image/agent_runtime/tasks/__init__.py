@@ -3,6 +3,7 @@
 from agent_runtime.tasks.errors import (
     IdempotencyConflictError,
     InvalidTaskError,
+    TaskDeferredError,
     TaskError,
     TaskFailedError,
     TaskNotFoundError,
@@ -19,6 +20,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InvalidTaskError",
     "Task",
+    "TaskDeferredError",
     "TaskError",
     "TaskFailedError",
     "TaskHandler",

@@ -45,3 +45,13 @@ class TaskFailedError(Exception):
 
 class CorruptTaskError(TaskError):
     """A task record in Redis is not what this runtime writes."""
+
+
+class TaskDeferredError(Exception):
+    """Raised by a handler that cannot run its task yet (e.g. its conversation is busy
+    with a chat turn): the task goes back to the queue after `retry_after` seconds,
+    without using up a delivery."""
+
+    def __init__(self, reason: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

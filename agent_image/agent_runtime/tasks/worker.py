@@ -3,10 +3,10 @@
 The handler is `async (Task) -> result` (any JSON value), given by whoever assembles
 the runtime (the agent turn). It runs with at most `concurrency` tasks at once. What it
 returns is stored and acknowledged in one step; `TaskFailedError` fails the task for
-good; any other exception is a failed delivery (queued again, dead-lettered after
+good; `TaskDeferredError` puts it back after a pause without counting the delivery; any
+other exception is a failed delivery (queued again, dead-lettered after
 `maxDeliveries`). A task may be delivered more than once (its worker died, or lost its
-lease while cut off from Redis), so handlers must be safe to run again: the agent turn
-is, through its conversation log.
+lease while cut off from Redis), so handlers must be safe to run again.
 
 Two loops: the reader blocks on the stream for new tasks while slots are free; the lease
 loop, every third of the lease, renews the leases of the tasks running here (cancelling
@@ -28,7 +28,7 @@ from pydantic import JsonValue
 
 from agent_runtime.memory.errors import StoreUnavailableError
 from agent_runtime.tasks import metrics
-from agent_runtime.tasks.errors import TaskFailedError
+from agent_runtime.tasks.errors import TaskDeferredError, TaskFailedError
 from agent_runtime.tasks.model import Task, encode_input
 from agent_runtime.tasks.queue import Delivery, TaskQueue, new_consumer_name
 
@@ -231,9 +231,14 @@ class TaskWorker:
             return
         except TaskFailedError as exc:
             await self._settle(running, error=str(exc) or type(exc).__name__)
+        except TaskDeferredError as exc:
+            # Wait here (the lease stays renewed) so a task that keeps deferring does not
+            # spin through the queue; then hand it back without counting the delivery.
+            await asyncio.sleep(max(0.0, exc.retry_after))
+            await self._retry(running, f"deferred: {exc}", counted=False)
         except Exception as exc:
             bound.warning("task handler raised", error=f"{type(exc).__name__}: {exc}")
-            await self._retry(running, f"{type(exc).__name__}: {exc}")
+            await self._retry(running, f"{type(exc).__name__}: {exc}", counted=True)
         else:
             try:
                 encode_input(result)
@@ -267,12 +272,12 @@ class TaskWorker:
                 log.warning("task result not stored: lease lost", task=running.task.id)
             return
 
-    async def _retry(self, running: _Running, error: str) -> None:
+    async def _retry(self, running: _Running, error: str, *, counted: bool) -> None:
         backoff = self.retry_backoff_seconds
         while not running.lost:
             try:
                 outcome = await self.queue.requeue(
-                    self.consumer, running.delivery, error=error, counted=True
+                    self.consumer, running.delivery, error=error, counted=counted
                 )
             except StoreUnavailableError:
                 await asyncio.sleep(backoff)
@@ -281,7 +286,7 @@ class TaskWorker:
             except Exception:
                 log.exception("task not requeued", task=running.task.id)
                 return
-            if outcome == "queued":
+            if outcome == "queued" and counted:
                 self._retried.inc()
             return
 
