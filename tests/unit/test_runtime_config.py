@@ -180,3 +180,14 @@ def test_not_yaml_and_missing_files_are_clear(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("pool: {namespace: default, name: ok}\n")
     expected = RuntimeConfig(pool=PoolIdentity(namespace="default", name="ok"))
     assert load_runtime_config(tmp_path / "c.yaml") == expected
+
+
+def test_the_task_poll_must_end_before_a_redis_command_times_out() -> None:
+    doc = (
+        "pool: {namespace: shop, name: p}\n"
+        "memory: {redis: {url: 'redis://r:6379/0', socketTimeoutSeconds: 1}}\n"
+        "tasks: {enabled: true, pollSeconds: 1.5}\n"
+    )
+    with pytest.raises(RuntimeConfigError, match=r"tasks\.pollSeconds"):
+        parse_runtime_config(doc)
+    parse_runtime_config(doc.replace("pollSeconds: 1.5", "pollSeconds: 0.5"))

@@ -94,6 +94,21 @@ class RuntimeConfig(ConfigSection):
             )
         return self
 
+    @model_validator(mode="after")
+    def _task_poll_inside_redis_timeout(self) -> Self:
+        redis = self.memory.redis
+        if (
+            self.tasks.enabled
+            and redis is not None
+            and self.tasks.poll_seconds >= redis.socket_timeout_seconds
+        ):
+            raise ValueError(
+                f"tasks.pollSeconds ({self.tasks.poll_seconds}) must be shorter than "
+                f"memory.redis.socketTimeoutSeconds ({redis.socket_timeout_seconds}): "
+                "a worker's blocking read would otherwise time out as if Redis were down"
+            )
+        return self
+
 
 def _field_errors(exc: ValidationError) -> str:
     return "; ".join(
