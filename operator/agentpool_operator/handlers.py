@@ -95,17 +95,28 @@ class IndexView:
 class Controller:
     """The queue, the workers and the reconciler of one operator process."""
 
-    def __init__(self, reconciler: Reconciler, view: IndexView, workers: int) -> None:
+    def __init__(
+        self, reconciler: Reconciler, view: IndexView, workers: int, resync_seconds: float = 600.0
+    ) -> None:
         self.queue: WorkQueue[PoolKey] = WorkQueue()
         self.view = view
         self.reconciler = reconciler
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
+        self._resync = resync_seconds
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
         ]
+        self._tasks.append(asyncio.create_task(self._resync_all(), name="resync"))
+
+    async def _resync_all(self) -> None:
+        # One timer for all pools (not one per object): catches anything a watch missed.
+        while True:
+            await asyncio.sleep(self._resync)
+            for key in self.view.pool_keys():
+                self.queue.add(key)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -166,7 +177,9 @@ def _ns(namespace: str | None) -> str:
     return namespace
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+def register(
+    registry: kopf.OperatorRegistry, controller: Controller, *, watch_timeout: int | None = None
+) -> None:
     """Register the indexes and event handlers of the operator on `registry`."""
     group, version = api.GROUP, api.VERSION
 
@@ -210,6 +223,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         controller.view.indexes = {k: v for k, v in kwargs.items() if k.endswith("_idx")}
         settings.posting.enabled = False  # the operator records its own Events
         settings.peering.standalone = True  # one active replica, by our Lease
+        if watch_timeout is not None:
+            settings.watching.server_timeout = watch_timeout
         controller.start()
 
     @kopf.on.cleanup(registry=registry)

@@ -365,6 +365,7 @@ spread_constraints = st.lists(
         ),
     ),
     max_size=2,
+    unique_by=lambda c: (c["topologyKey"], c["whenUnsatisfiable"]),
 )
 seccomp = st.one_of(
     st.just({"type": "RuntimeDefault"}),
