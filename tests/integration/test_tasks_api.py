@@ -1,10 +1,11 @@
-"""POST /v1/tasks and GET /v1/tasks/{id} against a real Redis: 202, results, tenants,
-idempotency, the error shape, and 503 while Redis is down."""
+"""POST /v1/tasks and GET /v1/tasks/{id} against a real Redis: 202, results, tenants
+from the credentials, idempotency, the error shape, and 503 while Redis is down."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +24,22 @@ async def shout(task: Task) -> Any:
     return {"answer": str(task.input).upper()}
 
 
-def config(redis_url: str) -> RuntimeConfig:
+GATEWAY = {"Authorization": "Bearer gateway-token-0123456789"}  # any tenant it names
+ACME = {"Authorization": "Bearer acme-token-0123456789ab"}  # bound to tenant acme
+GLOBEX = {"Authorization": "Bearer globex-token-0123456789"}  # bound to tenant globex
+
+
+def config(redis_url: str, tokens: Path) -> RuntimeConfig:
+    tokens.write_text(
+        "tokens:\n"
+        "  - {name: gateway, token: gateway-token-0123456789, tenant: '*'}\n"
+        "  - {name: acme-app, token: acme-token-0123456789ab, tenant: acme}\n"
+        "  - {name: globex-app, token: globex-token-0123456789, tenant: globex}\n"
+    )
     return RuntimeConfig.model_validate(
         {
             "pool": identity("tasks-api").model_dump(),
+            "auth": {"tokensFile": str(tokens)},
             "memory": {
                 "redis": {"url": redis_url, "reconnectBackoffMaxSeconds": 0.3},
                 "longTerm": {"enabled": False},
@@ -38,9 +51,11 @@ def config(redis_url: str) -> RuntimeConfig:
 
 
 @pytest.fixture
-def api(redis_url: str) -> Iterator[TestClient]:
+def api(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """The API as a trusted gateway calls it (naming the tenant)."""
     start = functools.partial(Runtime.start, task_handler=shout)
-    with TestClient(create_app(config(redis_url), start=start)) as client:
+    app = create_app(config(redis_url, tmp_path / "tokens.yaml"), start=start)
+    with TestClient(app, headers=GATEWAY) as client:
         yield client
 
 
@@ -64,6 +79,24 @@ def test_a_task_is_accepted_run_and_its_result_read(api: TestClient) -> None:
     assert body["deliveries"] == 1
     assert body["tenant"] == "acme"
     assert body["error"] is None
+
+
+def test_the_tenant_comes_from_the_credentials(api: TestClient) -> None:
+    made = api.post("/v1/tasks", json={"input": "mine"}, headers=ACME)
+    assert made.status_code == 202
+    task_id = made.json()["id"]
+    assert done(api, task_id)["tenant"] == "acme"
+    assert api.get(f"/v1/tasks/{task_id}", headers=ACME).json()["result"] == {"answer": "MINE"}
+    assert api.get(f"/v1/tasks/{task_id}", headers=GLOBEX).status_code == 404
+    forbidden = api.post("/v1/tasks", json={"input": "x", "tenant": "globex"}, headers=ACME)
+    assert forbidden.status_code == 403
+    assert (
+        api.get(f"/v1/tasks/{task_id}", params={"tenant": "globex"}, headers=ACME).status_code
+        == 403
+    )
+    nobody = api.post("/v1/tasks", json={"input": "x"}, headers={"Authorization": ""})
+    assert nobody.status_code == 401
+    assert nobody.json()["error"]["type"] == "AuthenticationError"
 
 
 def test_another_tenant_sees_no_such_task(api: TestClient) -> None:
@@ -92,7 +125,7 @@ def test_an_idempotency_key_answers_the_same_task_or_409(api: TestClient) -> Non
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"input": "x"}, 422),  # no tenant (and no credentials to take it from)
+        ({"input": "x"}, 422),  # the gateway may act for any tenant: it must name one
         ({"input": "x" * 100, "tenant": "acme"}, 413),
         ({"input": "x", "tenant": "not a tenant"}, 422),
         ({"input": "x", "tenant": "acme", "priority": 9}, 422),
@@ -103,7 +136,7 @@ def test_an_idempotency_key_answers_the_same_task_or_409(api: TestClient) -> Non
 def test_bad_requests_get_a_clear_4xx(api: TestClient, body: dict[str, Any], status: int) -> None:
     response = api.post("/v1/tasks", json=body)
     assert response.status_code == status
-    assert response.json()
+    assert response.json()["error"]["message"]
 
 
 def test_redis_down_is_a_503_and_nothing_is_lost_after(

@@ -16,6 +16,8 @@ the defaults here only serve a runtime started by hand. For example::
     memory:
       redis: {urlEnv: AGENTPOOL_REDIS_URL}
     tasks: {enabled: true, leaseSeconds: 30, maxDeliveries: 5}
+    auth:
+      tokensFile: /etc/agentpool/auth/tokens.yaml
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from agent_runtime.config.agent import DEFAULT_INSTRUCTIONS, AgentSettings
+from agent_runtime.config.auth import AuthConfig
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import LoadSettings
 from agent_runtime.config.memory import MemoryConfig, working_memory_only
@@ -37,6 +40,7 @@ from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.config.tools import ToolsConfig
 
 __all__ = [
+    "AuthConfig",
     "PoolIdentity",
     "RuntimeConfig",
     "RuntimeConfigError",
@@ -74,6 +78,11 @@ class RuntimeConfig(ConfigSection):
     tasks: TasksSettings = Field(
         default_factory=TasksSettings,
         description="The durable task queue (POST /v1/tasks); off by default.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may call the API; default: required (and with no credential "
+        "source configured, every call is refused).",
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -244,6 +245,12 @@ class AgentImplementation(ConfigSection):
     )
     max_response_bytes: int = Field(
         default=1 << 20, gt=0, le=1 << 30, description="Largest answer accepted."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="This pool's projected ServiceAccount token (audience: the other pool's "
+        "`auth.serviceAccounts.audience`), sent as `Authorization: Bearer`; re-read on "
+        "every call, as the kubelet rotates it. Null: no credentials are sent.",
     )
 
     @model_validator(mode="after")

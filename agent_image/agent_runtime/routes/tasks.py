@@ -4,19 +4,21 @@
                           -> 202 {"id", "status", "created"}, Location: /v1/tasks/{id}
     GET  /v1/tasks/{id}   ?tenant=... -> status, result, error, deliveries, times
 
-The same idempotency key (per tenant) answers the same task id while the task's record is
-kept; reused for other work it is a 409. Another tenant's task is a 404, exactly like a
-task that does not exist. Redis down is a 503 (nothing was enqueued).
+Callers are authenticated (`access.authenticated`); the tenant is the one the credentials
+carry, or the one named (`tenant` in the body or the query) if they allow it. The same
+idempotency key (per tenant) answers the same task id while the task's record is kept;
+reused for other work it is a 409. Another tenant's task is a 404, exactly like a task
+that does not exist. Redis down is a 503 (nothing was enqueued).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from agent_runtime.access import CallerDep
+from agent_runtime.api_errors import openapi_responses
 from agent_runtime.config.limits import (
     CONVERSATION_ID_MAX_CHARS,
     IDEMPOTENCY_KEY_MAX_CHARS,
@@ -24,7 +26,6 @@ from agent_runtime.config.limits import (
 )
 from agent_runtime.runtime import Runtime
 from agent_runtime.tasks import (
-    InvalidTaskError,
     TaskQueue,
     TaskRecord,
     TasksDisabledError,
@@ -32,14 +33,6 @@ from agent_runtime.tasks import (
 )
 
 router = APIRouter(tags=["tasks"])
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such task for this tenant, or tasks are not enabled."},
-    409: {"description": "The idempotency key was used for other work."},
-    413: {"description": "The input is larger than tasks.maxInputBytes."},
-    422: {"description": "The request is not valid."},
-    503: {"description": "Redis is unreachable; nothing was enqueued."},
-}
 
 
 class _Body(BaseModel):
@@ -56,7 +49,11 @@ class TaskRequest(_Body):
         max_length=CONVERSATION_ID_MAX_CHARS,
         description="Tasks of one conversation run one at a time, in order.",
     )
-    tenant: str | None = Field(default=None, pattern=TENANT_PATTERN)
+    tenant: str | None = Field(
+        default=None,
+        pattern=TENANT_PATTERN,
+        description="The tenant to act in; may be left out when the credentials carry one.",
+    )
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=IDEMPOTENCY_KEY_MAX_CHARS
     )
@@ -106,19 +103,19 @@ def _queue(request: Request) -> TaskQueue:
     return runtime.tasks
 
 
-def _tenant(requested: str | None) -> str:
-    # Until the API authenticates callers, the tenant is stated by the caller and never
-    # defaulted. With authentication: `caller.tenant(requested)`.
-    if requested is None:
-        raise InvalidTaskError("tenant is required")
-    return requested
-
-
-@router.post("/v1/tasks", status_code=202, response_model=TaskAccepted, responses=_ERRORS)
-async def enqueue(body: TaskRequest, request: Request, response: Response) -> TaskAccepted:
+@router.post(
+    "/v1/tasks",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=openapi_responses(403, 404, 409, 502),
+)
+async def enqueue(
+    body: TaskRequest, request: Request, response: Response, caller: CallerDep
+) -> TaskAccepted:
+    tenant = caller.tenant(body.tenant)
     queue = _queue(request)
     made = await queue.enqueue(
-        _tenant(body.tenant),
+        tenant,
         body.input,
         conversation_id=body.conversation_id,
         idempotency_key=body.idempotency_key,
@@ -127,11 +124,14 @@ async def enqueue(body: TaskRequest, request: Request, response: Response) -> Ta
     return TaskAccepted(id=made.id, status=made.status, created=made.created)
 
 
-@router.get("/v1/tasks/{task_id}", response_model=TaskView, responses=_ERRORS)
+@router.get(
+    "/v1/tasks/{task_id}", response_model=TaskView, responses=openapi_responses(403, 404, 502)
+)
 async def get_task(
     task_id: str,
     request: Request,
+    caller: CallerDep,
     tenant: str | None = Query(default=None, pattern=TENANT_PATTERN),
 ) -> TaskView:
-    record = await _queue(request).get(task_id, tenant=_tenant(tenant))
+    record = await _queue(request).get(task_id, tenant=caller.tenant(tenant))
     return TaskView.of(record)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent_runtime.config.tools import ErrorKind
+from agent_runtime.credentials import TenantForbiddenError, TenantRequiredError
+from agent_runtime.memory.errors import InvalidMemoryError
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 
@@ -116,6 +118,14 @@ REFUSALS: tuple[type[Exception], ...] = (
 )
 """Errors that mean the call was refused before anything was attempted."""
 
+CALLER_ERRORS: tuple[type[Exception], ...] = (
+    InvalidMemoryError,
+    TenantForbiddenError,
+    TenantRequiredError,
+)
+"""Errors in what the caller sent: they say nothing about the dependency, so they are of
+kind `client` and never count against a breaker other tenants share."""
+
 
 def error_kind(error: BaseException) -> ErrorKind | None:
     """How a failure counts for breakers and retries; None for refusals (nothing was tried)."""
@@ -123,6 +133,8 @@ def error_kind(error: BaseException) -> ErrorKind | None:
         return error.kind
     if isinstance(error, REFUSALS):
         return None
+    if isinstance(error, CALLER_ERRORS):
+        return "client"
     if isinstance(error, TimeoutError):
         return "timeout"
     if isinstance(error, ConnectionError):
