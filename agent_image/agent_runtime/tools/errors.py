@@ -104,10 +104,17 @@ class ToolResponseTooLargeError(ToolError):
         super().__init__(tool, f"response larger than {limit} bytes")
 
 
-class CommandRefusedError(ToolError):
-    """The command sandbox refused to run the call (nothing was started)."""
+class ToolArgumentRefusedError(ToolValidationError):
+    """The arguments match the schema but are unsafe for this tool (a path that escapes,
+    an option injection): invalid input like any other, so nothing was sent or started."""
 
-    kind: ErrorKind = "client"
+    def __init__(self, tool: str, message: str, *, argument: str | None = None) -> None:
+        path = "$" if argument is None else f"$.{argument}"
+        super().__init__(tool, [ValidationIssue(path=path, rule="refused", message=message)])
+
+
+class CommandRefusedError(ToolArgumentRefusedError):
+    """The command sandbox refused to run the call (nothing was started)."""
 
 
 REFUSALS: tuple[type[Exception], ...] = (
