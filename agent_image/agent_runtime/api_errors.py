@@ -33,6 +33,15 @@ from agent_runtime.memory.errors import (
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.tasks.errors import (
+    CorruptTaskError,
+    IdempotencyConflictError,
+    InvalidTaskError,
+    TaskError,
+    TaskNotFoundError,
+    TasksDisabledError,
+    TaskTooLargeError,
+)
 from agent_runtime.tools.errors import (
     CommandRefusedError,
     ToolError,
@@ -55,6 +64,7 @@ HANDLED: tuple[type[Exception], ...] = (
     RateLimitedError,
     FallbackExhaustedError,
     AgentMemoryError,
+    TaskError,
     RedisError,
 )
 """The errors the table maps (the app registers a handler for each)."""
@@ -92,6 +102,7 @@ STATUS_DESCRIPTIONS: dict[int, str] = {
     401: "No credentials, or credentials not accepted.",
     403: "The credentials do not allow the tenant named.",
     404: "Not found.",
+    409: "Conflicts with what is already there (e.g. an idempotency key used for other work).",
     408: "The body was not sent in time.",
     413: "The body is too large.",
     422: "The request is invalid (the issues say where).",
@@ -137,6 +148,14 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     elif isinstance(exc, ToolNotFoundError):
         status = 404
         message = f"no tool named {exc.tool!r}"  # the registered names are not the caller's
+    elif isinstance(exc, TaskNotFoundError | TasksDisabledError):
+        status = 404
+    elif isinstance(exc, IdempotencyConflictError):
+        status = 409
+    elif isinstance(exc, TaskTooLargeError):
+        status = 413
+    elif isinstance(exc, InvalidTaskError):
+        status = 422
     elif isinstance(exc, ToolValidationError | InvalidMemoryError | TenantRequiredError):
         status = 422
         if isinstance(exc, ToolValidationError):
@@ -159,7 +178,7 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     elif isinstance(exc, RedisError):
         status = 502  # Redis answered, but not as this runtime expects (wrong type, script)
         message = "the memory store answered with an error"
-    elif isinstance(exc, CorruptRecordError):
+    elif isinstance(exc, CorruptRecordError | CorruptTaskError):
         status = 502
         message = "a stored record could not be decoded (it was left untouched)"
     elif isinstance(exc, ToolTimeoutError):

@@ -11,6 +11,7 @@
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
     DELETE /v1/memory/{tenant}/{key}
     POST   /v1/memory/{tenant}/search        {"query": "...", "k": 5}
+    POST   /v1/tasks, GET /v1/tasks/{id}     durable tasks (routes/tasks.py)
 
 Every route but the probes (`/healthz`, `/readyz`, `/metrics`) needs credentials
 (`agent_runtime.access`). The tenant (a user, a customer) scopes memory and is passed to
@@ -51,6 +52,7 @@ from agent_runtime.config.limits import (
 )
 from agent_runtime.edge import EdgeLimits, RequestGuard
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.routes.tasks import router as tasks_router
 from agent_runtime.runtime import Runtime
 from agent_runtime.tools.tool import CallContext
 
@@ -163,6 +165,7 @@ def create_app(
     app.add_exception_handler(Exception, handled)  # the last resort: a 500 in the one shape
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.include_router(tasks_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -20,6 +20,14 @@ from agent_runtime.memory.errors import (
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.tasks.errors import (
+    CorruptTaskError,
+    IdempotencyConflictError,
+    InvalidTaskError,
+    TaskNotFoundError,
+    TasksDisabledError,
+    TaskTooLargeError,
+)
 from agent_runtime.tools.errors import (
     CommandRefusedError,
     ToolError,
@@ -44,6 +52,12 @@ from agent_runtime.tools.errors import (
         (ToolError("x", "boom"), 502),
         (FallbackExhaustedError({"primary": ToolError("x", "boom")}), 502),
         (CorruptRecordError("not ours"), 502),
+        (TaskNotFoundError("no task"), 404),
+        (TasksDisabledError("off"), 404),
+        (IdempotencyConflictError("k", "abc"), 409),
+        (TaskTooLargeError("big"), 413),
+        (InvalidTaskError("tenant is required"), 422),
+        (CorruptTaskError("not ours"), 502),
         (RuntimeError("a bug"), 500),
     ],
 )

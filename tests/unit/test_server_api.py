@@ -188,3 +188,10 @@ def test_memory_tools_act_for_the_requests_tenant_only(api: TestClient) -> None:
     # The tenant is not a tool argument: a model cannot name another tenant.
     sneaky = {"arguments": {"key": "colour", "tenant": "alice"}, "tenant": "bob"}
     assert api.post("/v1/tools/recall/call", json=sneaky).status_code == 422
+
+
+def test_tasks_on_a_pool_without_them_are_a_clear_404(api: TestClient) -> None:
+    response = api.post("/v1/tasks", json={"input": "x", "tenant": "t"})
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "TasksDisabledError"
+    assert api.get("/v1/tasks/abc", params={"tenant": "t"}).status_code == 404
