@@ -39,6 +39,7 @@ from agent_runtime.config.memory import (
 )
 from agent_runtime.config.model import ModelConfig, ModelEndpoint, ReasoningEffort
 from agent_runtime.config.secrets import EnvRef, HeaderFromEnv, HeaderValue
+from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.config.tools import (
     AgentImplementation,
     BulkheadSettings,
@@ -613,6 +614,9 @@ def runtime_config(
         ),
         memory=_memory(spec, redis, model, collected),
         auth=_auth(pool, sorted(set(callers)), collected),
+        # The queue lives in Redis; a task is a turn, so it counts against the same
+        # per-replica concurrency as the turns of /v1/chat.
+        tasks=TasksSettings(enabled=redis is not None, concurrency=spec.concurrency_per_replica),
     )
     return RenderedConfig(
         config=config,
