@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DEV := agentpool-dev
 PKGS := operator/agentpool_operator agent_image/agent_runtime
 
-.PHONY: help venv binaries redis images lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
+.PHONY: help venv binaries linters redis images lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ venv: $(STAMP) ## create .venv and install the project with all extras
 
 binaries: ## build the control-plane binaries into ~/.cache/agentpool (once)
 	@hack/build-binaries.sh >/dev/null
+
+linters: ## build the manifest linters (kube-score) into ~/.cache/agentpool (once)
+	@hack/build-linters.sh >/dev/null
 
 redis: ## make sure redis-server is installed
 	@hack/ensure-redis.sh >/dev/null

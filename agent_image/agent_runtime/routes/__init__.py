@@ -1,0 +1,1 @@
+"""HTTP routes by feature, each an `APIRouter` that `server.py` includes."""
