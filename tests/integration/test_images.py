@@ -9,6 +9,7 @@ Skipped, with the reason, only where buildah cannot be installed."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import tomllib
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["
 # The goals, uncompressed (the files' bytes, about what `buildah images` shows).
 SIZE_LIMITS_MB = {"agent": 250, "operator": 150}
 ORPHAN_SECONDS = 2
+MOUNT = "/etc/agentpool"  # where the operator mounts the runtime's config
 
 
 @pytest.fixture(scope="module")
@@ -117,21 +119,30 @@ def agent(
     """The runtime in its image on a read-only root, against the test Redis: (client, pid
     of the process `buildah run` started)."""
     config_dir = tmp_path_factory.mktemp("agent-config")
-    (config_dir / "config.json").write_text(json.dumps(agent_config(redis_server.url)))
-    # uid 65532 reads it, as it reads the operator's ConfigMap in a pod.
+    token = secrets.token_urlsafe(24)
+    tokens = {"tokens": [{"name": "gateway", "token": token, "tenant": "*"}]}
+    (config_dir / "tokens.json").write_text(json.dumps(tokens))
+    config = {**agent_config(redis_server.url), "auth": {"tokensFile": f"{MOUNT}/tokens.json"}}
+    (config_dir / "config.json").write_text(json.dumps(config))
+    # uid 65532 reads them, as it reads the operator's ConfigMap and Secret in a pod.
     config_dir.chmod(0o755)
-    (config_dir / "config.json").chmod(0o644)
+    for name in ("config.json", "tokens.json"):
+        (config_dir / name).chmod(0o644)
     port = free_port()
     log = config_dir / "agent.log"
     argv = [
         *agent_container.entrypoint(),
         "--host=127.0.0.1",
         f"--port={port}",
-        "--config=/etc/agentpool/config.json",
+        f"--config={MOUNT}/config.json",
     ]
     start = time.monotonic()
-    proc = agent_container.popen(argv, log, volumes=[f"{config_dir}:/etc/agentpool:ro"])
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    proc = agent_container.popen(argv, log, volumes=[f"{config_dir}:{MOUNT}:ro"])
+    client = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
     def healthy() -> bool:
         if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
@@ -183,25 +194,40 @@ def test_agent_serves_healthz_and_readyz_against_redis_as_uid_65532(
     assert runtime_status["Gid"].split()[0] == UID
 
 
-def test_tini_reaps_the_orphans_of_a_command_tool(agent: tuple[httpx.Client, int]) -> None:
+def test_a_command_tools_orphan_is_reaped_not_left_a_zombie(
+    agent: tuple[httpx.Client, int],
+) -> None:
     client, pid = agent
-    tini = next(p for p in descendants(pid) if cmdline(p)[:1] == ["/usr/bin/tini"])
+    tree = descendants(pid)
     call = client.post("/v1/tools/orphan/call", json={"arguments": {}, "tenant": "t"})
     assert call.status_code == 200, call.text
     orphan = int(call.json()["value"]["stdout"].strip())
-
-    def adopted_or_gone() -> bool:
-        status = proc_status(orphan)
-        return status is None or int(status["PPid"]) == tini
-
-    # Its shell exited at once, so the orphan belongs to tini (the subreaper) now...
-    wait_until(adopted_or_gone, timeout=10, what=f"tini ({tini}) to adopt orphan {orphan}")
-    # ...and when it exits, tini reaps it: no zombie is left behind.
+    # The orphan escaped its shell's session. Whoever adopts it (the runtime's command
+    # supervisor, a child subreaper, or else tini) must reap it: a zombie stays in /proc.
     wait_until(
         lambda: proc_status(orphan) is None,
         timeout=ORPHAN_SECONDS + 15,
         what=f"orphan {orphan} to exit and be reaped (a zombie stays in /proc)",
     )
+    zombies = [p for p in descendants(pid) if (proc_status(p) or {}).get("State", "")[:1] == "Z"]
+    assert zombies == [], f"zombies under the container: {zombies} (before the call: {tree})"
+
+
+def test_tini_adopts_and_reaps_orphans(agent_container: Container) -> None:
+    """tini itself, without the runtime: a grandchild orphaned by its parent is re-parented
+    to tini (PID 1 in a pod; the subreaper here) and reaped when it exits."""
+    script = (
+        'sh -c "setsid sleep 1 >/dev/null 2>&1 </dev/null & echo \\$!" >/tmp/orphan; '
+        "o=$(cat /tmp/orphan); adopter=$(awk '/^PPid:/ {print $2}' /proc/$o/status); "
+        "sleep 2.5; "
+        'if [ -e /proc/$o ]; then echo "LEFT $(grep State /proc/$o/status)"; else echo REAPED; fi; '
+        'echo "ADOPTER=$adopter TINI=$PPID"'
+    )
+    out = agent_container.run(["/usr/bin/tini", "--", "sh", "-c", script])
+    assert out.returncode == 0, out.stderr
+    assert "REAPED" in out.stdout, out.stdout
+    adopter, tini = (part.split("=")[1] for part in out.stdout.split("\n")[-2].split())
+    assert adopter == tini, f"the orphan went to {adopter}, not to tini ({tini})"
 
 
 @pytest.mark.parametrize("name", ["agent", "operator"])
