@@ -290,6 +290,17 @@ def test_operator_entry_point_starts_in_its_image(
     report.append(f"agentpool-operator --help in its image: {elapsed:.2f}s")
 
 
+def test_tool_runner_entry_point_starts_in_the_agent_image(
+    agent_container: Container, report: list[str]
+) -> None:
+    start = time.monotonic()
+    out = agent_container.run(["/usr/bin/tini", "--", "agentpool-tool-runner", "--help"])
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stderr
+    assert "--socket" in out.stdout
+    report.append(f"agentpool-tool-runner --help in the agent image: {elapsed:.2f}s")
+
+
 @pytest.mark.parametrize("name", ["agent", "operator"])
 def test_image_size_is_reported_and_within_its_limit(
     name: str,
