@@ -223,7 +223,9 @@ def register(
     @kopf.index("", "v1", "configmaps", id="configmaps_idx", registry=registry)
     def configmaps_idx(
         namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
-    ) -> dict[Any, Any]:
+    ) -> dict[Any, Any] | None:
+        if meta.labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY:
+            return None  # the operator's own (children_configmaps_idx holds them)
         keys = frozenset((body.get("data") or {}).keys()) | frozenset(
             (body.get("binaryData") or {}).keys()
         )

@@ -21,7 +21,12 @@ from agentpool_operator.controller.view import Body, ClusterView
 from agentpool_operator.kube import KubeApi
 from agentpool_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from agentpool_operator.render import names
-from agentpool_operator.render.children import CHILD_KINDS, desired_state, initial_replicas
+from agentpool_operator.render.children import (
+    CHILD_KINDS,
+    DesiredState,
+    desired_state,
+    initial_replicas,
+)
 from agentpool_operator.render.config import RenderSettings
 from agentpool_operator.render.tools import callers_of
 
@@ -51,6 +56,17 @@ class ParseCache:
         meta = body.get("metadata", {})
         return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
 
+    def pool(self, body: Body) -> api.AgentPool:
+        """The pool (a pool that does not parse is an error of this reconcile)."""
+        key = self._key(body)
+        found = self._pools.get(key)
+        if found is None:
+            found = api.AgentPool.model_validate(body)
+            if len(self._pools) > 50_000:
+                self._pools.clear()
+            self._pools[key] = found
+        return found
+
     def pools(self, bodies: list[Body]) -> Iterator[api.AgentPool]:
         """Lazily: most reconciles never look at the other pools."""
         return (p for p in (self._one(self._pools, api.AgentPool, b) for b in bodies) if p)
@@ -74,6 +90,21 @@ class ParseCache:
         return cache[key]
 
 
+@dataclass(frozen=True)
+class _RenderInputs:
+    """Everything desired_state reads, by version: equal inputs render equal children."""
+
+    pool: tuple[str, str, int | None]
+    tools: tuple[tuple[str, str], ...]
+    callers: tuple[tuple[str, str], ...]
+    references: tuple[tuple[str, str, str | None], ...]
+
+
+def _version(body: Body) -> tuple[str, str]:
+    meta = body.get("metadata", {})
+    return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+
+
 class Reconciler:
     """Reconciles pools from a view, writing through a KubeApi."""
 
@@ -89,6 +120,9 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._parsed = ParseCache()
+        # Most reconciles come from a child's status changing: the pool, its tools and its
+        # references are as before, and so is the render (the costly part of a reconcile).
+        self._rendered: dict[PoolKey, tuple[_RenderInputs, DesiredState]] = {}
         self._written: dict[PoolKey, tuple[str, dict[str, Any]]] = {}
         """The last status written per pool, with the pool's uid: the watch stream shows
         it a moment later, and a reconcile in between must not judge from the older one."""
@@ -106,6 +140,39 @@ class Reconciler:
             RECONCILES.labels(result).inc()
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
+    def _desired(self, key: PoolKey, pool: api.AgentPool, body: Body) -> DesiredState:
+        namespace, name = key
+        tool_bodies = self._view.tools(namespace)
+        tools = self._parsed.tools(tool_bodies)
+        callers = callers_of(name, self._parsed.pools(self._view.pools(namespace)), tools)
+        known = self._view.objects(namespace)
+        previous = self._rendered.get(key)
+        refs = previous[1].references if previous is not None else ()
+        inputs = _RenderInputs(
+            pool=(*_version(body), pool.spec.replicas),
+            tools=tuple(sorted(_version(b) for b in tool_bodies)),
+            callers=callers,
+            references=tuple(
+                (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
+                for r in refs
+            ),
+        )
+        if previous is not None and previous[0] == inputs:
+            return previous[1]
+        desired = desired_state(pool, tools, known, self._settings, callers)
+        # Key the entry on the references this render found (the next lookup checks them).
+        inputs = _RenderInputs(
+            pool=inputs.pool,
+            tools=inputs.tools,
+            callers=inputs.callers,
+            references=tuple(
+                (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
+                for r in desired.references
+            ),
+        )
+        self._rendered[key] = (inputs, desired)
+        return desired
+
     async def _reconcile(self, key: PoolKey) -> Outcome:
         namespace, name = key
         body = self._view.pool(namespace, name)
@@ -113,8 +180,9 @@ class Reconciler:
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self.references.pop(key, None)
             self._written.pop(key, None)
+            self._rendered.pop(key, None)
             return outcome  # the garbage collector removes the children
-        pool = api.AgentPool.model_validate(body)
+        pool = self._parsed.pool(body)
         bound = log.bind(pool=f"{namespace}/{name}")
         live = dict(self._view.children(namespace, name))
         deployment = live.get("Deployment")
@@ -131,9 +199,7 @@ class Reconciler:
                 )
             else:
                 return outcome  # the pool changed meanwhile: its event queues it again
-        tools = self._parsed.tools(self._view.tools(namespace))
-        callers = callers_of(name, self._parsed.pools(self._view.pools(namespace)), tools)
-        desired = desired_state(pool, tools, self._view.objects(namespace), self._settings, callers)
+        desired = self._desired(key, pool, body)
         outcome.references = frozenset((r.kind, r.name) for r in desired.references)
         self.references[key] = outcome.references
         created: list[str] = []
