@@ -4,9 +4,9 @@
 # With a running Docker engine: `docker build` on the official slim Python base, tagged
 # ghcr.io/agentpool/NAME:VERSION. Otherwise buildah (installed from Debian's packages when
 # missing) on the bases hack/base-image.sh makes from Debian's packages, tagged
-# localhost/agentpool/NAME:KEY and ghcr.io/agentpool/NAME:VERSION, where KEY hashes every
-# input (Containerfile, pyproject.toml, the code, the base): an unchanged tree is not
-# rebuilt at all, and a code change reuses the cached dependency layer.
+# localhost/agentpool/NAME:KEY and ghcr.io/agentpool/NAME:VERSION, where KEY hashes what the
+# image depends on (its Containerfile, pyproject.toml, its code, the bases): an unchanged
+# tree is not rebuilt at all.
 # AGENTPOOL_IMAGE_BUILDER=docker|buildah picks the builder (default: docker when it runs).
 # Prints one line per image: NAME REF. Set AGENTPOOL_IMAGE_REVISION to label a release build
 # with its commit (left out by default so that commits alone do not rebuild).
@@ -57,12 +57,17 @@ write_storage_conf
 mapfile -t bases < <("$HACK_DIR/base-image.sh")
 base="${bases[0]}" build_base="${bases[1]}"
 
+# inputs_key NAME: a hash of what the image's contents depend on. The agent image drops the
+# operator's code, so only agent_runtime counts for it; the operator image carries both.
+# README.md (the wheel's long description) does not count: a docs change rebuilds nothing.
 inputs_key() {
+  local code=(agent_image/agent_runtime)
+  [[ "$1" == operator ]] && code+=(operator/agentpool_operator)
   {
     printf '%s\n' "$1" "$base" "$build_base" "$version" "$revision"
-    cat "$(containerfile "$1")" .containerignore pyproject.toml README.md "${BASH_SOURCE[0]}"
-    find operator/agentpool_operator agent_image/agent_runtime -type f \
-      ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
+    cat "$(containerfile "$1")" .containerignore pyproject.toml "${BASH_SOURCE[0]}"
+    find "${code[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
+      sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 }
 
