@@ -105,3 +105,11 @@ class KeySpace:
 
     def conversation_version(self, conversation_id: str) -> str:
         return f"{self.root}:conv:{_part(conversation_id)}:version"
+
+    def conversation_tenant(self, conversation_id: str) -> str:
+        """The tenant that owns the conversation (set once, by its first turn)."""
+        return f"{self.root}:conv:{_part(conversation_id)}:tenant"
+
+    def conversation_writer(self, conversation_id: str) -> str:
+        """The lease of the one turn writing the conversation now."""
+        return f"{self.root}:conv:{_part(conversation_id)}:writer"

@@ -1,0 +1,1 @@
+"""HTTP routers the server includes, one module per area (`chat`: turns and conversations)."""
