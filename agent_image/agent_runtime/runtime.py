@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 import structlog
 from redis.asyncio import Redis
 
+from agent_runtime.agent.admission import Admission
+from agent_runtime.agent.approval import approval_rule
+from agent_runtime.agent.conversations import (
+    Conversations,
+    MemoryConversations,
+    RedisConversations,
+)
+from agent_runtime.agent.model import ModelClient
+from agent_runtime.agent.turn import Agent
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
@@ -34,6 +44,10 @@ class Runtime:
     config: RuntimeConfig
     registry: ToolRegistry
     memory: MemoryHierarchy
+    admission: Admission
+    conversations: Conversations
+    agent: Agent | None = None
+    model: ModelClient | None = None
     redis: Redis | None = None
     health: RedisHealth | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,7 +70,37 @@ class Runtime:
             memory = MemoryHierarchy.working_only(config.memory)
         registry = await build_registry(config.tools, redis=redis, keys=keys, environ=environ)
         register_memory_tools(registry, memory)
-        runtime = cls(config=config, registry=registry, memory=memory, redis=redis, health=health)
+        conversations: Conversations = MemoryConversations()
+        if redis is not None and health is not None and keys is not None:
+            store = ConversationStore.from_config(config.memory, config.pool, redis, health)
+            conversations = RedisConversations(store, redis, keys, health)
+        model: ModelClient | None = None
+        agent: Agent | None = None
+        if config.model is not None:
+            model = ModelClient(config.model, environ=environ)
+            endpoints = (config.model.primary, *config.model.fallbacks)
+            agent = Agent(
+                instructions=config.agent.read_instructions(),
+                domain=config.agent.domain,
+                model=model,
+                registry=registry,
+                conversations=conversations,
+                limits=config.agent.limits,
+                memory=memory,
+                needs_approval=approval_rule(config.tools),
+                context_window_tokens=min(e.context_window_tokens for e in endpoints),
+            )
+        runtime = cls(
+            config=config,
+            registry=registry,
+            memory=memory,
+            admission=Admission(config.agent.concurrency),
+            conversations=conversations,
+            agent=agent,
+            model=model,
+            redis=redis,
+            health=health,
+        )
         if health is not None:
             await health.probe()  # an honest status from the first request on
             runtime._tasks = [
@@ -70,6 +114,14 @@ class Runtime:
         """The memory backend's state, for readiness."""
         return self.memory.status()
 
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the drain deadline
+        """Take no new turns; wait up to `timeout` s for the running ones; whether they ended."""
+        self.admission.drain()
+        drained = await self.admission.wait_idle(timeout)
+        if not drained:
+            log.warning("drain deadline passed with turns running", active=self.admission.active)
+        return drained
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -77,5 +129,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.registry.aclose()
+        if self.model is not None:
+            await self.model.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -7,6 +7,9 @@
     POST   /v1/tools/{name}/call             {"arguments": {...}, "tenant": "...",
                                               "conversationId": "..." (optional)}
     GET    /v1/breakers                      every circuit breaker's state
+    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events]
+                                             turns and conversations (routes/chat.py)
+    POST   /v1/drain                         stop taking turns, finish (routes/lifecycle.py)
     PUT    /v1/memory/{tenant}/{key}         {"value": ..., "importance": 0.5, "metadata": {}}
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
     DELETE /v1/memory/{tenant}/{key}
@@ -27,12 +30,15 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from agent_runtime.api_errors import error_response
+from agent_runtime.agent.admission import AtCapacityError, DrainingError
+from agent_runtime.agent.model import ModelUnavailableError
+from agent_runtime.api_errors import InvalidRequestError, NoAgentError, error_response
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.limits import CONVERSATION_ID_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.memory.errors import AgentMemoryError
@@ -40,6 +46,7 @@ from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.fallback import FallbackExhaustedError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
+from agent_runtime.routes import chat, lifecycle
 from agent_runtime.runtime import Runtime
 from agent_runtime.tools.errors import ToolError, ToolNotFoundError
 from agent_runtime.tools.tool import CallContext
@@ -78,6 +85,11 @@ _HANDLED: tuple[type[Exception], ...] = (
     RateLimitedError,
     FallbackExhaustedError,
     AgentMemoryError,
+    AtCapacityError,
+    DrainingError,
+    ModelUnavailableError,
+    NoAgentError,
+    InvalidRequestError,
 )
 
 
@@ -94,6 +106,9 @@ def create_app(
         try:
             yield
         finally:
+            # SIGTERM lands here once uvicorn has finished the requests in flight; turns
+            # whose clients went away still run as tasks: let them end first.
+            await app.state.runtime.drain(config.agent.limits.turn_timeout_seconds)
             await app.state.runtime.stop()
 
     app = FastAPI(title="Agentpool agent runtime", version="0.1.0", lifespan=lifespan)
@@ -112,18 +127,48 @@ def create_app(
     for kind in _HANDLED:
         app.add_exception_handler(kind, handled)
 
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        issues = [
+            {
+                "path": ".".join(str(p) for p in error.get("loc", ())),
+                "rule": error.get("type", ""),
+                "message": error.get("msg", ""),
+            }
+            for error in exc.errors()
+        ]
+        message = "; ".join(f"{i['path']}: {i['message']}" for i in issues)
+        body = {"error": {"type": "InvalidRequest", "message": message, "issues": issues}}
+        return JSONResponse(body, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.state.turns = set()
+    app.include_router(chat.router)
+    app.include_router(lifecycle.router)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request) -> dict[str, Any]:
-        status = runtime(request).memory_status()
-        return {
-            "status": "degraded" if status.degraded else "ready",
+    async def readyz(request: Request) -> JSONResponse:
+        live = runtime(request)
+        status = live.memory_status()
+        model = [b.as_dict() for b in live.model.breakers()] if live.model is not None else []
+        model_down = bool(model) and all(b["state"] == "open" for b in model)
+        body = {
+            "status": "draining"
+            if live.admission.draining
+            else "degraded"
+            if status.degraded or model_down
+            else "ready",
             "pool": config.pool.model_dump(mode="json", by_alias=True),
             "memory": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "model": {"breakers": model},
+            "turns": {"active": live.admission.active, "capacity": live.admission.capacity},
         }
+        # Draining is the one unready state: degraded pods still serve what they can.
+        return JSONResponse(body, status_code=503 if live.admission.draining else 200)
 
     @app.get("/metrics")
     async def metrics() -> Response:

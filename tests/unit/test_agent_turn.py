@@ -144,7 +144,7 @@ async def test_tool_results_go_back_to_the_model(
             "isError": False,
         }
     ]
-    assert [s["type"] for s in streamed] == ["toolCall", "toolResult", "delta", "end"]
+    assert [s["type"] for s in streamed] == ["start", "toolCall", "toolResult", "delta", "end"]
     assistant = model.seen[1][-2]
     assert assistant["tool_calls"][0]["id"] == "v2.call_1"
 

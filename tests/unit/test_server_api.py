@@ -99,7 +99,7 @@ def test_invalid_arguments_get_422_naming_the_path(api: TestClient) -> None:
 def test_malformed_requests_get_422(api: TestClient, body: object) -> None:
     response = api.post("/v1/tools/add/call", json=body)
     assert response.status_code == 422
-    assert response.json()["detail"]
+    assert response.json()["error"]["issues"]
 
 
 def test_not_json_gets_422(api: TestClient) -> None:

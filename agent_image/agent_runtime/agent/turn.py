@@ -176,6 +176,14 @@ class Agent:
         async with self.conversations.writer(request.conversation_id):
             state, events = await self.conversations.load(request.conversation_id)
             turn = _Turn(request, state, events, TurnStart.of(state, self._clock()), emit)
+            if emit is not None:
+                await emit(
+                    {
+                        "type": "start",
+                        "conversationId": state.conversation_id,
+                        "version": state.version,
+                    }
+                )
             try:
                 finish = await within(
                     self.limits.turn_timeout_seconds,

@@ -1,0 +1,24 @@
+"""Draining: `POST /v1/drain` makes the replica unready and stops new turns, then waits
+(up to `timeoutSeconds`) for the turns it holds to finish. The pod's preStop hook calls
+it (`agentpool-agent --drain`), so a scale-down never cuts a running turn; SIGTERM does
+the same through the server's shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from agent_runtime.runtime import Runtime
+
+router = APIRouter()
+
+
+@router.post("/v1/drain")
+async def drain(
+    request: Request,
+    timeout_seconds: float = Query(default=30.0, ge=0, le=3600, alias="timeoutSeconds"),
+) -> dict[str, Any]:
+    runtime: Runtime = request.app.state.runtime
+    drained = await runtime.drain(timeout_seconds)
+    return {"drained": drained, "activeTurns": runtime.admission.active}
