@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +24,7 @@ from agent_runtime.agent.conversations import (
     MemoryConversations,
     RedisConversations,
 )
+from agent_runtime.agent.load import LoadPublisher
 from agent_runtime.agent.model import ModelClient
 from agent_runtime.agent.turn import Agent
 from agent_runtime.config import RuntimeConfig
@@ -50,6 +53,7 @@ class Runtime:
     model: ModelClient | None = None
     redis: Redis | None = None
     health: RedisHealth | None = None
+    load: LoadPublisher | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -90,11 +94,21 @@ class Runtime:
                 needs_approval=approval_rule(config.tools),
                 context_window_tokens=min(e.context_window_tokens for e in endpoints),
             )
+        admission = Admission(config.agent.concurrency)
+        load: LoadPublisher | None = None
+        if redis is not None and keys is not None:
+            env = os.environ if environ is None else environ
+            pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+            # The task queue's depth joins the sample when the queue lands (queued_tasks=).
+            load = LoadPublisher(
+                redis, keys.load, pod, admission, interval=config.load.publish_interval_seconds
+            )
         runtime = cls(
             config=config,
             registry=registry,
             memory=memory,
-            admission=Admission(config.agent.concurrency),
+            admission=admission,
+            load=load,
             conversations=conversations,
             agent=agent,
             model=model,
@@ -107,6 +121,8 @@ class Runtime:
                 asyncio.create_task(health.watch(), name="redis-health"),
                 asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
             ]
+        if load is not None:
+            runtime._tasks.append(asyncio.create_task(load.run(), name="load-publisher"))
         log.info("runtime started", pool=str(config.pool), tools=registry.names)
         return runtime
 
@@ -128,6 +144,8 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.load is not None:
+            await self.load.withdraw()
         await self.registry.aclose()
         if self.model is not None:
             await self.model.aclose()

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS, TENANT_MAX_CHARS, TENANT_PATTERN
+from agent_runtime.config.load import load_key
 from agent_runtime.memory.errors import InvalidMemoryError
 
 _TENANT = re.compile(TENANT_PATTERN)
@@ -54,6 +55,11 @@ class KeySpace:
     def root(self) -> str:
         """What every name of this pool starts with."""
         return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
+
+    @property
+    def load(self) -> str:
+        """The hash of the pool's load samples (layout: `agent_runtime.config.load`)."""
+        return load_key(self.prefix, self.pool)
 
     @property
     def memory_invalidation_channel(self) -> str:
