@@ -1,18 +1,29 @@
-"""`agentpool-operator`: runs the kopf operator, cluster-wide or for a list of namespaces."""
+"""`agentpool-operator`: reconciles AgentPools, cluster-wide or for a list of namespaces,
+in the cluster (the chart) or from a kubeconfig."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from collections.abc import Sequence
 
 import kopf
+import structlog
+from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
+from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.handlers import Controller, IndexView, register
+from agentpool_operator.kube import KubeApi
+from agentpool_operator.render.config import RenderSettings
+from agentpool_operator.settings import OperatorSettings
+
+log = structlog.get_logger(__name__)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentpool-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -26,23 +37,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--standalone",
         action="store_true",
-        help="run without kopf peering (a single replica; needs no peering objects or RBAC)",
+        help="one replica, no leader election (overrides AGENTPOOL_LEADER_ELECT)",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(env.get("AGENTPOOL_METRICS_PORT", "8080")),
-        help="serve Prometheus metrics on this port (0 disables)",
+        default=None,
+        help="default: AGENTPOOL_METRICS_PORT or 9090; 0 disables",
     )
     parser.add_argument(
         "--health-port",
         type=int,
-        default=int(env.get("AGENTPOOL_HEALTH_PORT", "8081")),
-        help="serve GET /healthz (kopf liveness) on this port (0 disables)",
+        default=None,
+        help="default: AGENTPOOL_HEALTH_PORT or 8080; 0 disables",
     )
     parser.add_argument(
         "--log-level",
-        default=env.get("AGENTPOOL_LOG_LEVEL", "info"),
+        default=os.environ.get("AGENTPOOL_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         type=str.lower,
     )
@@ -55,26 +66,70 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def watched_namespaces(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
-    """The namespaces to watch; empty means the whole cluster."""
+def operator_settings(args: argparse.Namespace, env: dict[str, str]) -> OperatorSettings:
+    """The environment's settings with the flags applied over them."""
+    settings = OperatorSettings.from_env(env)
+    update: dict[str, object] = {}
     if args.all_namespaces:
-        return []
-    if args.namespace:
-        return list(args.namespace)
-    return [n.strip() for n in env.get("AGENTPOOL_WATCH_NAMESPACES", "").split(",") if n.strip()]
+        update["watch_namespaces"] = ()
+    elif args.namespace:
+        update["watch_namespaces"] = tuple(args.namespace)
+    if args.standalone:
+        update["leader_elect"] = False
+    if args.metrics_port is not None:
+        update["metrics_port"] = args.metrics_port
+    if args.health_port is not None:
+        update["health_port"] = args.health_port
+    return settings.model_copy(update=update)
 
 
-def main(argv: list[str] | None = None) -> None:
+def api_client() -> client.ApiClient:
+    """In the cluster: the pod's ServiceAccount; elsewhere: the kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
+    kube = KubeApi(api_client(), threads=settings.workers)
+    render = RenderSettings(
+        default_redis_url=settings.default_redis_url,
+        agent_port=settings.agent_port,
+        agent_image=settings.agent_image,
+        operator_namespace=settings.operator_namespace,
+    )
+    view = IndexView()
+    controller = Controller(Reconciler(view, kube, render), view, settings.workers)
+    registry = kopf.OperatorRegistry()
+    register(registry, controller)
+    namespaces = list(settings.watch_namespaces)
+    log.info(
+        "starting",
+        namespaces=namespaces or "all",
+        agent_image=settings.agent_image,
+        default_redis=settings.default_redis_url is not None,
+    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=(
+                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+            ),
+            stop_flag=stop,
+        )
+    finally:
+        kube.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_format)
-    namespaces = watched_namespaces(args, dict(os.environ))
-    if args.metrics_port:
-        start_http_server(args.metrics_port)
-    kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=(
-            f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-        ),
-        standalone=args.standalone,
-    )
+    settings = operator_settings(args, dict(os.environ))
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    asyncio.run(run(settings))

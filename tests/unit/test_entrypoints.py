@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from agent_runtime.logging_config import wants_json
 from agent_runtime.main import parse_args as agent_args
+from agentpool_operator.main import operator_settings
 from agentpool_operator.main import parse_args as operator_args
-from agentpool_operator.main import watched_namespaces
+
+
+def watched_namespaces(args: object, env: dict[str, str]) -> list[str]:
+    return list(operator_settings(args, env).watch_namespaces)  # type: ignore[arg-type]
 
 
 def test_logs_are_json_in_pods_and_pretty_in_a_terminal() -> None:
@@ -44,6 +48,26 @@ def test_operator_accepts_the_flags_the_chart_renders() -> None:
             "--log-format=json",
         ]
     )
-    assert (args.standalone, args.metrics_port, args.health_port) == (True, 9090, 9091)
+    settings = operator_settings(args, {"AGENTPOOL_LEADER_ELECT": "true"})
+    assert (settings.leader_elect, settings.metrics_port, settings.health_port) == (
+        False,
+        9090,
+        9091,
+    )
     assert (args.log_level, args.log_format) == ("debug", "json")
-    assert watched_namespaces(args, {}) == ["team-a"]
+    assert settings.watch_namespaces == ("team-a",)
+
+
+def test_operator_settings_come_from_the_chart_environment() -> None:
+    env = {
+        "AGENTPOOL_AGENT_IMAGE": "registry.local/agent:1.2",
+        "AGENTPOOL_DEFAULT_REDIS_URL": "redis://redis.agentpool-system:6379/0",
+        "AGENTPOOL_OPERATOR_NAMESPACE": "ops",
+        "AGENTPOOL_LEADER_ELECT": "true",
+        "AGENTPOOL_METRICS_PORT": "",
+    }
+    settings = operator_settings(operator_args([]), env)
+    assert settings.agent_image == "registry.local/agent:1.2"
+    assert settings.default_redis_url == "redis://redis.agentpool-system:6379/0"
+    assert (settings.operator_namespace, settings.leader_elect) == ("ops", True)
+    assert settings.metrics_port == 9090  # empty keeps the default

@@ -70,6 +70,10 @@ class RenderSettings:
     """Redis for pools that name none; None: such pools keep working memory only."""
     agent_port: int = 8080
     """The port every agent pod serves its API on (and other pools call)."""
+    agent_image: str = "ghcr.io/agentpool/agent:latest"
+    """The agent image of pools whose podTemplate names none."""
+    operator_namespace: str = "agentpool-system"
+    """Where the operator runs (its pods may always reach agent pods)."""
 
 
 @dataclass(frozen=True)

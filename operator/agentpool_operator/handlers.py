@@ -1,0 +1,265 @@
+"""The kopf shell: watch streams feed indexes (the reconcile's view of the cluster) and
+event handlers that queue the pools a change concerns. Nothing here writes: kopf's event
+and index handlers store no progress or diff-base annotation, so a quiet cluster sees no
+request from the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+import structlog
+from pydantic import ValidationError
+
+from agentpool_operator import api
+from agentpool_operator.controller.queue import WorkQueue
+from agentpool_operator.controller.reconcile import PoolKey, Reconciler
+from agentpool_operator.controller.view import Body
+from agentpool_operator.kube import KubeError
+from agentpool_operator.metrics import POOLS
+from agentpool_operator.render import names
+from agentpool_operator.render.references import ObjectVersion
+from agentpool_operator.render.tools import names_tool
+
+log = structlog.get_logger(__name__)
+
+CHILD_RESOURCES = (
+    ("", "v1", "serviceaccounts", "ServiceAccount"),
+    ("", "v1", "configmaps", "ConfigMap"),
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+)
+CHILD_INDEXES = tuple(f"children_{plural}_idx" for _, _, plural, _ in CHILD_RESOURCES)
+OWNED = {names.MANAGED_BY_LABEL: names.MANAGED_BY}
+
+
+def plain(body: Mapping[str, Any]) -> Body:
+    """A copy of a watched object without its managedFields (the largest part of it,
+    which the reconcile never reads)."""
+    copied: Body = {k: v for k, v in body.items() if k != "metadata"}
+    meta = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    copied["metadata"] = meta
+    return copied
+
+
+class IndexView:
+    """The ClusterView over kopf's indexes (set once the operator has started)."""
+
+    def __init__(self) -> None:
+        self.indexes: dict[str, kopf.Index[Any, Any]] = {}
+
+    def _values(self, index: str, key: Any) -> Iterable[Any]:
+        found = self.indexes.get(index)
+        if found is None or key not in found:
+            return ()
+        return list(found[key])
+
+    def pool(self, namespace: str | None, name: str) -> Body | None:
+        values = list(self._values("pools_idx", (namespace, name)))
+        return values[0] if values else None
+
+    def pool_keys(self, namespace: str | None = None) -> list[PoolKey]:
+        index = self.indexes.get("pools_idx")
+        if index is None:
+            return []
+        return [key for key in index if namespace is None or key[0] == namespace]
+
+    def pools(self, namespace: str) -> list[Body]:
+        return [b for key in self.pool_keys(namespace) for b in self._values("pools_idx", key)]
+
+    def tools(self, namespace: str) -> list[Body]:
+        return list(self._values("tools_idx", namespace))
+
+    def objects(self, namespace: str) -> Mapping[tuple[str, str], ObjectVersion]:
+        found: dict[tuple[str, str], ObjectVersion] = {}
+        for index in ("secrets_idx", "configmaps_idx"):
+            for kind, name, version, keys in self._values(index, namespace):
+                found[(kind, name)] = ObjectVersion(version, keys)
+        return found
+
+    def children(self, namespace: str | None, pool: str) -> Mapping[str, Body]:
+        found: dict[str, Body] = {}
+        for index in CHILD_INDEXES:
+            for kind, body in self._values(index, (namespace, pool)):
+                found[kind] = body
+        return found
+
+
+class Controller:
+    """The queue, the workers and the reconciler of one operator process."""
+
+    def __init__(self, reconciler: Reconciler, view: IndexView, workers: int) -> None:
+        self.queue: WorkQueue[PoolKey] = WorkQueue()
+        self.view = view
+        self.reconciler = reconciler
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconciler.reconcile(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except KubeError as exc:
+                delay = self.queue.retry(key)
+                log.warning(
+                    "reconcile failed", pool=f"{key[0]}/{key[1]}", error=str(exc), retry_in=delay
+                )
+            except Exception:  # a bug must not kill the worker; the pool is retried
+                delay = self.queue.retry(key)
+                log.exception("reconcile crashed", pool=f"{key[0]}/{key[1]}", retry_in=delay)
+            finally:
+                self.queue.done(key)
+
+    # ------------------------------------------------------------------ what to queue
+
+    def pools_using_tool(self, namespace: str, tool_body: Mapping[str, Any]) -> list[PoolKey]:
+        try:
+            tool = api.AgentTool.model_validate(tool_body)
+        except ValidationError:
+            tool = None
+        name = tool_body["metadata"]["name"]
+        found = []
+        for body in self.view.pools(namespace):
+            resolved = {t.get("name") for t in (body.get("status") or {}).get("tools", [])}
+            selection = api.ToolSelection.model_validate(
+                (body.get("spec") or {}).get("tools") or {}
+            )
+            if name in resolved or (tool is not None and names_tool(selection, tool)):
+                found.append((namespace, body["metadata"]["name"]))
+        return found
+
+    def pools_referencing(self, namespace: str, kind: str, name: str) -> list[PoolKey]:
+        found = []
+        for key in self.view.pool_keys(namespace):
+            refs = self.reconciler.references.get(key)
+            if refs is None or (kind, name) in refs:
+                found.append(key)
+        return found
+
+
+def _ns(namespace: str | None) -> str:
+    # Every kind watched here is namespaced.
+    assert namespace is not None
+    return namespace
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """Register the indexes and event handlers of the operator on `registry`."""
+    group, version = api.GROUP, api.VERSION
+
+    @kopf.index(group, version, "agentpools", registry=registry)
+    def pools_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {(_ns(namespace), name): plain(body)}
+
+    @kopf.index(group, version, "agenttools", registry=registry)
+    def tools_idx(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {_ns(namespace): plain(body)}
+
+    @kopf.index("", "v1", "secrets", registry=registry)
+    def secrets_idx(
+        namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        keys = frozenset((body.get("data") or {}).keys()) | frozenset(
+            (body.get("stringData") or {}).keys()
+        )
+        return {_ns(namespace): ("Secret", name, meta.get("resourceVersion", ""), keys)}
+
+    @kopf.index("", "v1", "configmaps", registry=registry)
+    def configmaps_idx(
+        namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        keys = frozenset((body.get("data") or {}).keys()) | frozenset(
+            (body.get("binaryData") or {}).keys()
+        )
+        return {_ns(namespace): ("ConfigMap", name, meta.get("resourceVersion", ""), keys)}
+
+    for group_, version_, plural, kind in CHILD_RESOURCES:
+        _register_child(registry, controller, group_, version_, plural, kind)
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        # kopf hands its indexes to operator-level handlers only: keep them for the view.
+        controller.view.indexes = {k: v for k, v in kwargs.items() if k.endswith("_idx")}
+        settings.posting.enabled = False  # the operator records its own Events
+        settings.peering.standalone = True  # one active replica, by our Lease
+        controller.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await controller.stop()
+
+    @kopf.on.event(group, version, "agentpools", registry=registry)
+    def pool_changed(namespace: str | None, name: str, **_: Any) -> None:
+        POOLS.set(len(controller.view.pool_keys()))
+        controller.queue.add((_ns(namespace), name))
+
+    @kopf.on.event(group, version, "agenttools", registry=registry)
+    def tool_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+        for key in controller.pools_using_tool(_ns(namespace), body):
+            controller.queue.add(key)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    def secret_changed(namespace: str | None, name: str, **_: Any) -> None:
+        for key in controller.pools_referencing(_ns(namespace), "Secret", name):
+            controller.queue.add(key)
+
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    def configmap_changed(
+        namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
+    ) -> None:
+        if labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY:
+            return  # a child: children_idx's handler queues its pool
+        for key in controller.pools_referencing(_ns(namespace), "ConfigMap", name):
+            controller.queue.add(key)
+
+
+def _register_child(
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    group: str,
+    version: str,
+    plural: str,
+    kind: str,
+) -> None:
+    def child_index(
+        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[Any, Any] | None:
+        pool = labels.get(names.POOL_LABEL)
+        if pool is None:
+            return None
+        return {(_ns(namespace), pool): (kind, plain(body))}
+
+    def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        pool = labels.get(names.POOL_LABEL)
+        if pool is not None:
+            controller.queue.add((_ns(namespace), pool))
+
+    kopf.index(
+        group, version, plural, id=f"children_{plural}_idx", labels=OWNED, registry=registry
+    )(child_index)
+    kopf.on.event(group, version, plural, id=f"{plural}_changed", labels=OWNED, registry=registry)(
+        child_changed
+    )

@@ -1,0 +1,72 @@
+"""The operator's own settings, read from its environment in one place.
+
+The chart sets these variables; a developer running the operator out of cluster sets the
+ones they need (only the agent image matters for a first try). Flags of
+`agentpool-operator` override the namespaces and ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agentpool_operator import __version__
+
+FIELD_MANAGER = "agentpool-operator"
+"""The one field manager of every server-side apply the operator makes."""
+
+DEFAULT_AGENT_IMAGE = f"ghcr.io/agentpool/agent:{__version__}"
+
+
+class OperatorSettings(BaseModel):
+    """Everything the operator decides for all pools, and how it runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent_image: str = Field(default=DEFAULT_AGENT_IMAGE, min_length=1, pattern=r"^\S+$")
+    """Image of the agent pods, unless a pool's podTemplate names one."""
+    default_redis_url: str | None = Field(default=None, pattern=r"^rediss?://")
+    """Redis of pools that name none (the chart's Redis); unset: such pools keep working
+    memory only."""
+    watch_namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty: the whole cluster."""
+    operator_namespace: str = "agentpool-system"
+    """Where the operator runs: its Lease lives there and its pods may call agent pods."""
+    pod_name: str = "agentpool-operator-local"
+    """This replica's identity in the Lease."""
+    leader_elect: bool = False
+    """Run as one of several replicas, only the Lease holder active."""
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of GET /healthz; 0 disables."""
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    """Port of GET /metrics; 0 disables."""
+    workers: int = Field(default=16, ge=1, le=256)
+    """Pools reconciled at once."""
+    agent_port: int = Field(default=8080, ge=1, le=65535)
+    """Port the agent pods serve their API on."""
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OperatorSettings:
+        """Settings from `AGENTPOOL_*` variables; unset or empty ones keep their default."""
+        names = {
+            "agent_image": "AGENTPOOL_AGENT_IMAGE",
+            "default_redis_url": "AGENTPOOL_DEFAULT_REDIS_URL",
+            "watch_namespaces": "AGENTPOOL_WATCH_NAMESPACES",
+            "operator_namespace": "AGENTPOOL_OPERATOR_NAMESPACE",
+            "pod_name": "AGENTPOOL_POD_NAME",
+            "leader_elect": "AGENTPOOL_LEADER_ELECT",
+            "health_port": "AGENTPOOL_HEALTH_PORT",
+            "metrics_port": "AGENTPOOL_METRICS_PORT",
+            "workers": "AGENTPOOL_WORKERS",
+            "agent_port": "AGENTPOOL_AGENT_PORT",
+        }
+        values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
+        return cls.model_validate(values)
