@@ -204,3 +204,13 @@ async def test_drain_makes_the_replica_unready_and_refuses_new_turns(
     assert (await api.get("/readyz")).status_code == 503
     refused = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
     assert refused.status_code == 503
+
+
+async def test_turns_are_measured(api: httpx.AsyncClient) -> None:
+    await api.post("/v1/chat", json={"message": "count me", "tenant": "alice"})
+    metrics = (await api.get("/metrics")).text
+    assert 'agentpool_turn_duration_seconds_count{reason="answered"}' in metrics
+    assert 'agentpool_model_tokens_total{kind="prompt",model="scripted"}' in metrics
+    assert 'agentpool_model_call_duration_seconds_count{model="scripted",outcome="ok"}' in metrics
+    assert "agentpool_active_turns 0.0" in metrics
+    assert "agentpool_turn_capacity 8.0" in metrics

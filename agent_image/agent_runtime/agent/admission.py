@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import structlog
 
 from agent_runtime.agent import metrics
+from agent_runtime.resilience.deadline import within
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ class Admission:
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - the drain deadline
         """Wait up to `timeout` seconds for the running turns to end; whether they did."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await within(timeout, self._idle.wait())
         except TimeoutError:
             return False
         return True

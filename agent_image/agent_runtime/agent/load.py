@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from agent_runtime.agent import metrics
 from agent_runtime.agent.admission import Admission
 from agent_runtime.config.load import LoadSample, encode_sample, stale_after
+from agent_runtime.resilience.deadline import within
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +99,9 @@ class LoadPublisher:
             except (RedisError, OSError) as exc:
                 log.warning("load not published", error=str(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._interval)
+                # `within`, not `asyncio.wait_for`: on 3.11 wait_for can swallow the
+                # cancellation that stops this loop when the event fires at the same time.
+                await within(self._interval, self._changed.wait())
 
     async def withdraw(self) -> None:
         """Remove this pod's sample (it is going away)."""

@@ -100,20 +100,25 @@ async def _run(
     and becomes an HTTP error), then hand back the stream of its steps.
     """
     runtime, agent = _runtime(request), _agent(request)
-    structlog.contextvars.bind_contextvars(
-        tenant=turn.tenant, conversation=turn.conversation_id, pool=str(runtime.config.pool)
-    )
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
     steps: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def emit(step: dict[str, Any]) -> None:
         steps.put_nowait(step)
 
     async def work() -> TurnOutcome:
-        try:
-            with runtime.admission.turn():
-                return await agent.run_turn(turn, emit if stream else None)
-        finally:
-            steps.put_nowait(None)
+        # Every log line of the turn (tools, model, store) carries who and what it is for.
+        with structlog.contextvars.bound_contextvars(
+            pool=str(runtime.config.pool),
+            tenant=turn.tenant,
+            conversation=turn.conversation_id,
+            request=request_id,
+        ):
+            try:
+                with runtime.admission.turn():
+                    return await agent.run_turn(turn, emit if stream else None)
+            finally:
+                steps.put_nowait(None)
 
     task = asyncio.create_task(work(), name=f"turn {turn.conversation_id}")
     running: set[asyncio.Task[TurnOutcome]] = request.app.state.turns
