@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from agent_runtime.agent.admission import Admission
 from agent_runtime.agent.approval import approval_rule
 from agent_runtime.agent.conversations import (
+    DEFAULT_LEASE_SECONDS,
     Conversations,
     MemoryConversations,
     RedisConversations,
@@ -74,10 +75,13 @@ class Runtime:
             memory = MemoryHierarchy.working_only(config.memory)
         registry = await build_registry(config.tools, redis=redis, keys=keys, environ=environ)
         register_memory_tools(registry, memory)
+        env = os.environ if environ is None else environ
         conversations: Conversations = MemoryConversations()
         if redis is not None and health is not None and keys is not None:
             store = ConversationStore.from_config(config.memory, config.pool, redis, health)
-            conversations = RedisConversations(store, redis, keys, health)
+            # How soon another replica may resume a conversation whose writer crashed.
+            lease = float(env.get("AGENTPOOL_WRITER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+            conversations = RedisConversations(store, redis, keys, health, lease_seconds=lease)
         model: ModelClient | None = None
         agent: Agent | None = None
         if config.model is not None:
@@ -97,7 +101,6 @@ class Runtime:
         admission = Admission(config.agent.concurrency)
         load: LoadPublisher | None = None
         if redis is not None and keys is not None:
-            env = os.environ if environ is None else environ
             pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
             # The task queue's depth joins the sample when the queue lands (queued_tasks=).
             load = LoadPublisher(

@@ -259,6 +259,12 @@ class Agent:
         """Settle the calls an interrupted turn left unanswered (see the module docstring)."""
         again: list[ToolCallRecord] = []
         for call in turn.state.pending_tool_calls:
+            turn.steps[call.call_id] = {
+                "callId": call.call_id,
+                "tool": call.tool,
+                "arguments": call.arguments,
+                "resumed": True,
+            }
             if call.tool in self.registry and self.registry.get(call.tool).hints.safe_to_repeat:
                 again.append(call)
             else:
