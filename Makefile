@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_DEV := agentpool-dev
 PKGS := operator/agentpool_operator agent_image/agent_runtime
 
-.PHONY: help venv binaries redis lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
+.PHONY: help venv binaries linters redis lint fmt test test-unit test-integration dev dev-down bench crds kind-up kind-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ venv: $(STAMP) ## create .venv and install the project with all extras
 
 binaries: ## build the control-plane binaries into ~/.cache/agentpool (once)
 	@hack/build-binaries.sh >/dev/null
+
+linters: ## build the manifest linters (kube-score) into ~/.cache/agentpool (once)
+	@hack/build-linters.sh >/dev/null
 
 redis: ## make sure redis-server is installed
 	@hack/ensure-redis.sh >/dev/null
@@ -52,10 +55,12 @@ test-integration: $(STAMP) binaries redis ## integration tests against the local
 test: lint binaries redis ## lint, then every test (unit + integration)
 	$(PY) -m pytest tests -q
 
-dev: $(STAMP) binaries ## start the local cluster and print how to use it
+dev: $(STAMP) binaries ## the local cluster, the operator and the sample pools, Ready
 	@hack/dev.sh
 
-dev-down: ## stop the local dev cluster
+dev-down: ## stop the local dev cluster and its operator
+	@pid=$${AGENTPOOL_CACHE:-$$HOME/.cache/agentpool}/dev/$(CLUSTER_DEV)/operator.pid; \
+	 if [ -f $$pid ]; then kill $$(cat $$pid) 2>/dev/null || true; rm -f $$pid; fi
 	@hack/cluster.sh down $(CLUSTER_DEV)
 
 bench: $(STAMP) redis ## run the benchmarks (results: benchmarks/README.md)

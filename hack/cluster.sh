@@ -7,6 +7,10 @@
 #   hack/cluster.sh down [NAME]        stop and delete
 #   hack/cluster.sh kubeconfig [NAME]  print the kubeconfig path
 #   hack/cluster.sh status [NAME]      whether the API server answers, and each component's peak memory
+#   hack/cluster.sh audit-log [NAME]   print the path of the API server's audit log
+#
+# The API server logs every write request (hack/audit-policy.yaml: who, verb, object, code)
+# to the audit log; tests/support/audit.py reads it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -74,6 +78,7 @@ up() {
     --kwok-controller-binary "$BIN/kwok" \
     --etcd-binary "$BIN/etcd" \
     --kube-authorization \
+    --kube-audit-policy "$HACK_DIR/audit-policy.yaml" \
     --timeout 120s --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
   kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"
   wait_for "the API server /readyz" 60 api_ready
@@ -107,10 +112,17 @@ status() {
   printf "  %-24s peak RSS %6d MiB\n" "control plane (sum)" $((total / 1024))
 }
 
+audit_log() {
+  local path="$KWOK_WORKDIR/clusters/$NAME/logs/audit.log"
+  [[ -f "$path" ]] || die "no audit log at $path: cluster $NAME is not running or was started before the audit policy; restart it with hack/cluster.sh down $NAME && hack/cluster.sh up $NAME"
+  echo "$path"
+}
+
 case "$CMD" in
   up) up ;;
   down) down ;;
   kubeconfig) [[ -f "$KUBECONFIG_PATH" ]] || die "cluster $NAME is not running; start it with hack/cluster.sh up $NAME"; echo "$KUBECONFIG_PATH" ;;
   status) status ;;
-  *) die "usage: hack/cluster.sh up|down|kubeconfig|status [NAME]" ;;
+  audit-log) audit_log ;;
+  *) die "usage: hack/cluster.sh up|down|kubeconfig|status|audit-log [NAME]" ;;
 esac

@@ -95,17 +95,28 @@ class IndexView:
 class Controller:
     """The queue, the workers and the reconciler of one operator process."""
 
-    def __init__(self, reconciler: Reconciler, view: IndexView, workers: int) -> None:
+    def __init__(
+        self, reconciler: Reconciler, view: IndexView, workers: int, resync_seconds: float = 600.0
+    ) -> None:
         self.queue: WorkQueue[PoolKey] = WorkQueue()
         self.view = view
         self.reconciler = reconciler
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
+        self._resync = resync_seconds
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
         ]
+        self._tasks.append(asyncio.create_task(self._resync_all(), name="resync"))
+
+    async def _resync_all(self) -> None:
+        # One timer for all pools (not one per object): catches anything a watch missed.
+        while True:
+            await asyncio.sleep(self._resync)
+            for key in self.view.pool_keys():
+                self.queue.add(key)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -166,19 +177,21 @@ def _ns(namespace: str | None) -> str:
     return namespace
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+def register(
+    registry: kopf.OperatorRegistry, controller: Controller, *, watch_timeout: int | None = None
+) -> None:
     """Register the indexes and event handlers of the operator on `registry`."""
     group, version = api.GROUP, api.VERSION
 
-    @kopf.index(group, version, "agentpools", registry=registry)
+    @kopf.index(group, version, "agentpools", id="pools_idx", registry=registry)
     def pools_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(_ns(namespace), name): plain(body)}
 
-    @kopf.index(group, version, "agenttools", registry=registry)
+    @kopf.index(group, version, "agenttools", id="tools_idx", registry=registry)
     def tools_idx(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {_ns(namespace): plain(body)}
 
-    @kopf.index("", "v1", "secrets", registry=registry)
+    @kopf.index("", "v1", "secrets", id="secrets_idx", registry=registry)
     def secrets_idx(
         namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
@@ -187,7 +200,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         )
         return {_ns(namespace): ("Secret", name, meta.get("resourceVersion", ""), keys)}
 
-    @kopf.index("", "v1", "configmaps", registry=registry)
+    @kopf.index("", "v1", "configmaps", id="configmaps_idx", registry=registry)
     def configmaps_idx(
         namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
@@ -199,12 +212,19 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     for group_, version_, plural, kind in CHILD_RESOURCES:
         _register_child(registry, controller, group_, version_, plural, kind)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own has none of kopf's default login handlers.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         # kopf hands its indexes to operator-level handlers only: keep them for the view.
         controller.view.indexes = {k: v for k, v in kwargs.items() if k.endswith("_idx")}
         settings.posting.enabled = False  # the operator records its own Events
         settings.peering.standalone = True  # one active replica, by our Lease
+        if watch_timeout is not None:
+            settings.watching.server_timeout = watch_timeout
         controller.start()
 
     @kopf.on.cleanup(registry=registry)

@@ -101,9 +101,11 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         operator_namespace=settings.operator_namespace,
     )
     view = IndexView()
-    controller = Controller(Reconciler(view, kube, render), view, settings.workers)
+    controller = Controller(
+        Reconciler(view, kube, render), view, settings.workers, settings.resync_seconds
+    )
     registry = kopf.OperatorRegistry()
-    register(registry, controller)
+    register(registry, controller, watch_timeout=settings.watch_timeout_seconds)
     namespaces = list(settings.watch_namespaces)
     log.info(
         "starting",

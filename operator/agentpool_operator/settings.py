@@ -45,6 +45,12 @@ class OperatorSettings(BaseModel):
     """Pools reconciled at once."""
     agent_port: int = Field(default=8080, ge=1, le=65535)
     """Port the agent pods serve their API on."""
+    resync_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    """Every pool is reconciled at least this often even without an event (one timer for
+    all pools; a reconcile with nothing to change writes nothing)."""
+    watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """How long one watch request lasts before kopf lists and watches again; unset: the
+    API server's choice (minutes)."""
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
@@ -67,6 +73,8 @@ class OperatorSettings(BaseModel):
             "metrics_port": "AGENTPOOL_METRICS_PORT",
             "workers": "AGENTPOOL_WORKERS",
             "agent_port": "AGENTPOOL_AGENT_PORT",
+            "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
+            "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
         return cls.model_validate(values)

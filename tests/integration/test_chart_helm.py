@@ -42,6 +42,14 @@ def _by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    """Env by name: the value, or the downward-API fieldRef."""
+    return {
+        e["name"]: e["value"] if "value" in e else e["valueFrom"]["fieldRef"]
+        for e in container["env"]
+    }
+
+
 def _pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "StatefulSet")
@@ -77,7 +85,11 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
             "ClusterRole",  # aggregated into view
             "ClusterRoleBinding",
             "ClusterRoleBinding",
+            "Role",  # leader election: the Lease, in the release namespace
+            "RoleBinding",
             "Deployment",
+            "PodDisruptionBudget",  # two replicas
+            "NetworkPolicy",
             "Service",
             "ConfigMap",  # the Grafana dashboard
         ]
@@ -85,19 +97,69 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
     [deployment] = _by_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["agentpool-operator"]
-    assert "--all-namespaces" in container["args"]
+    assert "args" not in container  # configured by environment only
+    env = _env(container)
+    assert env["AGENTPOOL_WATCH_NAMESPACES"] == ""  # every namespace
+    assert env["AGENTPOOL_LEADER_ELECT"] == "true"
+    assert env["AGENTPOOL_HEALTH_PORT"] == "8080"
+    assert env["AGENTPOOL_METRICS_PORT"] == "9090"
+    assert env["AGENTPOOL_AGENT_IMAGE"].startswith("ghcr.io/agentpool/agent:")
+    assert env["AGENTPOOL_OPERATOR_NAMESPACE"] == {"fieldPath": "metadata.namespace"}
+    assert env["AGENTPOOL_POD_NAME"] == {"fieldPath": "metadata.name"}
+    assert "AGENTPOOL_DEFAULT_REDIS_URL" not in env
+    # Two replicas, one active through the Lease; a rolling update never drops below two.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # Liveness and readiness are different questions.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "metrics"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8080, "metrics": 9090}
     for pod in _pod_specs(docs):
         _assert_restricted(pod)
+        for c in pod["containers"]:
+            assert {"cpu", "memory", "ephemeral-storage"} <= set(c["resources"]["limits"])
+            assert {"cpu", "memory", "ephemeral-storage"} <= set(c["resources"]["requests"])
+    [lease_role] = _by_kind(docs, "Role")
+    assert lease_role["metadata"]["namespace"] == "agentpool-system"
+    assert lease_role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
+    [policy] = _by_kind(docs, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
     rules = next(
         r for r in _by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "rel-agentpool"
     )
     granted = {
-        (g, r) for rule in rules["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+        (g, r): set(rule["verbs"])
+        for rule in rules["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
     }
-    assert ("agentpool.dev", "agentpools/status") in granted
-    assert ("agentpool.dev", "agentpools/scale") in granted
-    assert ("apps", "deployments/scale") in granted
-    assert not any(r == "secrets" or r == "*" for _, r in granted)
+    # Exactly what the operator uses, and no more.
+    children = {"get", "list", "watch", "create", "patch", "delete"}
+    assert granted == {
+        ("agentpool.dev", "agentpools"): {"get", "list", "watch", "patch"},
+        ("agentpool.dev", "agenttools"): {"get", "list", "watch", "patch"},
+        ("agentpool.dev", "agentpools/status"): {"patch"},
+        ("agentpool.dev", "agenttools/status"): {"patch"},
+        ("agentpool.dev", "agentpools/scale"): {"get", "patch", "update"},
+        ("", "configmaps"): children,
+        ("", "services"): children,
+        ("", "serviceaccounts"): children,
+        ("apps", "deployments"): children,
+        ("policy", "poddisruptionbudgets"): children,
+        ("networking.k8s.io", "networkpolicies"): children,
+        ("autoscaling", "horizontalpodautoscalers"): children,
+        ("", "secrets"): {"get", "list", "watch"},  # resource versions, for rollouts
+        ("", "events"): {"create", "patch"},
+        ("events.k8s.io", "events"): {"create", "patch"},
+    }
     dashboard = _by_kind(docs, "ConfigMap")[0]
     assert json.loads(dashboard["data"]["agentpool.json"])["panels"]
 
@@ -105,8 +167,13 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
 def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> None:
     docs = _template(cluster, "-f", _values_file(tmp_path, NON_DEFAULT))
     roles = _by_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert len(_by_kind(docs, "RoleBinding")) == 2
+    # The operator's Role in each watched namespace, and the Lease's in its own.
+    assert sorted(r["metadata"]["namespace"] for r in roles) == [
+        "agentpool-system",
+        "team-a",
+        "team-b",
+    ]
+    assert len(_by_kind(docs, "RoleBinding")) == 3
     # Only the read-only discovery role is bound cluster-wide.
     [binding] = _by_kind(docs, "ClusterRoleBinding")
     [cluster_role] = [
@@ -120,16 +187,27 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
     [deployment] = _by_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/agentpool/operator:1.2.3"
-    assert "--namespace=team-a" in container["args"]
-    assert "--namespace=team-b" in container["args"]
-    assert "--all-namespaces" not in container["args"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
+    env = _env(container)
+    assert env["AGENTPOOL_WATCH_NAMESPACES"] == "team-a,team-b"
+    assert env["AGENTPOOL_LOG_LEVEL"] == "debug"
     assert (
         env["AGENTPOOL_DEFAULT_REDIS_URL"]
         == "redis://rel-agentpool-redis.agentpool-system.svc:6379/0"
     )
     [redis] = _by_kind(docs, "StatefulSet")
     assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The StatefulSet's governing Service exists and is headless.
+    [headless] = [
+        s
+        for s in _by_kind(docs, "Service")
+        if s["metadata"]["name"] == redis["spec"]["serviceName"]
+    ]
+    assert headless["spec"]["clusterIP"] == "None"
+    # Redis takes connections from agent pods only; the operator on its metrics port only.
+    policies = {p["metadata"]["name"]: p["spec"] for p in _by_kind(docs, "NetworkPolicy")}
+    assert set(policies) == {"rel-agentpool", "rel-agentpool-redis"}
+    [redis_from] = policies["rel-agentpool-redis"]["ingress"][0]["from"]
+    assert redis_from["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "agentpool-agent"}
     claim = redis["spec"]["volumeClaimTemplates"][0]["spec"]
     assert claim["resources"]["requests"]["storage"] == "2Gi"
     assert claim["storageClassName"] == "fast"
@@ -152,7 +230,8 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["--set", "replicaCount=3"], "/replicaCount"),
+        (["--set", "replicaCount=-1"], "/replicaCount"),
+        (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"], "/replicaCount"),
         (["--set", "logLevel=loud"], "/logLevel"),
         (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
         (["--set", "imagee.tag=1"], "imagee"),
@@ -202,6 +281,12 @@ def test_install_creates_everything_and_uninstall_removes_it(
         ("configmap", f"{fullname}-dashboard"),
         ("statefulset", f"{fullname}-redis"),
         ("service", f"{fullname}-redis"),
+        ("service", f"{fullname}-redis-headless"),
+        ("poddisruptionbudget", fullname),
+        ("networkpolicy", fullname),
+        ("networkpolicy", f"{fullname}-redis"),
+        ("role", f"{fullname}-leader-election"),
+        ("rolebinding", f"{fullname}-leader-election"),
     ]
     cluster_wide = [
         ("clusterrole", f"{fullname}-edit"),
@@ -241,13 +326,20 @@ def test_install_creates_everything_and_uninstall_removes_it(
         out = cluster.kubectl("auth", "can-i", *args, "--as", account, check=False)
         return out.stdout.strip() == "yes"
 
-    assert can("patch", "agentpools/status", "-n", "default")
-    assert can("update", "deployments/scale", "-n", namespace)
+    # (`kubectl auth can-i VERB a/b` asks about the object named b: subresources need a flag.)
+    assert can("patch", "agentpools", "--subresource=status", "-n", "default")
+    assert not can("update", "agentpools", "--subresource=status", "-n", "default")
+    assert can("update", "agentpools", "--subresource=scale", "-n", "default")
+    assert can("patch", "networkpolicies", "-n", namespace)
     assert can("create", "events", "-n", namespace)
-    assert can("list", "pods", "-n", namespace)
-    assert not can("get", "secrets", "-n", namespace)
-    assert not can("delete", "pods", "-n", namespace)
+    assert can("watch", "secrets", "-n", namespace)
+    assert not can("patch", "secrets", "-n", namespace)
+    assert not can("list", "pods", "-n", namespace)
+    assert not can("update", "deployments", "-n", namespace)
     assert not can("delete", "agentpools", "-n", namespace)
+    # The Lease: in the release namespace only.
+    assert can("update", "leases", "-n", namespace)
+    assert not can("update", "leases", "-n", "default")
 
     # The built-in edit role now covers the new kinds, view reads them.
     cluster.kubectl("create", "serviceaccount", "developer", "-n", namespace)

@@ -511,6 +511,29 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
         "spec.podTemplate.tolerations[0].value",
     ),
     (
+        "pool-request-over-limit",
+        "AgentPool",
+        _pool(podTemplate__resources={"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}),
+        "spec.podTemplate.resources.requests",
+    ),
+    (
+        "pool-unknown-resource-name",
+        "AgentPool",
+        _pool(podTemplate__resources={"requests": {"gpu": "1"}}),
+        "spec.podTemplate.resources.requests",
+    ),
+    (
+        "pool-duplicate-spread-constraint",
+        "AgentPool",
+        _pool(
+            podTemplate__topologySpreadConstraints=[
+                {"maxSkew": 1, "topologyKey": "zone"},
+                {"maxSkew": 2, "topologyKey": "zone"},
+            ]
+        ),
+        "spec.podTemplate.topologySpreadConstraints[1]",
+    ),
+    (
         "pool-toleration-without-key",
         "AgentPool",
         _pool(podTemplate__tolerations=[{"operator": "Equal", "value": "v"}]),

@@ -14,7 +14,21 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from agentpool_operator.api import quantity_value
+
 Doc = dict[str, Any]
+
+
+def _requests_within_limits(resources: Doc) -> Doc:
+    """A request over its limit is refused (and tested as a refusal elsewhere)."""
+    limits = resources.get("limits", {})
+    requests = {
+        k: v
+        for k, v in resources.get("requests", {}).items()
+        if k not in limits or quantity_value(v) <= quantity_value(limits[k])
+    }
+    return {**resources, "requests": requests} if "requests" in resources else resources
+
 
 dns_labels = st.from_regex(r"[a-z]([a-z0-9-]{0,14}[a-z0-9])?", fullmatch=True)
 # Printable text, including non-ASCII; no control characters or lone surrogates.
@@ -310,7 +324,7 @@ node_terms = _some(
                 {
                     "key": label_keys,
                     "operator": st.sampled_from(["Gt", "Lt"]),
-                    "values": st.integers(-5, 500).map(lambda n: [str(n)]),
+                    "values": st.integers(0, 500).map(lambda n: [str(n)]),
                 }
             ),
         ),
@@ -365,6 +379,7 @@ spread_constraints = st.lists(
         ),
     ),
     max_size=2,
+    unique_by=lambda c: (c["topologyKey"], c["whenUnsatisfiable"]),
 )
 seccomp = st.one_of(
     st.just({"type": "RuntimeDefault"}),
@@ -448,7 +463,7 @@ def pod_templates(draw: st.DrawFn) -> Doc:
                     st.sampled_from(["cpu", "memory"]), quantities, max_size=2
                 ),
                 limits=st.dictionaries(st.sampled_from(["cpu", "memory"]), quantities, max_size=2),
-            ),
+            ).map(_requests_within_limits),
             env=env_vars,
             envFrom=st.lists(
                 st.one_of(

@@ -53,41 +53,47 @@ seccompProfile:
 
 {{/*
 What the operator does in a namespace it watches, and nothing more. Shared by the
-ClusterRole (all namespaces) and the per-namespace Roles (watchNamespaces).
+ClusterRole (all namespaces) and the per-namespace Roles (watchNamespaces). Server-side
+apply is a `patch` (and a `create` the first time); nothing here needs `update`.
 */}}
 {{- define "agentpool.namespacedRules" -}}
-# Its own resources: read them, write their status, add its finalizer.
+# Its own resources: read and watch them, patch their status (no finalizers: children go
+# with their pool through owner references).
 - apiGroups: ["agentpool.dev"]
   resources: ["agentpools", "agenttools"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["agentpool.dev"]
   resources: ["agentpools/status", "agenttools/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# The scale subresource, which the HPA and `kubectl scale` write through.
 - apiGroups: ["agentpool.dev"]
   resources: ["agentpools/scale"]
-  verbs: ["get"]
-# The children it renders for each pool (server-side apply = patch).
+  verbs: ["get", "patch", "update"]
+# The children it renders for each pool; deleting one that is no longer wanted (an HPA
+# after leaving HPA mode, a PDB below two replicas, a NetworkPolicy no longer asked for).
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  resources: ["configmaps", "services", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# The autoscaler scales the agent Deployments through their scale subresource.
-- apiGroups: ["apps"]
-  resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Load sampling: find the agent pods and read their /metrics.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Secrets are read only for their resourceVersion: a rotated API key rolls the pods
+# through a hash of the referenced Secrets' versions. Never written.
 - apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list"]
-# Scaling decisions and errors are reported as Events.
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+# Not yet: pods list/watch/patch, for the autoscaler's pod-deletion-cost annotation.
+# Granted with the autoscaler, not before (least privilege).
+# What users should see (created, rolled, degraded, recovered) as Events.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

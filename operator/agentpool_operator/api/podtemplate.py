@@ -21,7 +21,6 @@ from agentpool_operator.api.common import (
 )
 from agentpool_operator.api.schema import (
     MAX_LIST,
-    QUALIFIED_NAME,
     AbsolutePath,
     AnnotationValue,
     ApiModel,
@@ -34,6 +33,7 @@ from agentpool_operator.api.schema import (
     Quantity,
     Rule,
     list_map,
+    quantity_value,
     unique_by,
 )
 
@@ -518,18 +518,53 @@ class VolumeMount(ApiModel):
 
 
 ResourceName = Annotated[
-    str, StringConstraints(min_length=1, max_length=253, pattern=QUALIFIED_NAME)
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=253,
+        # The standard resources, or an extended one (a name with a domain).
+        pattern=r"^(cpu|memory|ephemeral-storage|"
+        r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$",
+    ),
 ]
 
 
 class ResourceRequirements(ApiModel):
     """Compute resources of the agent container, as in core/v1 ResourceRequirements."""
 
-    requests: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=16)
+    requests: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=4)
     """Resources reserved for the container, e.g. cpu 250m and memory 512Mi. Defaults to
     cpu 100m and memory 256Mi."""
-    limits: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[ResourceName, Quantity] = Field(default_factory=dict, max_length=4)
     """Most the container may use. Defaults to memory 1Gi."""
+
+    cel_rules = (
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+            "!(k in self.limits) || "
+            "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+            message="each request must not exceed the limit of the same resource",
+            field_path=".requests",
+            check=lambda s: all(
+                quantity_value(v) <= quantity_value(s.limits[k])
+                for k, v in s.requests.items()
+                if k in s.limits
+            ),
+        ),
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+            "!k.contains('/') || !(k in self.limits) || "
+            "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) == 0)",
+            message="an extended resource (a name with a domain) cannot be overcommitted: its "
+            "request must equal its limit",
+            field_path=".requests",
+            check=lambda s: all(
+                quantity_value(v) == quantity_value(s.limits[k])
+                for k, v in s.requests.items()
+                if "/" in k and k in s.limits
+            ),
+        ),
+    )
 
 
 class ServiceAccountSpec(ApiModel):
@@ -543,6 +578,18 @@ class ServiceAccountSpec(ApiModel):
 
 
 # ---------------------------------------------------------------------------- the template
+
+
+def _one_constraint_per_key_and_action(
+    items: list[TopologySpreadConstraint],
+) -> list[TopologySpreadConstraint]:
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item.topology_key, item.when_unsatisfiable)
+        if key in seen:
+            raise ValueError(f"duplicate topologySpreadConstraint for {key[0]!r} and {key[1]!r}")
+        seen.add(key)
+    return items
 
 
 class PodTemplate(ApiModel):
@@ -579,8 +626,16 @@ class PodTemplate(ApiModel):
     """Tolerations of the agent pods. Defaults to none."""
     affinity: Affinity | None = None
     """Node and pod affinity. Defaults to none."""
-    topology_spread_constraints: list[TopologySpreadConstraint] = Field(
-        default_factory=list, max_length=16
+    topology_spread_constraints: Annotated[
+        list[TopologySpreadConstraint], AfterValidator(_one_constraint_per_key_and_action)
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        # What Kubernetes itself requires of a pod: one constraint per key and action.
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["topologyKey", "whenUnsatisfiable"],
+        },
     )
     """How the pods spread over zones or nodes. Defaults to none."""
     priority_class_name: DnsSubdomain | None = None

@@ -63,6 +63,9 @@ class Reconciler:
         self._kube = kube
         self._settings = settings
         self._clock = clock
+        self._written: dict[PoolKey, tuple[str, dict[str, Any]]] = {}
+        """The last status written per pool, with the pool's uid: the watch stream shows
+        it a moment later, and a reconcile in between must not judge from the older one."""
         self.references: dict[PoolKey, frozenset[tuple[str, str]]] = {}
         """Secrets and ConfigMaps (kind, name) each pool referenced when last reconciled."""
 
@@ -83,6 +86,7 @@ class Reconciler:
         outcome = Outcome()
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self.references.pop(key, None)
+            self._written.pop(key, None)
             return outcome  # the garbage collector removes the children
         pool = api.AgentPool.model_validate(body)
         bound = log.bind(pool=f"{namespace}/{name}")
@@ -133,9 +137,13 @@ class Reconciler:
             await self._kube.delete(api_version, kind, namespace, meta["name"], meta["uid"])
             outcome.writes.append(f"{kind}/delete")
         previous: dict[str, Any] = body.get("status") or {}
+        written = self._written.get(key)
+        if written is not None and written[0] == pool.metadata.uid:
+            previous = {**previous, **written[1]}
         status = pool_status(pool, desired, live.get("Deployment"), previous, self._clock())
         if status_changed(previous, status):
             await self._kube.apply_pool_status(namespace, name, status)
+            self._written[key] = (pool.metadata.uid or "", status)
             outcome.writes.append("AgentPool/status")
         for event in events(previous, status, created=created, rolled=rolled):
             await self._kube.event(

@@ -29,7 +29,7 @@ class ObjectVersion:
     keys: frozenset[str]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class KeyReference:
     """A key of a Secret or ConfigMap in the pool's namespace."""
 
@@ -61,7 +61,7 @@ def references(pool: api.AgentPool, rendered: RenderedConfig) -> tuple[KeyRefere
             found.add(KeyReference("Secret", env_from.secret_ref.name, None))
         if env_from.config_map_ref is not None:
             found.add(KeyReference("ConfigMap", env_from.config_map_ref.name, None))
-    return tuple(sorted(found))
+    return tuple(sorted(found, key=lambda r: (r.kind, r.name, r.key or "")))
 
 
 def missing_references(

@@ -1,0 +1,169 @@
+"""A pool's children: deterministic, owned, labelled, named within limits, secure by
+default, and the config hash moves only with the spec, the tools and referenced objects."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentpool_operator import api
+from agentpool_operator.render import names
+from agentpool_operator.render.children import desired_state, initial_replicas
+from agentpool_operator.render.config import RenderSettings
+from agentpool_operator.render.references import ObjectVersion
+from tests.unit.api_strategies import BASE_POOL, pool_specs, tool_names, tool_specs
+
+pool_names = st.from_regex(r"[a-z]([a-z0-9-]{0,50}[a-z0-9])?", fullmatch=True)
+namespaces = st.from_regex(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", fullmatch=True)
+named_tools = st.lists(st.tuples(tool_names, tool_specs()), max_size=3, unique_by=lambda t: t[0])
+SETTINGS = RenderSettings(agent_image="registry.local/agent:1", operator_namespace="ops")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _pool(spec: dict[str, Any], name: str = "support", namespace: str = "shop") -> api.AgentPool:
+    return api.AgentPool.model_validate(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": "0b8d4c5e-2f5a-4b8e-9a51-3c8e6f0d1a22",
+                "generation": 3,
+            },
+            "spec": spec,
+        }
+    )
+
+
+def _tools(tools: list[tuple[str, dict[str, Any]]], namespace: str = "shop") -> list[api.AgentTool]:
+    return [
+        api.AgentTool.model_validate(
+            {"metadata": {"name": n, "namespace": namespace, "labels": {"team": "a"}}, "spec": s}
+        )
+        for n, s in tools
+    ]
+
+
+@given(spec=pool_specs(), tools=named_tools, name=pool_names, namespace=namespaces)
+def test_children_are_deterministic_owned_labelled_and_named_within_limits(
+    spec: dict[str, Any], tools: list[tuple[str, dict[str, Any]]], name: str, namespace: str
+) -> None:
+    pool = _pool(spec, name, namespace)
+    first = desired_state(pool, _tools(tools, namespace), {}, SETTINGS)
+    again = desired_state(pool, list(reversed(_tools(tools, namespace))), {}, SETTINGS)
+    assert first == again
+    kinds = [c["kind"] for c in first.children]
+    assert len(kinds) == len(set(kinds))
+    assert {"ConfigMap", "Deployment", "Service"} <= set(kinds)
+    for child in first.children:
+        meta = child["metadata"]
+        assert meta["namespace"] == namespace
+        assert meta["ownerReferences"] == [names.owner_reference(pool)]
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert meta["labels"][names.MANAGED_BY_LABEL] == names.MANAGED_BY
+        assert meta["labels"][names.POOL_LABEL] == name
+        assert all(LABEL_VALUE.match(v) and len(v) <= 63 for v in meta["labels"].values())
+        # Services need a DNS-1035 label; every other child's name fits a DNS-1123 label.
+        assert DNS1123_LABEL.match(meta["name"])
+        assert len(meta["name"]) <= 63
+
+
+@given(spec=pool_specs())
+def test_the_pods_pass_the_restricted_standard_unless_the_pool_weakens_them(
+    spec: dict[str, Any],
+) -> None:
+    spec = {**spec, "podTemplate": {}}
+    deployment = next(
+        c
+        for c in desired_state(_pool(spec), [], {}, SETTINGS).children
+        if c["kind"] == "Deployment"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["readOnlyRootFilesystem"] is True
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for volume in pod["volumes"]:
+        assert set(volume) - {"name"} <= {"projected", "emptyDir", "configMap", "secret"}
+
+
+def test_the_config_hash_moves_with_the_spec_and_referenced_versions_only() -> None:
+    spec = {
+        **BASE_POOL,
+        "model": {**BASE_POOL["model"], "apiKeySecretRef": {"name": "llm", "key": "k"}},
+    }
+    pool = _pool(spec)
+    known = {("Secret", "llm"): ObjectVersion("10", frozenset({"k"}))}
+    base = desired_state(pool, [], known, SETTINGS)
+    assert base.problems == ()
+    # Scaling is not configuration: replicas change, nothing rolls.
+    scaled = _pool({**spec, "replicas": 3})
+    assert desired_state(scaled, [], known, SETTINGS).config_hash == base.config_hash
+    # An unrelated Secret changing does not roll the pods; the API key's rotation does.
+    other = {**known, ("Secret", "unrelated"): ObjectVersion("99", frozenset({"x"}))}
+    assert desired_state(pool, [], other, SETTINGS).config_hash == base.config_hash
+    rotated = {("Secret", "llm"): ObjectVersion("11", frozenset({"k"}))}
+    assert desired_state(pool, [], rotated, SETTINGS).config_hash != base.config_hash
+    changed = _pool({**spec, "instructions": "Be brief."})
+    assert desired_state(changed, [], known, SETTINGS).config_hash != base.config_hash
+
+
+def test_missing_secrets_keys_and_tools_are_named_as_problems() -> None:
+    spec = {
+        **BASE_POOL,
+        "model": {**BASE_POOL["model"], "apiKeySecretRef": {"name": "llm", "key": "api-key"}},
+        "tools": {"refs": [{"name": "orders"}]},
+    }
+    state = desired_state(_pool(spec), [], {}, SETTINGS)
+    assert [p.reason for p in state.problems] == ["ToolNotFound", "SecretNotFound"]
+    assert "orders" in state.problems[0].message
+    assert "llm" in state.problems[1].message
+    known = {("Secret", "llm"): ObjectVersion("1", frozenset({"other"}))}
+    state = desired_state(_pool(spec), [], known, SETTINGS)
+    assert [p.reason for p in state.problems] == ["ToolNotFound", "SecretKeyNotFound"]
+
+
+def test_a_selector_resolves_tools_by_label() -> None:
+    tools = _tools([("lookup", {"description": "d", "agent": {"poolName": "billing"}})])
+    spec = {**BASE_POOL, "tools": {"selector": {"matchLabels": {"team": "a"}}}}
+    assert [t.metadata.name for t in desired_state(_pool(spec), tools, {}, SETTINGS).tools] == [
+        "lookup"
+    ]
+    spec = {**BASE_POOL, "tools": {"selector": {"matchLabels": {"team": "b"}}}}
+    assert desired_state(_pool(spec), tools, {}, SETTINGS).tools == ()
+
+
+def test_optional_children_follow_the_spec() -> None:
+    def kinds(spec: dict[str, Any]) -> set[str]:
+        return {c["kind"] for c in desired_state(_pool(spec), [], {}, SETTINGS).children}
+
+    assert "PodDisruptionBudget" not in kinds({**BASE_POOL, "replicas": 1})
+    assert "PodDisruptionBudget" in kinds({**BASE_POOL, "replicas": 2})
+    assert "NetworkPolicy" not in kinds({**BASE_POOL, "networkPolicy": {"enabled": False}})
+    assert "HorizontalPodAutoscaler" in kinds({**BASE_POOL, "scaling": {"mode": "HPA"}})
+    assert "HorizontalPodAutoscaler" not in kinds(BASE_POOL)
+    assert "ServiceAccount" not in kinds(
+        {**BASE_POOL, "podTemplate": {"serviceAccountName": "existing"}}
+    )
+
+
+def test_an_absent_replica_count_never_resets_a_scaled_deployment() -> None:
+    pool = _pool({**BASE_POOL, "scaling": {"minReplicas": 2, "maxReplicas": 6}})
+    assert initial_replicas(pool, None) == 2
+    assert initial_replicas(pool, 5) == 5
+    assert initial_replicas(pool, 9) == 6
+    deployment = next(
+        c for c in desired_state(pool, [], {}, SETTINGS).children if c["kind"] == "Deployment"
+    )
+    assert "replicas" not in deployment["spec"]
+    none = _pool({**BASE_POOL, "scaling": {"mode": "None"}})
+    assert initial_replicas(none, None) == 1
+    assert initial_replicas(none, 4) == 4
