@@ -214,3 +214,19 @@ async def test_turns_are_measured(api: httpx.AsyncClient) -> None:
     assert 'agentpool_model_call_duration_seconds_count{model="scripted",outcome="ok"}' in metrics
     assert "agentpool_active_turns 0.0" in metrics
     assert "agentpool_turn_capacity 8.0" in metrics
+
+
+async def test_another_pool_asks_this_one_through_pool_as_tool(api: httpx.AsyncClient) -> None:
+    from agent_runtime.config.tools import AgentImplementation
+    from agent_runtime.tools.agent import PoolTool
+    from agent_runtime.tools.tool import CallContext
+
+    async with httpx.AsyncClient() as client:
+        tool = PoolTool("ask_chat", AgentImplementation(url=str(api.base_url)), client)
+        first = await tool({"message": "hello"}, CallContext(tenant="alice"))
+        assert first["reply"] == "echo: hello"
+        again = await tool(
+            {"message": "again", "conversationId": first["conversationId"]},
+            CallContext(tenant="alice"),
+        )
+        assert again["version"] > first["version"]

@@ -115,6 +115,9 @@ class TurnOutcome:
             "conversationId": self.conversation_id,
             "version": self.version,
             "answer": self.answer,
+            # One string whatever happened (pool-as-tool reads it): the answer, or why
+            # there is none.
+            "reply": self.answer if self.answer is not None else f"[{self.reason}] {self.detail}",
             "stopReason": self.reason,
             "detail": self.detail,
             "steps": self.steps,
