@@ -58,3 +58,25 @@ async def test_slow_model_times_out_and_everything_down_is_unavailable() -> None
         with pytest.raises(ModelUnavailableError, match=r"did not answer within 0\.2s"):
             await client.complete(USER)
         await client.aclose()
+
+
+async def test_a_streamed_answer_is_handed_on_piece_by_piece() -> None:
+    model = ScriptedModel()
+    async with serve_asgi(model.app()) as url:
+        client = ModelClient(config(url))
+        pieces: list[str] = []
+
+        async def on_delta(text: str) -> None:
+            pieces.append(text)
+
+        reply = await client.complete(
+            [{"role": "user", "content": "one two three"}], on_delta=on_delta
+        )
+        assert pieces == ["echo:", " one", " two", " three"]
+        assert reply.content == "echo: one two three"
+        assert reply.prompt_tokens > 0
+        reply = await client.complete(
+            [{"role": "user", "content": 'call a {"x": 1} && call b {}'}], on_delta=on_delta
+        )
+        assert [(c.tool, c.arguments) for c in reply.tool_calls] == [("a", '{"x": 1}'), ("b", "{}")]
+        await client.aclose()

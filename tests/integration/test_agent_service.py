@@ -101,9 +101,13 @@ async def test_streaming_sends_steps_then_the_end(api: httpx.AsyncClient) -> Non
     )
     assert response.headers["content-type"].startswith("text/event-stream")
     steps = sse(response.text)
-    assert [s["type"] for s in steps] == ["start", "toolCall", "toolResult", "delta", "end"]
+    kinds = [s["type"] for s in steps]
+    assert kinds[:3] == ["start", "toolCall", "toolResult"]
+    assert kinds[-1] == "end"
+    deltas = [s["text"] for s in steps if s["type"] == "delta"]
+    assert len(deltas) > 1  # the answer arrives word by word, as the model writes it
     assert steps[-1]["stopReason"] == "answered"
-    assert steps[3]["text"] == steps[-1]["answer"]
+    assert "".join(deltas) == steps[-1]["answer"]
 
 
 async def test_two_concurrent_turns_on_one_conversation(api: httpx.AsyncClient) -> None:

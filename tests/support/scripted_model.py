@@ -1,15 +1,17 @@
-"""A scripted OpenAI-compatible model server for tests (chat completions, no streaming).
+"""A scripted OpenAI-compatible model server for tests (chat completions).
 
 It answers by a rule on the last message, so a test says what the model does in the
 message it sends:
 
     "call NAME {json}"            one tool call (several joined with " && ")
-    "slow SECONDS"                answers "slow done" after SECONDS
+    "slow SECONDS"                answers after SECONDS
     anything else                 "echo: <message>"
     after tool results            "tool said: <result>; <result>..."
 
-`ScriptedModel.mode` switches the whole server to "down" (HTTP 500) or adds `delay`
-seconds to every answer; `requests` records what it was asked.
+With `"stream": true` the same answer comes as chunks: the text word by word, each tool
+call in one piece, then the usage. `ScriptedModel.mode` switches the whole server to
+"down" (HTTP 500) or adds `delay` seconds to every answer; `requests` records what it
+was asked.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 
 @dataclass
@@ -91,6 +94,44 @@ class ScriptedModel:
                 delay += float(last.split()[1])
             if delay:
                 await asyncio.sleep(delay)
-            return JSONResponse(self.reply(body))
+            reply = self.reply(body)
+            if body.get("stream"):
+                return StreamingResponse(chunks(reply), media_type="text/event-stream")
+            return JSONResponse(reply)
 
         return app
+
+
+async def chunks(reply: dict[str, Any]) -> AsyncIterator[bytes]:
+    """`reply` as a chat-completions stream."""
+    message = reply["choices"][0]["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        body = {
+            "id": reply["id"],
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": reply["model"],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    yield chunk({"role": "assistant"})
+    words = (message.get("content") or "").split(" ")
+    for i, word in enumerate(words):
+        if word or i:
+            yield chunk({"content": word if i == 0 else " " + word})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        yield chunk({"tool_calls": [{"index": index, **call}]})
+    yield chunk({}, reply["choices"][0]["finish_reason"])
+    usage = {
+        "id": reply["id"],
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": reply["model"],
+        "choices": [],
+        "usage": reply["usage"],
+    }
+    yield f"data: {json.dumps(usage)}\n\n".encode()
+    yield b"data: [DONE]\n\n"

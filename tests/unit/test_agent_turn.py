@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -30,10 +30,18 @@ class ScriptedModel:
         self.seen: list[list[dict[str, Any]]] = []
 
     async def complete(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        on_delta: Callable[[str], Awaitable[None]] | None = None,
     ) -> ModelReply:
         self.seen.append([dict(m) for m in messages])
-        return self.script([dict(m) for m in messages])
+        reply = self.script([dict(m) for m in messages])
+        if on_delta is not None and reply.content:
+            for word in reply.content.split(" "):
+                await on_delta(word + " ")
+        return reply
 
 
 def call(tool: str, args: dict[str, Any] | str, call_id: str = "call_1") -> ModelReply:
@@ -144,7 +152,16 @@ async def test_tool_results_go_back_to_the_model(
             "isError": False,
         }
     ]
-    assert [s["type"] for s in streamed] == ["start", "toolCall", "toolResult", "delta", "end"]
+    assert [s["type"] for s in streamed] == [
+        "start",
+        "toolCall",
+        "toolResult",
+        "delta",
+        "delta",
+        "end",
+    ]
+    assert "".join(s["text"] for s in streamed if s["type"] == "delta") == 'saw {"charged":5} '
+
     assistant = model.seen[1][-2]
     assert assistant["tool_calls"][0]["id"] == "v2.call_1"
 

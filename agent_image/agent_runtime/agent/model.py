@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -36,6 +37,10 @@ from agent_runtime.resilience.retry import call_with_retry
 from agent_runtime.tools.http import resolve_headers
 
 log = structlog.get_logger(__name__)
+
+
+OnDelta = Callable[[str], Awaitable[None]]
+"""Receives each piece of a streamed answer's text."""
 
 
 class ModelUnavailableError(Exception):
@@ -122,18 +127,30 @@ class ModelClient:
         raise KeyError(model)
 
     async def complete(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        on_delta: OnDelta | None = None,
     ) -> ModelReply:
-        """One answer from the first endpoint that can give one."""
+        """One answer from the first endpoint that can give one.
+
+        With `on_delta` the answer is streamed and each piece of text handed to it as it
+        comes. Once text has been handed on, a failure is not retried nor passed to a
+        fallback (the reader has seen part of this answer): it is `ModelUnavailableError`.
+        """
         reasons: list[str] = []
+        spoke = [False]
         for endpoint in self._endpoints:
             try:
-                return await self._ask(endpoint, messages, tools)
+                return await self._ask(endpoint, messages, tools, on_delta, spoke)
             except CircuitOpenError as exc:
                 reasons.append(str(exc))
             except Exception as exc:  # every failure moves on to the next endpoint
                 reasons.append(f"model {endpoint.settings.name!r}: {_describe(exc)}")
                 log.warning("model call failed", model=endpoint.settings.name, error=str(exc))
+                if spoke[0]:
+                    break
         raise ModelUnavailableError("; ".join(reasons))
 
     async def _ask(
@@ -141,6 +158,8 @@ class ModelClient:
         endpoint: _Endpoint,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]],
+        on_delta: OnDelta | None,
+        spoke: list[bool],
     ) -> ModelReply:
         settings = endpoint.settings
         request: dict[str, Any] = {"model": settings.name, "messages": list(messages)}
@@ -156,10 +175,13 @@ class ModelClient:
             permit = endpoint.breaker.acquire()
             started = time.perf_counter()
             try:
+                work = (
+                    endpoint.client.chat.completions.create(**request)
+                    if on_delta is None
+                    else _streamed(endpoint.client, request, on_delta, spoke)
+                )
                 response = await within(
-                    timeout,
-                    endpoint.client.chat.completions.create(**request),
-                    expired=lambda: ModelTimeoutError(settings.name, timeout),
+                    timeout, work, expired=lambda: ModelTimeoutError(settings.name, timeout)
                 )
             except BaseException as exc:
                 elapsed = time.perf_counter() - started
@@ -179,7 +201,7 @@ class ModelClient:
         return await call_with_retry(
             attempt,
             self.config.retry,
-            should_retry=_retryable,
+            should_retry=lambda error: _retryable(error) and not spoke[0],
             deadline=self._clock() + timeout * self.config.retry.max_attempts,
             clock=self._clock,
             sleep=self._sleep,
@@ -233,6 +255,41 @@ def _reply(model: str, response: Any, elapsed: float) -> ModelReply:
         completion_tokens=completion,
         latency_ms=elapsed * 1000,
     )
+
+
+async def _streamed(
+    client: openai.AsyncOpenAI, request: dict[str, Any], on_delta: OnDelta, spoke: list[bool]
+) -> Any:
+    """A streamed completion, put back together in the shape of an unstreamed one."""
+    stream = await client.chat.completions.create(
+        **request, stream=True, stream_options={"include_usage": True}
+    )
+    text: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    usage: Any = None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices[:1]:
+            delta = choice.delta
+            if delta.content:
+                text.append(delta.content)
+                spoke[0] = True
+                await on_delta(delta.content)
+            for piece in delta.tool_calls or ():
+                call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = piece.id or call["id"]
+                if piece.function is not None:
+                    call["name"] += piece.function.name or ""
+                    call["arguments"] += piece.function.arguments or ""
+    tool_calls = [
+        SimpleNamespace(
+            id=c["id"], function=SimpleNamespace(name=c["name"], arguments=c["arguments"])
+        )
+        for _, c in sorted(calls.items())
+    ]
+    message = SimpleNamespace(content="".join(text) or None, tool_calls=tool_calls or None)
+    return SimpleNamespace(choices=[SimpleNamespace(message=message)], usage=usage)
 
 
 class ModelAnswerError(Exception):

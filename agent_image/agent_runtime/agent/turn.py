@@ -40,7 +40,7 @@ from agent_runtime.agent.context import (
     to_summarise,
 )
 from agent_runtime.agent.conversations import Conversations
-from agent_runtime.agent.model import ModelUnavailableError
+from agent_runtime.agent.model import ModelUnavailableError, OnDelta
 from agent_runtime.agent.step import (
     CallModel,
     Finish,
@@ -86,7 +86,11 @@ class Model(Protocol):
     """What a turn asks (`model.ModelClient`; a scripted stand-in in unit tests)."""
 
     async def complete(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        on_delta: OnDelta | None = None,
     ) -> ModelReply: ...
 
 
@@ -140,6 +144,8 @@ class _Turn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     held: tuple[str, ...] = ()
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    streamed: bool = False
+    """Whether the answer's text already went out as deltas while the model wrote it."""
 
 
 class Agent:
@@ -226,7 +232,7 @@ class Agent:
             await self._compact(turn, system, tools)
             messages = model_messages(system, current_view(turn.events))
             try:
-                reply = await self.model.complete(messages, tools)
+                reply = await self.model.complete(messages, tools, on_delta=_deltas(turn))
             except ModelUnavailableError as exc:
                 detail = f"no model could answer: {exc}"
                 await self._append(turn, limit_event("degraded", detail, self._clock()))
@@ -400,6 +406,19 @@ class Agent:
         )
 
 
+def _deltas(turn: _Turn) -> OnDelta | None:
+    """Where a streaming turn sends the answer's text as the model writes it."""
+    emit = turn.emit
+    if emit is None:
+        return None
+
+    async def on_delta(text: str) -> None:
+        turn.streamed = True
+        await emit({"type": "delta", "text": text})
+
+    return on_delta
+
+
 def _step(event: Event, turn: _Turn) -> dict[str, Any] | None:
     """The stream's view of one logged event (None for bookkeeping events)."""
     if isinstance(event, ToolCalled):
@@ -414,7 +433,7 @@ def _step(event: Event, turn: _Turn) -> dict[str, Any] | None:
         if event.call_id in turn.steps:
             turn.steps[event.call_id].update(result)
         return {"type": "toolResult", "callId": event.call_id, **result}
-    if isinstance(event, ResponseGenerated):
+    if isinstance(event, ResponseGenerated) and not turn.streamed:
         return {"type": "delta", "text": event.content}
     return None
 
