@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent_runtime.config.tools import ToolsConfig
-from agent_runtime.tools.mcp import PREFIX_SEPARATOR, prefixed
 
 
 def approval_rule(tools: ToolsConfig) -> Callable[[str], bool]:
@@ -22,6 +21,9 @@ def approval_rule(tools: ToolsConfig) -> Callable[[str], bool]:
             if definition.require_approval:
                 exact.add(definition.name)
             continue
+        # Imported here, as `tools.build` does: only pools with MCP tools load the client.
+        from agent_runtime.tools.mcp import PREFIX_SEPARATOR, prefixed
+
         prefix = definition.mcp.prefix or definition.name
         if definition.require_approval:
             prefixes.append(prefix + PREFIX_SEPARATOR)
