@@ -80,3 +80,34 @@ async def test_a_streamed_answer_is_handed_on_piece_by_piece() -> None:
         )
         assert [(c.tool, c.arguments) for c in reply.tool_calls] == [("a", '{"x": 1}'), ("b", "{}")]
         await client.aclose()
+
+
+async def test_the_api_key_and_headers_are_sent() -> None:
+    model = ScriptedModel()
+    async with serve_asgi(model.app()) as url:
+        endpoint = ModelEndpoint.model_validate(
+            {
+                "name": "keyed",
+                "baseUrl": f"{url}/v1",
+                "apiKeyEnv": "MODEL_KEY",
+                "headers": {"X-Team": "support", "X-Secret": {"valueFrom": {"env": "TEAM_SECRET"}}},
+                "temperature": 0.2,
+            }
+        )
+        client = ModelClient(
+            ModelConfig(primary=endpoint),
+            environ={"MODEL_KEY": "sk-test", "TEAM_SECRET": "s3"},
+        )
+        await client.complete(USER, [{"type": "function", "function": {"name": "f"}}])
+        await client.complete(USER, on_delta=lambda _text: _noop())
+        for headers in model.headers:
+            assert headers["authorization"] == "Bearer sk-test"
+            assert (headers["x-team"], headers["x-secret"]) == ("support", "s3")
+        assert model.requests[0]["temperature"] == 0.2
+        assert model.requests[0]["tools"][0]["function"]["name"] == "f"
+        assert model.requests[1]["stream"] is True
+        await client.aclose()
+
+
+async def _noop() -> None:
+    return None

@@ -16,6 +16,7 @@ from agent_runtime.config import RuntimeConfig
 from agent_runtime.server import create_app
 from tests.support.loopback import serve_asgi
 from tests.support.scripted_model import ScriptedModel
+from tests.support.wait import async_wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -234,3 +235,32 @@ async def test_another_pool_asks_this_one_through_pool_as_tool(api: httpx.AsyncC
             CallContext(tenant="alice"),
         )
         assert again["version"] > first["version"]
+
+
+async def test_redis_down_refuses_turns_with_503_and_recovers(model: ScriptedModel) -> None:
+    from tests.support.redis_server import RedisServer
+
+    own = RedisServer()
+    own.start()
+    try:
+        async with serve_asgi(model.app()) as model_url:
+            app = create_app(service_config(model_url, own.url))
+            async with (
+                serve_asgi(app, lifespan="on") as url,
+                httpx.AsyncClient(base_url=url, timeout=20) as client,
+            ):
+                ok = await client.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+                assert ok.status_code == 200
+                own.stop(kill=True)
+                down = await client.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+                assert down.status_code == 503
+                assert down.json()["error"]["type"] == "StoreUnavailableError"
+                own.start()
+
+                async def back() -> bool:
+                    again = await client.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+                    return again.status_code == 200
+
+                await async_wait_until(back, timeout=20, what="turns after Redis returns")
+    finally:
+        own.cleanup()

@@ -32,6 +32,7 @@ class ScriptedModel:
     mode: str = "ok"
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class ScriptedModel:
         async def complete(request: Request) -> JSONResponse:
             body = await request.json()
             self.requests.append(body)
+            self.headers.append(dict(request.headers))
             if self.mode == "down":
                 return JSONResponse({"error": {"message": "scripted outage"}}, status_code=500)
             last = body["messages"][-1].get("content") or ""

@@ -19,6 +19,8 @@ from typing import Any
 
 import openai
 import structlog
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from agent_runtime.agent import metrics
 from agent_runtime.agent.step import ModelReply, RequestedCall
@@ -176,7 +178,7 @@ class ModelClient:
             started = time.perf_counter()
             try:
                 work = (
-                    endpoint.client.chat.completions.create(**request)
+                    _create(endpoint.client, request)
                     if on_delta is None
                     else _streamed(endpoint.client, request, on_delta, spoke)
                 )
@@ -257,12 +259,34 @@ def _reply(model: str, response: Any, elapsed: float) -> ModelReply:
     )
 
 
+async def _create(client: openai.AsyncOpenAI, request: dict[str, Any]) -> ChatCompletion:
+    """`client.chat.completions.create(**request)` without its per-call parameter transform.
+
+    `create` walks the messages and every tool's JSON Schema through its TypedDict
+    machinery on each call: measured, 3.5 ms per turn with four tools, more than the rest
+    of a turn. Our request is already plain JSON, so it is posted as is; the client still
+    does auth, errors and response parsing.
+    """
+    return await client.post(
+        "/chat/completions",
+        body=request,
+        cast_to=ChatCompletion,
+        options={"security": {"bearer_auth": True}},
+    )
+
+
 async def _streamed(
     client: openai.AsyncOpenAI, request: dict[str, Any], on_delta: OnDelta, spoke: list[bool]
 ) -> Any:
     """A streamed completion, put back together in the shape of an unstreamed one."""
-    stream = await client.chat.completions.create(
-        **request, stream=True, stream_options={"include_usage": True}
+    body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    stream = await client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=ChatCompletion,
+        options={"security": {"bearer_auth": True}},
+        stream=True,
+        stream_cls=AsyncStream[ChatCompletionChunk],
     )
     text: list[str] = []
     calls: dict[int, dict[str, str]] = {}
