@@ -155,6 +155,7 @@ def main() -> None:
         )
         config = {
             "pool": {"namespace": "bench", "name": "chat"},
+            "auth": {"mode": "disabled"},  # the baseline checks no token either
             "agent": {"instructions": "be brief", "concurrency": 64},
             "model": {"primary": {"name": "instant", "baseUrl": f"{model_url}/v1"}},
             "memory": {"redis": {"url": redis.url}},

@@ -83,7 +83,10 @@ up() {
   kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"
   wait_for "the API server /readyz" 60 api_ready
   echo ">> API server ready after $((SECONDS - start))s" >&2
-  kwokctl scale node --name "$NAME" --replicas "$NODES" >>"$LOG" 2>&1 || fail "could not create fake nodes"
+  # Real nodes report ephemeral-storage; kwok's default template does not, and a pod that
+  # requests it would stay Pending.
+  kwokctl scale node --name "$NAME" --replicas "$NODES" \
+    --param '.allocatable["ephemeral-storage"]="200Gi"' >>"$LOG" 2>&1 || fail "could not create fake nodes"
   wait_for "$NODES Ready nodes" 60 nodes_ready
   wait_for "the default ServiceAccount" 60 kctl get serviceaccount default -n default
   echo ">> cluster $NAME ready after $((SECONDS - start))s" >&2

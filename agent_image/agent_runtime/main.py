@@ -1,4 +1,11 @@
-"""`agentpool-agent`: the process every agent pod runs."""
+"""`agentpool-agent`: the process every agent pod runs.
+
+The HTTP edge is bounded here (flags, or their `AGENTPOOL_*` variables): request bodies
+(`--max-body-bytes`, 413), the time to send headers (`--header-timeout`) and a body
+(`--body-timeout`, 408), open connections (`--max-connections`: past it uvicorn answers
+503), idle keep-alive connections (`--keep-alive`), and the size of the request head
+(16 KiB).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from agent_runtime.config import (
     RuntimeConfigError,
     load_runtime_config,
 )
+from agent_runtime.edge import EdgeLimits, guarded_protocol
 from agent_runtime.logging_config import configure_logging
 from agent_runtime.server import create_app
 
@@ -46,7 +54,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds the drain waits for running turns (default 120)",
     )
+    defaults = EdgeLimits()
+    env = os.environ.get
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(env("AGENTPOOL_MAX_BODY_BYTES", defaults.max_body_bytes)),
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(env("AGENTPOOL_BODY_TIMEOUT", defaults.body_timeout_seconds)),
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(env("AGENTPOOL_HEADER_TIMEOUT", defaults.header_timeout_seconds)),
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(env("AGENTPOOL_MAX_CONNECTIONS", defaults.max_connections)),
+    )
+    parser.add_argument(
+        "--keep-alive",
+        type=int,
+        default=int(env("AGENTPOOL_KEEP_ALIVE", defaults.keep_alive_seconds)),
+    )
     return parser.parse_args(argv)
+
+
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
 
 
 def drain(port: int, timeout: float) -> int:
@@ -77,11 +115,22 @@ def main(argv: list[str] | None = None) -> None:
         except RuntimeConfigError as exc:
             log.error("invalid runtime config", error=str(exc))
             raise SystemExit(2) from exc
+    limits = EdgeLimits(
+        max_body_bytes=args.max_body_bytes,
+        body_timeout_seconds=args.body_timeout,
+        header_timeout_seconds=args.header_timeout,
+        max_connections=args.max_connections,
+        keep_alive_seconds=args.keep_alive,
+    )
     uvicorn.run(
-        create_app(config),
+        create_app(config, limits=limits),
         host=args.host,
         port=args.port,
         log_config=None,
+        http=guarded_protocol(limits.header_timeout_seconds),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.keep_alive_seconds,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         # SIGTERM: requests in flight (turns) get as long as a turn may take.
         timeout_graceful_shutdown=config.agent.limits.turn_timeout_seconds,
     )

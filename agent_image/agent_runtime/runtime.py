@@ -13,27 +13,34 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
+from pydantic import JsonValue
 from redis.asyncio import Redis
 
-from agent_runtime.agent.admission import Admission
+from agent_runtime.agent.admission import Admission, AtCapacityError, DrainingError
 from agent_runtime.agent.approval import approval_rule
 from agent_runtime.agent.conversations import (
     DEFAULT_LEASE_SECONDS,
+    ConversationBusyError,
     Conversations,
     MemoryConversations,
     RedisConversations,
 )
 from agent_runtime.agent.load import LoadPublisher
 from agent_runtime.agent.model import ModelClient
-from agent_runtime.agent.turn import Agent
+from agent_runtime.agent.turn import Agent, TurnRequest
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.memory.keys import KeySpace
+from agent_runtime.tasks.model import Task
+from agent_runtime.tasks.queue import TaskQueue
+from agent_runtime.tasks.turns import turn_handler
+from agent_runtime.tasks.worker import TaskHandler, TaskWorker
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.memory_tools import register_memory_tools
 from agent_runtime.tools.registry import ToolRegistry
@@ -55,12 +62,20 @@ class Runtime:
     redis: Redis | None = None
     health: RedisHealth | None = None
     load: LoadPublisher | None = None
+    tasks: TaskQueue | None = None
+    task_worker: TaskWorker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(
-        cls, config: RuntimeConfig, *, environ: Mapping[str, str] | None = None
+        cls,
+        config: RuntimeConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        task_handler: TaskHandler | None = None,
     ) -> Runtime:
+        """Assemble the pod. With `tasks.enabled`, the task queue is built; with a
+        `task_handler` too, this replica also runs a worker that feeds tasks to it."""
         redis: Redis | None = None
         health: RedisHealth | None = None
         keys: KeySpace | None = None
@@ -102,7 +117,6 @@ class Runtime:
         load: LoadPublisher | None = None
         if redis is not None and keys is not None:
             pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
-            # The task queue's depth joins the sample when the queue lands (queued_tasks=).
             load = LoadPublisher(
                 redis, keys.load, pod, admission, interval=config.load.publish_interval_seconds
             )
@@ -118,12 +132,29 @@ class Runtime:
             redis=redis,
             health=health,
         )
+        if config.tasks.enabled and redis is not None and health is not None and keys is not None:
+            runtime.tasks = TaskQueue(redis, keys, health, config.tasks)
+            if task_handler is None and agent is not None:
+                task_handler = _turn_tasks(agent, admission)
+            if task_handler is not None:
+                runtime.task_worker = TaskWorker(
+                    runtime.tasks, task_handler, concurrency=config.tasks.concurrency
+                )
+                runtime.task_worker.start()
+            else:
+                log.warning("tasks enabled without a handler: this replica only enqueues")
+        if load is not None and runtime.tasks is not None:
+            load.queued_tasks = runtime.tasks.last_queued  # kept fresh by watch_depth
         if health is not None:
             await health.probe()  # an honest status from the first request on
             runtime._tasks = [
                 asyncio.create_task(health.watch(), name="redis-health"),
                 asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
             ]
+            if runtime.tasks is not None:  # the load signal reads it: tasks.last_queued()
+                interval = config.load.publish_interval_seconds
+                watch = runtime.tasks.watch_depth(interval=interval)
+                runtime._tasks.append(asyncio.create_task(watch, name="task-queue-depth"))
         if load is not None:
             runtime._tasks.append(asyncio.create_task(load.run(), name="load-publisher"))
         log.info("runtime started", pool=str(config.pool), tools=registry.names)
@@ -141,7 +172,24 @@ class Runtime:
             log.warning("drain deadline passed with turns running", active=self.admission.active)
         return drained
 
-    async def stop(self) -> None:
+    def tasks_status(self) -> dict[str, Any] | None:
+        """What readiness reports about tasks, without a Redis call (the depth last read,
+        at most `load.publishIntervalSeconds` old); None when tasks are off."""
+        if self.tasks is None:
+            return None
+        depth = self.tasks.last_depth
+        return {
+            "worker": self.task_worker.consumer if self.task_worker is not None else None,
+            "running": self.task_worker.running if self.task_worker is not None else 0,
+            "queued": depth.queued if depth is not None else None,
+            "oldestQueuedSeconds": depth.oldest_queued_age if depth is not None else None,
+        }
+
+    async def stop(self, *, drain_seconds: float = 10.0) -> None:
+        """Close everything; running tasks get `drain_seconds` to finish, the rest are
+        handed back to the queue for another replica."""
+        if self.task_worker is not None:
+            await self.task_worker.stop(timeout=drain_seconds)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -154,3 +202,16 @@ class Runtime:
             await self.model.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def _turn_tasks(agent: Agent, admission: Admission) -> TaskHandler:
+    """Tasks run as agent turns, each holding a turn slot like a chat request does; a task
+    that finds its conversation busy, the replica full or draining comes back later."""
+
+    async def run_turn(task: Task, conversation_id: str, message: str) -> JsonValue:
+        with admission.turn():
+            outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+        result: JsonValue = outcome.as_dict()
+        return result
+
+    return turn_handler(run_turn, busy=(ConversationBusyError, AtCapacityError, DrainingError))

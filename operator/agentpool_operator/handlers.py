@@ -162,6 +162,26 @@ class Controller:
                 found.append((namespace, body["metadata"]["name"]))
         return found
 
+    def pools_called_by(self, namespace: str, pool_body: Mapping[str, Any]) -> list[PoolKey]:
+        try:
+            selection = api.ToolSelection.model_validate(
+                (pool_body.get("spec") or {}).get("tools") or {}
+            )
+        except ValidationError:
+            return []
+        found = []
+        for body in self.view.tools(namespace):
+            target = ((body.get("spec") or {}).get("agent") or {}).get("poolName")
+            if not isinstance(target, str):
+                continue
+            try:
+                tool = api.AgentTool.model_validate(body)
+            except ValidationError:
+                continue
+            if names_tool(selection, tool):
+                found.append((namespace, target))
+        return found
+
     def pools_referencing(self, namespace: str, kind: str, name: str) -> list[PoolKey]:
         found = []
         for key in self.view.pool_keys(namespace):
@@ -232,14 +252,20 @@ def register(
         await controller.stop()
 
     @kopf.on.event(group, version, "agentpools", registry=registry)
-    def pool_changed(namespace: str | None, name: str, **_: Any) -> None:
+    def pool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         POOLS.set(len(controller.view.pool_keys()))
         controller.queue.add((_ns(namespace), name))
+        # The pools it calls let its ServiceAccount in: their auth config follows.
+        for key in controller.pools_called_by(_ns(namespace), body):
+            controller.queue.add(key)
 
     @kopf.on.event(group, version, "agenttools", registry=registry)
     def tool_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
         for key in controller.pools_using_tool(_ns(namespace), body):
             controller.queue.add(key)
+        target = ((body.get("spec") or {}).get("agent") or {}).get("poolName")
+        if isinstance(target, str):
+            controller.queue.add((_ns(namespace), target))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(namespace: str | None, name: str, **_: Any) -> None:

@@ -16,7 +16,15 @@ from prometheus_client import start_http_server
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.controller.reconcile import Reconciler
 from agentpool_operator.handlers import Controller, IndexView, register
+from agentpool_operator.health import Leadership, serve_health
 from agentpool_operator.kube import KubeApi
+from agentpool_operator.leader import (
+    LEASE_NAME,
+    LeadershipLostError,
+    LeaseElector,
+    LeaseTiming,
+    lead,
+)
 from agentpool_operator.render.config import RenderSettings
 from agentpool_operator.settings import OperatorSettings
 
@@ -93,6 +101,7 @@ def api_client() -> client.ApiClient:
 
 
 async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
+    """Reconcile until `stop` is set (or SIGINT/SIGTERM)."""
     kube = KubeApi(api_client(), threads=settings.workers)
     render = RenderSettings(
         default_redis_url=settings.default_redis_url,
@@ -119,13 +128,47 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
-            liveness_endpoint=(
-                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-            ),
             stop_flag=stop,
         )
     finally:
         kube.close()
+
+
+async def serve(settings: OperatorSettings) -> None:
+    """The whole process: /healthz, then either the operator alone, or leader election
+    around it (a standby waits for the Lease; a leader that loses it exits, and its pod
+    restarts as a standby)."""
+    health = await serve_health(settings.health_port) if settings.health_port else None
+    try:
+        if not settings.leader_elect:
+            Leadership.set(True)
+            await run(settings)
+            return
+        elector = LeaseElector(
+            api_client(),
+            namespace=settings.operator_namespace,
+            name=LEASE_NAME,
+            identity=settings.pod_name,
+            timing=LeaseTiming(
+                lease_duration=settings.lease_duration_seconds,
+                renew_deadline=settings.lease_renew_deadline_seconds,
+                retry_period=settings.lease_retry_seconds,
+            ),
+        )
+        log.info("waiting for the Lease", lease=f"{settings.operator_namespace}/{LEASE_NAME}")
+
+        async def leading(stop: asyncio.Event) -> None:
+            Leadership.set(True)
+            log.info("leading", identity=settings.pod_name)
+            try:
+                await run(settings, stop)
+            finally:
+                Leadership.set(False)
+
+        await lead(elector, leading)
+    finally:
+        if health is not None:
+            await health.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -134,4 +177,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = operator_settings(args, dict(os.environ))
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(serve(settings))
+    except LeadershipLostError as exc:
+        log.error(
+            "lost the Lease: exiting so that this replica restarts as a standby", error=str(exc)
+        )
+        raise SystemExit(1) from exc

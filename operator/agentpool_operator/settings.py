@@ -37,6 +37,12 @@ class OperatorSettings(BaseModel):
     """This replica's identity in the Lease."""
     leader_elect: bool = False
     """Run as one of several replicas, only the Lease holder active."""
+    lease_duration_seconds: float = Field(default=15.0, gt=0, le=300)
+    """How long a leader's Lease lasts without renewal (client-go's default)."""
+    lease_renew_deadline_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A leader that could not renew for this long steps down."""
+    lease_retry_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often candidates try and the leader renews."""
     health_port: int = Field(default=8080, ge=0, le=65535)
     """Port of GET /healthz; 0 disables."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
@@ -69,6 +75,9 @@ class OperatorSettings(BaseModel):
             "operator_namespace": "AGENTPOOL_OPERATOR_NAMESPACE",
             "pod_name": "AGENTPOOL_POD_NAME",
             "leader_elect": "AGENTPOOL_LEADER_ELECT",
+            "lease_duration_seconds": "AGENTPOOL_LEASE_DURATION_SECONDS",
+            "lease_renew_deadline_seconds": "AGENTPOOL_LEASE_RENEW_DEADLINE_SECONDS",
+            "lease_retry_seconds": "AGENTPOOL_LEASE_RETRY_SECONDS",
             "health_port": "AGENTPOOL_HEALTH_PORT",
             "metrics_port": "AGENTPOOL_METRICS_PORT",
             "workers": "AGENTPOOL_WORKERS",

@@ -69,6 +69,7 @@ async def stack(redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]
         tool_url = await stack.enter_async_context(serve_asgi(tools.app()))
         config = {
             "pool": {"namespace": "tests", "name": "procs"},
+            "auth": {"mode": "disabled"},
             "agent": {"instructions": "be brief", "limits": {"turnTimeoutSeconds": 30}},
             "model": {
                 "primary": {"name": "scripted", "baseUrl": f"{model_url}/v1"},

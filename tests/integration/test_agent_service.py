@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import openai
 import pytest
 
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.config.auth import AuthConfig
 from agent_runtime.server import create_app
 from tests.support.loopback import serve_asgi
 from tests.support.scripted_model import ScriptedModel
@@ -25,6 +27,7 @@ def service_config(model_url: str, redis_url: str, **agent: Any) -> RuntimeConfi
     return RuntimeConfig.model_validate(
         {
             "pool": {"namespace": "tests", "name": "chat"},
+            "auth": {"mode": "disabled"},  # tenants named in the body; auth has its own tests
             "agent": {"instructions": "be brief", **agent},
             "model": {
                 "primary": {"name": "scripted", "baseUrl": f"{model_url}/v1"},
@@ -264,3 +267,38 @@ async def test_redis_down_refuses_turns_with_503_and_recovers(model: ScriptedMod
                 await async_wait_until(back, timeout=20, what="turns after Redis returns")
     finally:
         own.cleanup()
+
+
+async def test_turns_need_credentials_and_act_in_their_tenant(
+    model: ScriptedModel, redis_url: str, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "tokens:\n"
+        "  - {name: alice-app, token: alice-token-0123456789, tenant: alice}\n"
+        "  - {name: bob-app, token: bob-token-0123456789abc, tenant: bob}\n"
+    )
+    alice = {"Authorization": "Bearer alice-token-0123456789"}
+    bob = {"Authorization": "Bearer bob-token-0123456789abc"}
+    async with serve_asgi(model.app()) as model_url:
+        config = service_config(model_url, redis_url).model_copy(
+            update={"auth": AuthConfig(tokens_file=str(tokens))}
+        )
+        async with (
+            serve_asgi(create_app(config), lifespan="on") as url,
+            httpx.AsyncClient(base_url=url, timeout=20) as client,
+        ):
+            anonymous = await client.post("/v1/chat", json={"message": "hi"})
+            assert anonymous.status_code == 401
+            assert anonymous.json()["error"]["type"] == "AuthenticationError"
+            mine = await client.post("/v1/chat", json={"message": "hi"}, headers=alice)
+            assert mine.status_code == 200
+            conversation = mine.json()["conversationId"]
+            other = await client.post(
+                "/v1/chat", json={"message": "hi", "tenant": "bob"}, headers=alice
+            )
+            assert other.status_code == 403
+            peek = await client.get(f"/v1/conversations/{conversation}", headers=bob)
+            assert peek.status_code == 404
+            hers = await client.get(f"/v1/conversations/{conversation}", headers=alice)
+            assert hers.json()["version"] == mine.json()["version"]

@@ -82,3 +82,59 @@ def test_the_helper_flags_what_it_should() -> None:
     }
     checks = {f.check for f in unjustified(score([careless]), [])}
     assert {"pod-networkpolicy", "container-resources"} <= checks
+
+
+POOL_SECTION = "A pool's children"
+
+
+def _example_children() -> list[dict[str, Any]]:
+    """Every child the operator renders for the examples (with replicas written, as the
+    operator writes them first)."""
+    from agentpool_operator import api
+    from agentpool_operator.render.children import desired_state, initial_replicas
+    from agentpool_operator.render.config import RenderSettings
+    from agentpool_operator.render.tools import callers_of
+
+    docs = [
+        d
+        for f in sorted((REPO_ROOT / "examples").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+
+    def meta(d: dict[str, Any]) -> dict[str, Any]:
+        return {**d["metadata"], "namespace": "shop", "uid": "00000000-0000-0000-0000-000000000001"}
+
+    tools = [
+        api.AgentTool.model_validate({**d, "metadata": meta(d)})
+        for d in docs
+        if d["kind"] == "AgentTool"
+    ]
+    pools = [
+        api.AgentPool.model_validate({**d, "metadata": meta(d)})
+        for d in docs
+        if d["kind"] == "AgentPool"
+    ]
+    children: list[dict[str, Any]] = []
+    for pool in pools:
+        if pool.spec.replicas is None:
+            replicas = initial_replicas(pool, None)
+            pool = pool.model_copy(
+                update={"spec": pool.spec.model_copy(update={"replicas": replicas})}
+            )
+        callers = callers_of(pool.metadata.name, pools, tools)
+        state = desired_state(
+            pool, tools, {}, RenderSettings(agent_image="registry.local/agent:1.0"), callers
+        )
+        children.extend(state.children)
+    return children
+
+
+def test_a_pools_children_have_no_unjustified_critical() -> None:
+    findings = score(_example_children())
+    assert findings, "kube-score reported nothing: did it read the manifests?"
+    missing = unjustified(findings, justifications(section=POOL_SECTION))
+    assert not missing, (
+        "CRITICAL findings on a pool's children neither fixed nor justified in "
+        "docs/kube-score.md:\n" + _show(missing)
+    )

@@ -64,7 +64,8 @@ async def test_redis_killed_and_restarted_mid_run(redis_server: RedisServer) -> 
         assert hit is not None
         assert hit.tier == "working"
         assert hit.value == 3
-        assert await memory.recall("k35", tenant="u") is None
+        with pytest.raises(StoreUnavailableError):  # unknown now, not "not found"
+            await memory.recall("k35", tenant="u")
         assert await memory.remember("scratch", "ok", tenant="u", importance=0.1) == ("working",)
         with pytest.raises(StoreUnavailableError):
             await conversations.append(state, InputReceived(at=99, content="lost?"))

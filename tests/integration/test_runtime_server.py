@@ -4,9 +4,6 @@ and a Redis outage in the middle."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +11,9 @@ import httpx
 import pytest
 import redis
 
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
+from tests.support.runtime_process import RuntimeProcess, running_runtime
 from tests.support.wait import wait_until
-
-AGENT = str(Path(sys.executable).parent / "agentpool-agent")
 
 
 @pytest.fixture
@@ -32,7 +28,7 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
+def runtime_process(own_redis: RedisServer, tmp_path: Path) -> Iterator[RuntimeProcess]:
     config = {
         "pool": {"namespace": "tests", "name": "itest"},
         "tools": {
@@ -53,29 +49,44 @@ def agent(own_redis: RedisServer, tmp_path: Path) -> Iterator[httpx.Client]:
             "redis": {"url": own_redis.url, "reconnectBackoffMaxSeconds": 0.5},
         },
     }
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    port = free_port()
-    log = tmp_path / "agent.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [AGENT, "--host=127.0.0.1", f"--port={port}", f"--config={tmp_path / 'config.json'}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "AGENTPOOL_LOG_FORMAT": "json"},
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    with running_runtime(config, tmp_path) as runtime:
+        yield runtime
 
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        return client.get("/readyz").status_code == 200
 
-    try:
-        wait_until(up, timeout=30, what="the agent runtime to serve /readyz")
+@pytest.fixture
+def agent(runtime_process: RuntimeProcess) -> Iterator[httpx.Client]:
+    """The runtime as a trusted gateway (any tenant) calls it."""
+    with runtime_process.client(runtime_process.gateway_token) as client:
         yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=20)
+
+
+def test_every_route_but_the_probes_needs_credentials(runtime_process: RuntimeProcess) -> None:
+    with runtime_process.client() as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/readyz").json()["auth"]["mode"] == "required"
+        refused = anonymous.get("/v1/memory/alice/colour")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_two_tenants_with_their_own_tokens_cannot_see_each_others_memory(
+    runtime_process: RuntimeProcess,
+) -> None:
+    tokens = runtime_process.tenant_tokens
+    with (
+        runtime_process.client(tokens["alice"]) as alice,
+        runtime_process.client(tokens["bob"]) as bob,
+    ):
+        assert alice.put("/v1/memory/alice/secret", json={"value": "a's"}).status_code == 200
+        assert bob.put("/v1/memory/bob/secret", json={"value": "b's"}).status_code == 200
+        assert bob.get("/v1/memory/alice/secret").status_code == 403
+        assert bob.delete("/v1/memory/alice/secret").status_code == 403
+        assert bob.post("/v1/memory/alice/search", json={"query": "a"}).status_code == 403
+        as_bob = bob.post("/v1/tools/recall/call", json={"arguments": {"key": "secret"}})
+        assert as_bob.json()["value"]["value"] == "b's"
+        sneaky = {"arguments": {"key": "secret"}, "tenant": "alice"}
+        assert bob.post("/v1/tools/recall/call", json=sneaky).status_code == 403
+        assert alice.get("/v1/memory/alice/secret").json()["value"] == "a's"
 
 
 def test_tools_and_memory_over_http(agent: httpx.Client) -> None:

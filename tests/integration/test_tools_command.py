@@ -63,6 +63,9 @@ async def registry() -> AsyncIterator[ToolRegistry]:
                 text_tool("yes", "yes"),
                 python_tool("py"),
                 python_tool("py_quick", timeout=0.5),
+                # The CPU limit (2 s) must be reached before the wall clock, even on a
+                # loaded machine where 2 CPU seconds take much longer than 2 s.
+                python_tool("py_cpu", timeout=60),
             ]
         }
     )
@@ -128,7 +131,7 @@ async def test_huge_output_is_capped_and_the_writer_killed(registry: ToolRegistr
 
 
 async def test_an_infinite_loop_hits_the_cpu_limit(registry: ToolRegistry) -> None:
-    result = await registry.call("py", {"code": "while True: pass"}, context=CONTEXT)
+    result = await registry.call("py_cpu", {"code": "while True: pass"}, context=CONTEXT)
     assert result.value["signal"] in (signal.SIGXCPU, signal.SIGKILL)
 
 

@@ -36,6 +36,10 @@ class OperatorProcess:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def leading(self) -> bool:
+        health = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).json()
+        return bool(health["leader"])
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -44,7 +48,12 @@ class OperatorProcess:
 
 
 def start_operator(
-    cluster: Cluster, namespaces: list[str], log: Path, extra_env: dict[str, str] | None = None
+    cluster: Cluster,
+    namespaces: list[str],
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    standalone: bool = True,
 ) -> OperatorProcess:
     metrics, health = free_port(), free_port()
     env = {
@@ -57,7 +66,7 @@ def start_operator(
     argv = [
         str(VENV_BIN / "agentpool-operator"),
         *(f"--namespace={n}" for n in namespaces),
-        "--standalone",
+        *(["--standalone"] if standalone else []),
         f"--metrics-port={metrics}",
         f"--health-port={health}",
         "--log-format=json",

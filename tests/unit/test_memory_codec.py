@@ -108,3 +108,35 @@ def test_long_term_records_round_trip(
 def test_a_record_of_another_layout_is_rejected() -> None:
     with pytest.raises(CorruptRecordError, match="layout"):
         decode_record(codec.encode({"v": 2}, compress_above=100))
+
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["lone \ud800 surrogate", {"k\udfff": 1}, _nested(codec.MAX_VALUE_DEPTH + 1)],
+)
+def test_values_that_could_not_come_back_are_refused_when_remembered(value: object) -> None:
+    with pytest.raises(InvalidMemoryError):
+        codec.canonical_json(value)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b'{"v": NaN}',
+        b'{"v": Infinity}',
+        b'{"v": "\\ud800"}',
+        b'{"\\udc00": 1}',
+        b"[" * 300 + b"]" * 300,
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_stored_json_this_runtime_never_writes_is_corrupt(stored: bytes) -> None:
+    with pytest.raises(CorruptRecordError):
+        codec.decode(codec.PLAIN_MARKER + stored)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_runtime.memory.working import WorkingMemory, WorkingMemoryRegistry
@@ -98,5 +98,29 @@ def test_registry_drops_only_matching_entries_everywhere() -> None:
     assert registry.drop_matching(lambda value: value % 2 == 0) == 2
     first, second = registry.find("a", "c1"), registry.find("b", None)
     assert first is not None
-    assert second is not None
-    assert (first.keys(), second.keys()) == (["odd"], [])
+    assert first.keys() == ["odd"]
+    assert second is None  # left empty: released with its tenant's bookkeeping
+    assert registry.tenants() == 1
+
+
+@settings(max_examples=50)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["c1", "c2", None]), st.text()),
+        max_size=60,
+    ),
+    st.integers(1, 6),
+)
+def test_a_tenants_bookkeeping_goes_with_its_last_entry(
+    puts: list[tuple[str, str | None, str]], max_conversations: int
+) -> None:
+    registry: WorkingMemoryRegistry[int] = WorkingMemoryRegistry(
+        capacity=4, max_conversations=max_conversations
+    )
+    for tenant, conversation, key in puts:
+        registry.open(tenant, conversation).put(key, 1)
+        assert registry.tenants() <= max_conversations  # evicted scopes take theirs along
+    for tenant, _conversation, key in puts:
+        registry.drop_key(tenant, key)
+    assert registry.tenants() == 0
+    assert len(registry) == 0

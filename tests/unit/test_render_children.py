@@ -3,6 +3,7 @@ default, and the config hash moves only with the spec, the tools and referenced 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -167,3 +168,84 @@ def test_an_absent_replica_count_never_resets_a_scaled_deployment() -> None:
     none = _pool({**BASE_POOL, "scaling": {"mode": "None"}})
     assert initial_replicas(none, None) == 1
     assert initial_replicas(none, 4) == 4
+
+
+def _tool_named(name: str, spec: dict[str, Any]) -> api.AgentTool:
+    return api.AgentTool.model_validate(
+        {"metadata": {"name": name, "namespace": "shop"}, "spec": spec}
+    )
+
+
+def test_a_pool_lets_in_the_pools_that_call_it_and_calls_others_with_their_audience() -> None:
+    from agentpool_operator.render.tools import callers_of
+
+    ask = _tool_named("ask-billing", {"description": "d", "agent": {"poolName": "billing"}})
+    front = _pool({**BASE_POOL, "tools": {"refs": [{"name": "ask-billing"}]}}, "front")
+    billing = _pool(BASE_POOL, "billing")
+    callers = callers_of("billing", [front, billing], [ask])
+    assert callers == (("shop", "front"),)
+    assert callers_of("front", [front, billing], [ask]) == ()
+    state = desired_state(billing, [ask], {}, SETTINGS, callers)
+    config = json.loads(
+        next(c for c in state.children if c["kind"] == "ConfigMap")["data"]["config.json"]
+    )
+    accounts = config["auth"]["serviceAccounts"]
+    assert accounts["audience"] == "agentpool/shop/billing"
+    assert accounts["allow"] == [{"namespace": "shop", "name": "front", "tenant": "*"}]
+    pod = next(c for c in state.children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "agentpool-kube-api" in {v["name"] for v in pod["volumes"]}
+    caller = desired_state(front, [ask], {}, SETTINGS)
+    pod = next(c for c in caller.children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    identity = next(v for v in pod["volumes"] if v["name"] == "agentpool-identity")
+    token = identity["projected"]["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == "agentpool/shop/billing"
+    assert token["path"] == "ask-billing.token"
+    assert caller.problems == ()
+
+
+def test_auth_is_required_unless_disabled_in_writing_and_tokens_come_from_a_secret() -> None:
+    def auth(spec: dict[str, Any]) -> dict[str, Any]:
+        state = desired_state(_pool(spec), [], {}, SETTINGS)
+        cm = next(c for c in state.children if c["kind"] == "ConfigMap")
+        found: dict[str, Any] = json.loads(cm["data"]["config.json"])["auth"]
+        return found
+
+    assert auth(BASE_POOL)["mode"] == "required"
+    assert auth({**BASE_POOL, "access": {"mode": "Disabled"}})["mode"] == "disabled"
+    ref = {"name": "api-tokens", "key": "tokens.yaml"}
+    assert auth({**BASE_POOL, "access": {"tokensSecretRef": ref}})["tokensFile"] == (
+        "/etc/agentpool/auth/tokens.yaml"
+    )
+
+
+def test_command_tools_run_in_a_sidecar_that_holds_no_secret() -> None:
+    tool = _tool_named(
+        "grep-logs",
+        {
+            "description": "d",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            "command": {"argv": ["grep", "{q}", "/var/log/app.log"], "allowedBinaries": ["grep"]},
+        },
+    )
+    spec = {
+        **BASE_POOL,
+        "model": {**BASE_POOL["model"], "apiKeySecretRef": {"name": "llm", "key": "k"}},
+        "tools": {"refs": [{"name": "grep-logs"}]},
+    }
+    state = desired_state(_pool(spec), [tool], {}, SETTINGS)
+    pod = next(c for c in state.children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    runner = next(c for c in pod["containers"] if c["name"] == "tool-runner")
+    assert runner["securityContext"]["runAsUser"] != pod["securityContext"]["runAsUser"]
+    assert "env" not in runner
+    assert "envFrom" not in runner
+    assert {m["name"] for m in runner["volumeMounts"]} == {
+        "agentpool-tools-socket",
+        "agentpool-runner-tmp",
+    }
+    config = json.loads(
+        next(c for c in state.children if c["kind"] == "ConfigMap")["data"]["config.json"]
+    )
+    assert config["tools"]["commandRunner"] == {"socket": "/run/agentpool/tools/runner.sock"}
+    plain = desired_state(_pool(BASE_POOL), [], {}, SETTINGS)
+    pod = next(c for c in plain.children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["agent"]

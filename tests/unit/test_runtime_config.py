@@ -118,6 +118,11 @@ def test_a_runtime_started_by_hand_has_working_memory_and_instructions() -> None
         ),
         ("pool: {namespace: shop, name: p}\nload: {signal: cpu}\n", "load.signal"),
         ("[1, 2]\n", "(document)"),
+        (
+            "pool: {namespace: shop, name: p}\ntasks: {leaseSeconds: 1, pollSeconds: 2}\n",
+            "tasks.pollSeconds",
+        ),
+        ("pool: {namespace: shop, name: p}\ntasks: {maxDeliveries: 0}\n", "tasks.maxDeliveries"),
     ],
 )
 def test_invalid_documents_are_refused_naming_the_field(doc: str, named: str) -> None:
@@ -146,6 +151,7 @@ def test_invalid_documents_are_refused_naming_the_field(doc: str, named: str) ->
             "model.circuitBreaker.shared",
         ),
         ("load: {signal: activeTurnsAndQueuedTasks}", "load.signal"),
+        ("tasks: {enabled: true}", "tasks.enabled"),
     ],
 )
 def test_what_needs_redis_is_refused_without_it(section: str, named: str) -> None:
@@ -174,3 +180,14 @@ def test_not_yaml_and_missing_files_are_clear(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("pool: {namespace: default, name: ok}\n")
     expected = RuntimeConfig(pool=PoolIdentity(namespace="default", name="ok"))
     assert load_runtime_config(tmp_path / "c.yaml") == expected
+
+
+def test_the_task_poll_must_end_before_a_redis_command_times_out() -> None:
+    doc = (
+        "pool: {namespace: shop, name: p}\n"
+        "memory: {redis: {url: 'redis://r:6379/0', socketTimeoutSeconds: 1}}\n"
+        "tasks: {enabled: true, pollSeconds: 1.5}\n"
+    )
+    with pytest.raises(RuntimeConfigError, match=r"tasks\.pollSeconds"):
+        parse_runtime_config(doc)
+    parse_runtime_config(doc.replace("pollSeconds: 1.5", "pollSeconds: 0.5"))

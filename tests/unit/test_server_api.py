@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_runtime.config import PoolIdentity, RuntimeConfig
+from agent_runtime.config import AuthConfig, PoolIdentity, RuntimeConfig
 from agent_runtime.config.tools import ToolHints
 from agent_runtime.runtime import Runtime
 from agent_runtime.server import create_app
@@ -44,10 +45,38 @@ async def _start(config: RuntimeConfig) -> Runtime:
     return runtime
 
 
+GATEWAY_TOKEN = "gateway-token-0123456789"
+ALICE_TOKEN = "alice-token-0123456789"
+BOB_TOKEN = "bob-token-0123456789abc"
+
+
+def write_tokens(path: Path) -> Path:
+    path.write_text(
+        "tokens:\n"
+        f"  - {{name: gateway, token: {GATEWAY_TOKEN}, tenant: '*'}}\n"
+        f"  - {{name: alice-app, token: {ALICE_TOKEN}, tenant: alice}}\n"
+        f"  - {{name: bob-app, token: {BOB_TOKEN}, tenant: bob}}\n"
+    )
+    return path
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
-def api() -> Iterator[TestClient]:
-    config = RuntimeConfig(pool=PoolIdentity(namespace="tests", name="unit"))
-    with TestClient(create_app(config, start=_start)) as client:
+def tokens_file(tmp_path: Path) -> Path:
+    return write_tokens(tmp_path / "tokens.yaml")
+
+
+@pytest.fixture
+def api(tokens_file: Path) -> Iterator[TestClient]:
+    """The API as a trusted gateway (any tenant) calls it."""
+    config = RuntimeConfig(
+        pool=PoolIdentity(namespace="tests", name="unit"),
+        auth=AuthConfig(tokens_file=tokens_file),
+    )
+    with TestClient(create_app(config, start=_start), headers=bearer(GATEWAY_TOKEN)) as client:
         yield client
 
 
@@ -58,6 +87,7 @@ def test_health_and_readiness(api: TestClient) -> None:
     assert ready["pool"] == {"namespace": "tests", "name": "unit"}
     assert ready["memory"]["degraded"] is False
     assert "working memory only" in ready["memory"]["detail"]
+    assert ready["auth"] == {"mode": "required", "tokens": 3, "serviceAccounts": False}
 
 
 def test_tools_are_listed_in_both_formats(api: TestClient) -> None:
@@ -99,7 +129,9 @@ def test_invalid_arguments_get_422_naming_the_path(api: TestClient) -> None:
 def test_malformed_requests_get_422(api: TestClient, body: object) -> None:
     response = api.post("/v1/tools/add/call", json=body)
     assert response.status_code == 422
-    assert response.json()["error"]["issues"]
+    error = response.json()["error"]
+    assert error["type"] in {"RequestValidationError", "TenantRequiredError"}
+    assert error["message"]
 
 
 def test_not_json_gets_422(api: TestClient) -> None:
@@ -109,10 +141,13 @@ def test_not_json_gets_422(api: TestClient) -> None:
     assert response.status_code == 422
 
 
-def test_unknown_tool_is_404_and_names_the_known_ones(api: TestClient) -> None:
+def test_unknown_tool_is_404_and_names_no_other_tool(api: TestClient) -> None:
     response = api.post("/v1/tools/nope/call", json={"tenant": "t"})
     assert response.status_code == 404
-    assert "add" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert "nope" in message
+    assert "add" not in message
+    assert "broken" not in message
 
 
 def test_a_failing_dependency_is_502_and_shows_on_the_breaker(api: TestClient) -> None:
@@ -153,3 +188,10 @@ def test_memory_tools_act_for_the_requests_tenant_only(api: TestClient) -> None:
     # The tenant is not a tool argument: a model cannot name another tenant.
     sneaky = {"arguments": {"key": "colour", "tenant": "alice"}, "tenant": "bob"}
     assert api.post("/v1/tools/recall/call", json=sneaky).status_code == 422
+
+
+def test_tasks_on_a_pool_without_them_are_a_clear_404(api: TestClient) -> None:
+    response = api.post("/v1/tasks", json={"input": "x", "tenant": "t"})
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "TasksDisabledError"
+    assert api.get("/v1/tasks/abc", params={"tenant": "t"}).status_code == 404

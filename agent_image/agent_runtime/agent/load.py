@@ -62,7 +62,7 @@ class LoadPublisher:
         self.pod = pod
         self._admission = admission
         self._interval = interval
-        self._queued_tasks = queued_tasks
+        self.queued_tasks = queued_tasks
         self._clock = clock
         self._changed = asyncio.Event()
         self._script = client.register_script(_PUBLISH)
@@ -70,7 +70,7 @@ class LoadPublisher:
         admission.on_change(self._changed.set)
 
     def sample(self) -> LoadSample:
-        queued = self._queued_tasks()
+        queued = self.queued_tasks()
         metrics.QUEUED_TASKS.set(queued)
         return LoadSample(
             active_turns=self._admission.active,

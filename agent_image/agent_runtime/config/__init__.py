@@ -15,6 +15,9 @@ the defaults here only serve a runtime started by hand. For example::
       definitions: [...]
     memory:
       redis: {urlEnv: AGENTPOOL_REDIS_URL}
+    tasks: {enabled: true, leaseSeconds: 30, maxDeliveries: 5}
+    auth:
+      tokensFile: /etc/agentpool/auth/tokens.yaml
 """
 
 from __future__ import annotations
@@ -27,14 +30,17 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from agent_runtime.config.agent import DEFAULT_INSTRUCTIONS, AgentSettings
+from agent_runtime.config.auth import AuthConfig
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import LoadSettings
 from agent_runtime.config.memory import MemoryConfig, working_memory_only
 from agent_runtime.config.model import ModelConfig
 from agent_runtime.config.section import ConfigSection
+from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.config.tools import ToolsConfig
 
 __all__ = [
+    "AuthConfig",
     "PoolIdentity",
     "RuntimeConfig",
     "RuntimeConfigError",
@@ -69,6 +75,15 @@ class RuntimeConfig(ConfigSection):
         default_factory=working_memory_only,
         description="Memory tiers, Redis and conversation state; default: working memory only.",
     )
+    tasks: TasksSettings = Field(
+        default_factory=TasksSettings,
+        description="The durable task queue (POST /v1/tasks); off by default.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Who may call the API; default: required (and with no credential "
+        "source configured, every call is refused).",
+    )
 
     @model_validator(mode="after")
     def _redis_features_need_redis(self) -> Self:
@@ -79,10 +94,27 @@ class RuntimeConfig(ConfigSection):
             needing.append("model.circuitBreaker.shared")
         if self.load.signal == "activeTurnsAndQueuedTasks":
             needing.append("load.signal (activeTurnsAndQueuedTasks)")
+        if self.tasks.enabled:
+            needing.append("tasks.enabled")
         if needing:
             raise ValueError(
                 f"{', '.join(needing)} needs memory.redis, which is not set: "
                 "configure redis or turn these off"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _task_poll_inside_redis_timeout(self) -> Self:
+        redis = self.memory.redis
+        if (
+            self.tasks.enabled
+            and redis is not None
+            and self.tasks.poll_seconds >= redis.socket_timeout_seconds
+        ):
+            raise ValueError(
+                f"tasks.pollSeconds ({self.tasks.poll_seconds}) must be shorter than "
+                f"memory.redis.socketTimeoutSeconds ({redis.socket_timeout_seconds}): "
+                "a worker's blocking read would otherwise time out as if Redis were down"
             )
         return self
 

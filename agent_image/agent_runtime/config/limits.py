@@ -28,6 +28,9 @@ MEMORY_KEY_MAX_CHARS: Final = 512
 CONVERSATION_ID_MAX_CHARS: Final = 256
 """The longest conversation id (any characters; percent-encoded in Redis)."""
 
+IDEMPOTENCY_KEY_MAX_CHARS: Final = 256
+"""The longest idempotency key of a task (any characters; percent-encoded in Redis)."""
+
 TOOL_NAME_MAX_CHARS: Final = 64
 TOOL_NAME_PATTERN: Final = rf"^[A-Za-z][A-Za-z0-9_-]{{0,{TOOL_NAME_MAX_CHARS - 1}}}$"
 """A tool name both OpenAI function calling and MCP accept (also the AgentTool name rule)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -137,8 +138,11 @@ class CommandImplementation(ConfigSection):
     `argv` is a template: the first element is a literal binary that must be on
     `allowedBinaries`; any other element may contain `{name}` placeholders, each filled
     from one argument and kept inside that one argv element. Values starting with `-`
-    are refused unless they come after a literal `--`; values that are absolute paths
-    or contain a `..` component are refused unless `allowPaths` is set.
+    are refused unless they come after a literal `--`. Unless `allowPaths` is set, an
+    assembled element (or the value of an `--option=value` element) with a `..`
+    component, or absolute where the template was not, is refused. An absent optional
+    argument drops its element only if that shifts no other argument (an option element,
+    or trailing positionals); otherwise the call is refused.
     """
 
     argv: list[str] = Field(min_length=1)
@@ -244,6 +248,12 @@ class AgentImplementation(ConfigSection):
     )
     max_response_bytes: int = Field(
         default=1 << 20, gt=0, le=1 << 30, description="Largest answer accepted."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="This pool's projected ServiceAccount token (audience: the other pool's "
+        "`auth.serviceAccounts.audience`), sent as `Authorization: Bearer`; re-read on "
+        "every call, as the kubelet rotates it. Null: no credentials are sent.",
     )
 
     @model_validator(mode="after")
@@ -486,6 +496,21 @@ class ToolDefinition(ConfigSection):
         return "agent"
 
 
+class CommandRunnerSettings(ConfigSection):
+    """Where command tools run: the tool-runner container's Unix socket.
+
+    The operator renders it with the tool-runner sidecar (same pod, another uid, no
+    secrets). Without it a runtime runs commands in a supervisor of its own process,
+    which is not a security boundary (docs/security.md).
+    """
+
+    socket: str = Field(
+        pattern=r"^/",
+        max_length=107,  # sun_path holds 108 bytes with its NUL
+        description="Absolute path of the tool-runner's Unix socket (on a shared emptyDir).",
+    )
+
+
 class ToolsConfig(ConfigSection):
     """Every tool of the pool, and the pool's resilience and cache defaults."""
 
@@ -497,6 +522,11 @@ class ToolsConfig(ConfigSection):
     )
     cache: CacheSettings = Field(
         default_factory=CacheSettings, description="The pool's cache defaults."
+    )
+    command_runner: CommandRunnerSettings | None = Field(
+        default=None,
+        description="The tool-runner that runs command tools; null: in this process's "
+        "supervisor (a runtime started by hand; not a security boundary).",
     )
 
     def needs_redis(self) -> list[str]:

@@ -13,11 +13,18 @@ from typing import Any
 
 from pydantic import JsonValue
 
+from agent_runtime.json_value import first_unrepresentable, nesting_exceeds
 from agent_runtime.memory.errors import CorruptRecordError, InvalidMemoryError
 
 PLAIN_MARKER = b"J:"
 ZLIB_MARKER = b"Z:"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+MAX_VALUE_DEPTH = 200
+"""The deepest value kept (records wrap it in a few levels of their own)."""
+
+MAX_STORED_DEPTH = 256
+"""The deepest stored document read back; deeper is not what this runtime writes."""
 
 
 def canonical_json(value: object) -> JsonValue:
@@ -26,6 +33,11 @@ def canonical_json(value: object) -> JsonValue:
     Raises `InvalidMemoryError` for anything JSON would change (tuples, non-string
     keys, NaN, sets, objects), so what is remembered is recalled unchanged.
     """
+    if nesting_exceeds(value, MAX_VALUE_DEPTH):
+        raise InvalidMemoryError(f"memory values may nest at most {MAX_VALUE_DEPTH} levels")
+    problem = first_unrepresentable(value)
+    if problem is not None:
+        raise InvalidMemoryError(f"memory values must be plain JSON: {problem}")
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
@@ -83,9 +95,23 @@ def decode(payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     else:
         raise CorruptRecordError(f"unknown memory record marker {marker!r}")
     try:
-        return json.loads(data)
+        value = json.loads(data, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptRecordError(f"memory record is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise CorruptRecordError("memory record is nested too deeply") from None
+    # What this runtime writes is always finite, surrogate-free and shallow; anything
+    # else would fail later, when the answer is encoded, as a 500 for the caller.
+    if nesting_exceeds(value, MAX_STORED_DEPTH):
+        raise CorruptRecordError("memory record is nested too deeply")
+    problem = first_unrepresentable(value)
+    if problem is not None:
+        raise CorruptRecordError(f"memory record holds what JSON cannot carry ({problem})")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
 
 
 def canonical_text(value: object) -> str:

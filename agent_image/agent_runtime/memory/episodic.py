@@ -14,6 +14,7 @@ a compaction step (not implemented).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections import defaultdict
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from redis.asyncio import Redis
 
@@ -31,6 +33,8 @@ from agent_runtime.memory.errors import CorruptRecordError, InvalidMemoryError
 from agent_runtime.memory.health import RedisHealth
 from agent_runtime.memory.keys import KeySpace, check_key, check_tenant
 from agent_runtime.memory.vector_index import VectorIndex
+
+log = structlog.get_logger(__name__)
 
 SYNC_BATCH = 1000
 
@@ -138,6 +142,9 @@ class EpisodicMemory:
         self._clock = clock
         self._indexes: dict[str, VectorIndex] = {}
         self._cursor: str | None = None
+        # One sync at a time: concurrent searches would otherwise each read and apply
+        # the same log entries (N-fold Redis reads and index writes under load).
+        self._sync_lock = asyncio.Lock()
         self._add = client.register_script(_ADD)
         self._delete = client.register_script(_DELETE)
 
@@ -236,7 +243,11 @@ class EpisodicMemory:
         found = await self._health.call(lookup, what=f"episode lookup of {key!r}")
         return None if found is None else await self.get(tenant, int(found))
 
-    async def _fetch(self, tenant: str, ids: list[int]) -> dict[int, Episode]:
+    async def _fetch(
+        self, tenant: str, ids: list[int], *, skip: bool = False
+    ) -> dict[int, Episode]:
+        """The episodes of `tenant` by id; a corrupt one raises `CorruptRecordError`, or with
+        `skip` (a search) is left out and logged."""
         if not ids:
             return {}
         name = self._keys.episode_docs(tenant)
@@ -248,11 +259,18 @@ class EpisodicMemory:
         payloads = await self._health.call(read, what=f"episode read in {tenant!r}")
         episodes = {}
         for episode_id, payload in zip(ids, payloads, strict=True):
-            if payload is not None:
+            if payload is None:
+                continue
+            try:
                 episode = _decode_episode(payload)
                 if episode.tenant != tenant:
                     raise CorruptRecordError(f"episode {episode_id} is filed under another tenant")
-                episodes[episode_id] = episode
+            except CorruptRecordError as exc:
+                if not skip:
+                    raise
+                log.warning("skipped a corrupt episode", tenant=tenant, error=str(exc))
+                continue
+            episodes[episode_id] = episode
         return episodes
 
     async def search(
@@ -280,7 +298,7 @@ class EpisodicMemory:
             return []
         # Ask for a few extra: an episode deleted since the last sync is skipped below.
         hits = index.exact_search(vector, k + 4) if exact else index.search(vector, k + 4)
-        episodes = await self._fetch(tenant, [episode_id for episode_id, _ in hits])
+        episodes = await self._fetch(tenant, [episode_id for episode_id, _ in hits], skip=True)
         found = [
             EpisodeHit(episode=episodes[episode_id], score=score)
             for episode_id, score in hits
@@ -290,6 +308,10 @@ class EpisodicMemory:
 
     async def sync(self) -> int:
         """Bring this replica's indexes up to date with Redis; return the changes applied."""
+        async with self._sync_lock:
+            return await self._sync()
+
+    async def _sync(self) -> int:
         if self._cursor is None:
             return await self._full_load()
         applied = 0
@@ -311,20 +333,27 @@ class EpisodicMemory:
             return 0
         wanted: dict[str, list[int]] = defaultdict(list)
         changes: list[tuple[str, str, int]] = []
-        for _, fields in entries:
-            op, tenant = fields[b"op"].decode(), fields[b"tenant"].decode()
-            episode_id = int(fields[b"id"])
+        for entry_id, fields in entries:
+            try:
+                op, tenant = fields[b"op"].decode(), fields[b"tenant"].decode()
+                episode_id = int(fields[b"id"])
+            except (KeyError, ValueError, AttributeError):
+                # Not what this runtime writes: skip the entry, keep every tenant's index.
+                log.warning("skipped a malformed episode log entry", entry=repr(entry_id)[:64])
+                continue
             changes.append((op, tenant, episode_id))
             if op == "add":
                 wanted[tenant].append(episode_id)
         vectors = {t: await self._read_vectors(t, ids) for t, ids in wanted.items()}
         for op, tenant, episode_id in changes:
-            index = self._index(tenant)
             vector = vectors.get(tenant, {}).get(episode_id)
             if op == "add" and vector is not None:
-                index.add([episode_id], vector[None, :])
-            elif op == "del":
+                self._index(tenant).add([episode_id], vector[None, :])
+            elif op == "del" and tenant in self._indexes:
+                index = self._indexes[tenant]
                 index.remove([episode_id])
+                if not len(index):
+                    del self._indexes[tenant]  # the tenant's last episode went: so does its index
         self._cursor = entries[-1][0].decode()
         return len(changes)
 
@@ -336,19 +365,38 @@ class EpisodicMemory:
             return found
 
         raw = await self._health.call(read, what="episode vector read")
-        return {
-            episode_id: self._to_vector(blob)
-            for episode_id, blob in zip(ids, raw, strict=True)
-            if blob is not None
-        }
+        found: dict[int, Vectors] = {}
+        for episode_id, blob in zip(ids, raw, strict=True):
+            vector = None if blob is None else self._usable_vector(tenant, episode_id, blob)
+            if vector is not None:
+                found[episode_id] = vector
+        return found
 
     def _to_vector(self, blob: bytes) -> Vectors:
-        if len(blob) != 4 * self.embedder.dimensions:
+        if not isinstance(blob, bytes) or len(blob) != 4 * self.embedder.dimensions:
+            size = len(blob) // 4 if isinstance(blob, bytes) else "?"
             raise CorruptRecordError(
-                f"stored episode vector has {len(blob) // 4} dimensions; "
+                f"stored episode vector has {size} dimensions; "
                 f"the embedder makes {self.embedder.dimensions}"
             )
-        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        if not np.isfinite(vector).all():
+            raise CorruptRecordError("stored episode vector holds non-finite numbers")
+        return vector
+
+    def _usable_vector(self, tenant: str, episode_id: object, blob: bytes) -> Vectors | None:
+        """The vector, or None (logged) when it is corrupt: one bad vector leaves that
+        episode out of the index and touches no other episode or tenant."""
+        try:
+            return self._to_vector(blob)
+        except CorruptRecordError as exc:
+            log.warning(
+                "skipped a corrupt episode vector",
+                tenant=tenant,
+                episode=str(episode_id)[:32],
+                error=str(exc),
+            )
+            return None
 
     async def _full_load(self) -> int:
         # Note the Stream position first: changes racing with the scan are replayed
@@ -376,9 +424,15 @@ class EpisodicMemory:
             scan = functools.partial(self._client.hscan, name, cursor, count=1000)
             scanned: Any = await self._health.call(scan, what="episode index load")
             cursor, batch = scanned
-            if batch:
-                ids = [int(k) for k in batch]
-                index.add(ids, np.stack([self._to_vector(v) for v in batch.values()]))
-                loaded += len(ids)
+            usable: dict[int, Vectors] = {}
+            for raw_id, blob in (batch or {}).items():
+                vector = self._usable_vector(tenant, raw_id, blob)
+                if vector is not None and raw_id.isdigit():
+                    usable[int(raw_id)] = vector
+            if usable:
+                index.add(list(usable), np.stack(list(usable.values())))
+                loaded += len(usable)
             if cursor == 0:
+                if not len(index):
+                    self._indexes.pop(tenant, None)
                 return loaded

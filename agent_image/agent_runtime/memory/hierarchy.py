@@ -237,7 +237,8 @@ class MemoryHierarchy:
     ) -> Recollection | None:
         """The memory under `key`: working, then long-term, then episodic.
 
-        With Redis unreachable only working memory answers (and `status()` says so).
+        With Redis unreachable only working memory answers; a key it does not hold is
+        `StoreUnavailableError` (503), not None (404).
         `query` is the text for the episodic search (default: the key).
         """
         check_tenant(tenant)
@@ -250,9 +251,11 @@ class MemoryHierarchy:
             working.delete(key)
         try:
             return await self._recall_stored(key, tenant, conversation, query)
-        except StoreUnavailableError as exc:
-            log.warning("recall served from working memory only", key=key, error=str(exc))
-            return None
+        except StoreUnavailableError:
+            # Not in working memory and the stores cannot be asked: "unavailable", never a
+            # false "not found" the caller would act on.
+            log.warning("recall needs redis, which is unreachable", tenant=tenant)
+            raise
 
     async def _recall_stored(
         self, key: str, tenant: str, conversation: str | None, query: str | None

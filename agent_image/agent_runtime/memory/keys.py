@@ -8,12 +8,18 @@ share a key; memories are further scoped by tenant. Every part is percent-encode
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from agent_runtime.config.identity import PoolIdentity
-from agent_runtime.config.limits import MEMORY_KEY_MAX_CHARS, TENANT_MAX_CHARS, TENANT_PATTERN
+from agent_runtime.config.limits import (
+    IDEMPOTENCY_KEY_MAX_CHARS,
+    MEMORY_KEY_MAX_CHARS,
+    TENANT_MAX_CHARS,
+    TENANT_PATTERN,
+)
 from agent_runtime.config.load import load_key
 from agent_runtime.memory.errors import InvalidMemoryError
 
@@ -44,6 +50,11 @@ def check_key(key: str) -> str:
     return check_length("memory key", key, MEMORY_KEY_MAX_CHARS)
 
 
+def check_idempotency_key(key: str) -> str:
+    """Return `key` if usable, else raise `InvalidMemoryError`."""
+    return check_length("idempotency key", key, IDEMPOTENCY_KEY_MAX_CHARS)
+
+
 @dataclass(frozen=True)
 class KeySpace:
     """Builds the Redis names of one pool: memory, conversations, breakers, cache."""
@@ -51,9 +62,9 @@ class KeySpace:
     prefix: str
     pool: PoolIdentity
 
-    @property
+    @functools.cached_property
     def root(self) -> str:
-        """What every name of this pool starts with."""
+        """What every name of this pool starts with (computed once: every name uses it)."""
         return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
 
     @property
@@ -119,3 +130,40 @@ class KeySpace:
     def conversation_writer(self, conversation_id: str) -> str:
         """The lease of the one turn writing the conversation now."""
         return f"{self.root}:conv:{_part(conversation_id)}:writer"
+
+    # The task queue (agent_runtime.tasks): one stream per pool, one consumer group.
+
+    @property
+    def task_stream(self) -> str:
+        """The stream every replica of the pool takes tasks from."""
+        return f"{self.root}:tasks:stream"
+
+    @property
+    def task_dead_letters(self) -> str:
+        """The stream of tasks given up after too many deliveries."""
+        return f"{self.root}:tasks:dead"
+
+    @property
+    def task_prefix(self) -> str:
+        """The start of each task's record (the task id follows)."""
+        return f"{self.root}:tasks:task:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.task_prefix}{_part(task_id)}"
+
+    def task_idempotency(self, tenant: str, key: str) -> str:
+        """Which task a tenant's idempotency key created."""
+        return f"{self._tenant(tenant)}:tasks:idem:{_part(check_idempotency_key(key))}"
+
+    def task_conversation_holder(self, conversation_id: str) -> str:
+        """The one task of a conversation that is queued or running."""
+        return f"{self.root}:tasks:conv:{_part(conversation_id)}:holder"
+
+    def task_conversation_waiting(self, conversation_id: str) -> str:
+        """The conversation's tasks waiting behind its holder, oldest first."""
+        return f"{self.root}:tasks:conv:{_part(conversation_id)}:waiting"
+
+    @property
+    def task_waiting_count(self) -> str:
+        """How many tasks wait behind another task of their conversation."""
+        return f"{self.root}:tasks:waiting"

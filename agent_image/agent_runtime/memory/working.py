@@ -116,21 +116,37 @@ class WorkingMemoryRegistry(Generic[V]):
         created: WorkingMemory[V] = WorkingMemory(self.capacity)
         evicted = self._scopes.put(scope, created)
         if evicted is not None:
-            evicted_tenant = unquote(evicted.split("/", 1)[0])
-            self._by_tenant.get(evicted_tenant, set()).discard(evicted)
+            self._unindex(unquote(evicted.split("/", 1)[0]), evicted)
         self._by_tenant.setdefault(tenant, set()).add(scope)
         return created
 
+    def _unindex(self, tenant: str, scope: str) -> None:
+        # A tenant's bookkeeping goes with its last scope: memory stays flat however
+        # many distinct tenants pass through a replica.
+        scopes = self._by_tenant.get(tenant)
+        if scopes is not None:
+            scopes.discard(scope)
+            if not scopes:
+                del self._by_tenant[tenant]
+
     def drop_key(self, tenant: str, key: str) -> int:
-        """Remove `key` from every conversation of `tenant`; return how many held it."""
+        """Remove `key` from every conversation of `tenant`; return how many held it.
+
+        A conversation's working memory left empty is dropped with it.
+        """
         dropped = 0
         for scope in list(self._by_tenant.get(tenant, ())):
             memory = self._scopes.peek(scope)
-            if memory is None:
-                self._by_tenant[tenant].discard(scope)
-            elif memory.delete(key):
+            if memory is not None and memory.delete(key):
                 dropped += 1
+            if memory is None or not memory:
+                self._scopes.delete(scope)
+                self._unindex(tenant, scope)
         return dropped
+
+    def tenants(self) -> int:
+        """How many tenants this replica keeps working memory for."""
+        return len(self._by_tenant)
 
     def drop_matching(self, predicate: Callable[[V], bool]) -> int:
         """Remove every entry, in every conversation, whose value matches; return how many."""
@@ -144,6 +160,9 @@ class WorkingMemoryRegistry(Generic[V]):
                 if value is not None and predicate(value):
                     memory.delete(key)
                     dropped += 1
+            if not memory:
+                self._scopes.delete(scope)
+                self._unindex(unquote(scope.split("/", 1)[0]), scope)
         return dropped
 
     def __len__(self) -> int:

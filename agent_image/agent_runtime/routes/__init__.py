@@ -1,1 +1,2 @@
-"""HTTP routers the server includes, one module per area (`chat`: turns and conversations)."""
+"""HTTP routes by feature, each an `APIRouter` that `server.py` includes (`chat`: turns
+and conversations; `lifecycle`: drain; `tasks`: the task queue)."""

@@ -8,13 +8,15 @@
     GET  /v1/conversations/{id}?tenant=  history, version, status, usage
     GET  /v1/conversations/{id}/events?tenant=&after=   the log, as (version, event)
     POST /v1/chat/completions            OpenAI-compatible facade: the pool as a model
-                                         (tenant: `user`; conversation: the
+                                         (tenant: `user` or the credentials'; the
                                          `X-Agentpool-Conversation` header, else a new one)
 
-The tenant is stated by the caller (never defaulted) until authentication supplies it.
-A turn refused before it starts is an HTTP error (409 busy, 404 another tenant's
-conversation, 503 draining or full); once a stream has started, the turn runs to its
-end even if the client goes away, so nothing acknowledged is lost.
+Every route needs an authenticated caller (`access.CallerDep`); the tenant is the one
+its credentials carry, or the one named (`tenant`, `user` on the facade, `?tenant=`) if
+they allow it (`Caller.tenant`: 403 otherwise). A turn refused before it starts is an
+HTTP error (409 busy, 404 another tenant's conversation, 503 draining or full); once a
+stream has started, the turn runs to its end even if the client goes away, so nothing
+acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from agent_runtime.access import CallerDep
 from agent_runtime.agent.turn import Agent, TurnOutcome, TurnRequest
-from agent_runtime.api_errors import InvalidRequestError, NoAgentError
+from agent_runtime.api_errors import InvalidRequestError, NoAgentError, openapi_responses
 from agent_runtime.config.limits import CONVERSATION_ID_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.conversation.state import check_conversation_id
 from agent_runtime.runtime import Runtime
@@ -54,7 +57,11 @@ class _Body(BaseModel):
 
 class ChatRequest(_Body):
     message: str = Field(min_length=1, max_length=MESSAGE_MAX_CHARS)
-    tenant: str = Field(pattern=TENANT_PATTERN)
+    tenant: str | None = Field(
+        default=None,
+        pattern=TENANT_PATTERN,
+        description="The tenant to act in; may be left out when the credentials carry one.",
+    )
     conversation_id: str | None = Field(
         default=None, min_length=1, max_length=CONVERSATION_ID_MAX_CHARS
     )
@@ -153,22 +160,27 @@ def _sse(steps: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     )
 
 
-@router.post("/v1/chat", response_model=None)
-async def chat(body: ChatRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+@router.post("/v1/chat", response_model=None, responses=openapi_responses(403, 404, 409))
+async def chat(
+    body: ChatRequest, request: Request, caller: CallerDep
+) -> dict[str, Any] | StreamingResponse:
+    tenant = caller.tenant(body.tenant)
     conversation_id = body.conversation_id or uuid.uuid4().hex
-    turn = TurnRequest(conversation_id, tenant=body.tenant, message=body.message)
+    turn = TurnRequest(conversation_id, tenant=tenant, message=body.message)
     result = await _run(request, turn, body.stream)
     if isinstance(result, TurnOutcome):
         return result.as_dict()
     return _sse(result)
 
 
-@router.get("/v1/conversations/{conversation_id}")
+@router.get("/v1/conversations/{conversation_id}", responses=openapi_responses(403, 404))
 async def conversation(
-    conversation_id: str,
+    conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
-    tenant: str = Query(pattern=TENANT_PATTERN),
+    caller: CallerDep,
+    requested: Annotated[str | None, Query(alias="tenant", pattern=TENANT_PATTERN)] = None,
 ) -> dict[str, Any]:
+    tenant = caller.tenant(requested)
     conversations = _runtime(request).conversations
     check_conversation_id(conversation_id)
     await conversations.check_owner(conversation_id, tenant)
@@ -187,13 +199,15 @@ async def conversation(
     }
 
 
-@router.get("/v1/conversations/{conversation_id}/events")
+@router.get("/v1/conversations/{conversation_id}/events", responses=openapi_responses(403, 404))
 async def conversation_events(
-    conversation_id: str,
+    conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
-    tenant: str = Query(pattern=TENANT_PATTERN),
-    after: int = Query(default=0, ge=0),
+    caller: CallerDep,
+    requested: Annotated[str | None, Query(alias="tenant", pattern=TENANT_PATTERN)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
+    tenant = caller.tenant(requested)
     conversations = _runtime(request).conversations
     check_conversation_id(conversation_id)
     await conversations.check_owner(conversation_id, tenant)
@@ -208,10 +222,13 @@ async def conversation_events(
     }
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions", response_model=None, responses=openapi_responses(403, 404, 409)
+)
 async def chat_completions(
     body: CompletionRequest,
     request: Request,
+    caller: CallerDep,
     conversation: str | None = Header(
         default=None,
         alias="X-Agentpool-Conversation",
@@ -219,10 +236,9 @@ async def chat_completions(
         max_length=CONVERSATION_ID_MAX_CHARS,
     ),
 ) -> dict[str, Any] | StreamingResponse:
-    if body.user is None:
-        raise InvalidRequestError("`user` names the tenant and is required")
+    tenant = caller.tenant(body.user)  # `user` names the tenant when the credentials allow
     message = _last_user_text(body.messages)
-    turn = TurnRequest(conversation or uuid.uuid4().hex, tenant=body.user, message=message)
+    turn = TurnRequest(conversation or uuid.uuid4().hex, tenant=tenant, message=message)
     result = await _run(request, turn, body.stream)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

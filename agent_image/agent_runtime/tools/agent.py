@@ -11,9 +11,13 @@ The contract (served by every pool's runtime, `agent_runtime.server`):
 
 `conversationId: null` starts a conversation; passing the returned id continues it, on
 any replica of that pool. `tenant` is the tenant of the call being served (from its
-`CallContext`), so the called pool keeps its memory for the same tenant; the caller
-is not authenticated yet. Extra response fields are passed through to the caller. A
-response without a string `reply` is an error of kind `execution`.
+`CallContext`), so the called pool keeps its memory for the same tenant. The calling
+pool authenticates as itself: with `tokenFile` set (a projected ServiceAccount token
+whose audience is the called pool's), every request carries `Authorization: Bearer
+<token>`, read from the file on each call because the kubelet rotates it; the called
+pool allows that ServiceAccount for any tenant (`auth.serviceAccounts.allow`). Extra
+response fields are passed through to the caller. A response without a string `reply`
+is an error of kind `execution`; one too deep to decode is `responseTooLarge`.
 """
 
 from __future__ import annotations
@@ -62,13 +66,28 @@ class PoolTool:
         self._client = client
         self._headers = resolve_headers(name, spec.headers, environ)
 
+    def _token(self) -> str:
+        assert self.spec.token_file is not None
+        try:
+            token = self.spec.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ToolError(
+                self.name, f"cannot read this pool's token: {type(exc).__name__}"
+            ) from None
+        if not token:
+            raise ToolError(self.name, "this pool's token file is empty")
+        return token
+
     async def __call__(self, arguments: dict[str, Any], context: CallContext) -> Any:
         payload = {
             "message": arguments["message"],
             "conversationId": arguments.get("conversationId"),
             "tenant": context.tenant,
         }
-        request = self._client.build_request("POST", self.url, json=payload, headers=self._headers)
+        headers = dict(self._headers)
+        if self.spec.token_file is not None:
+            headers["Authorization"] = f"Bearer {self._token()}"
+        request = self._client.build_request("POST", self.url, json=payload, headers=headers)
         response, body = await send(
             self.name,
             self._client,
@@ -78,6 +97,10 @@ class PoolTool:
         )
         try:
             answer = decode_body(response, body)
+        except RecursionError:
+            raise ToolError(
+                self.name, "the answer is nested too deeply to decode", kind="responseTooLarge"
+            ) from None
         except ValueError:
             answer = None
         if not isinstance(answer, dict) or not isinstance(answer.get("reply"), str):

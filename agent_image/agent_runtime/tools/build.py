@@ -36,10 +36,12 @@ async def tools_for(
     *,
     environ: Mapping[str, str] | None = None,
     on_close: Callable[[Closer], None] = lambda _: None,
+    runner_socket: str | None = None,
 ) -> list[Tool]:
     """The tools one definition stands for (several for a discover-all MCP server).
 
-    Resources the tools hold (an MCP session) are handed to `on_close`.
+    Resources the tools hold (an MCP session) are handed to `on_close`; command tools
+    run in the tool-runner at `runner_socket` when it is set.
     """
     implementation: Implementation
     attempt_timeout: float
@@ -48,7 +50,9 @@ async def tools_for(
         implementation = HttpTool(definition.name, definition.http, client, environ=environ)
         attempt_timeout = definition.http.timeout_seconds
     elif definition.command is not None:
-        implementation = CommandTool(definition.name, definition.command)
+        implementation = CommandTool(
+            definition.name, definition.command, runner_socket=runner_socket
+        )
         # The sandbox enforces its own wall clock; the margin lets it report, not be cut off.
         attempt_timeout = definition.command.timeout_seconds + 5
     elif definition.agent is not None:
@@ -104,6 +108,7 @@ async def build_registry(
     (it is then not closed by `aclose`). Built-in tools are added afterwards with
     `registry.register_function`.
     """
+    runner_socket = config.command_runner.socket if config.command_runner is not None else None
     registry = ToolRegistry(
         resilience=config.resilience,
         cache_settings=config.cache,
@@ -120,7 +125,11 @@ async def build_registry(
         for definition in config.definitions:
             try:
                 tools = await tools_for(
-                    definition, client, environ=environ, on_close=registry.on_close
+                    definition,
+                    client,
+                    environ=environ,
+                    on_close=registry.on_close,
+                    runner_socket=runner_socket,
                 )
             except ToolError as exc:
                 if strict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent_runtime.config.tools import ErrorKind
+from agent_runtime.credentials import TenantForbiddenError, TenantRequiredError
+from agent_runtime.memory.errors import InvalidMemoryError
 from agent_runtime.resilience.breaker import CircuitOpenError
 from agent_runtime.resilience.limits import BulkheadFullError, RateLimitedError
 
@@ -102,10 +104,17 @@ class ToolResponseTooLargeError(ToolError):
         super().__init__(tool, f"response larger than {limit} bytes")
 
 
-class CommandRefusedError(ToolError):
-    """The command sandbox refused to run the call (nothing was started)."""
+class ToolArgumentRefusedError(ToolValidationError):
+    """The arguments match the schema but are unsafe for this tool (a path that escapes,
+    an option injection): invalid input like any other, so nothing was sent or started."""
 
-    kind: ErrorKind = "client"
+    def __init__(self, tool: str, message: str, *, argument: str | None = None) -> None:
+        path = "$" if argument is None else f"$.{argument}"
+        super().__init__(tool, [ValidationIssue(path=path, rule="refused", message=message)])
+
+
+class CommandRefusedError(ToolArgumentRefusedError):
+    """The command sandbox refused to run the call (nothing was started)."""
 
 
 REFUSALS: tuple[type[Exception], ...] = (
@@ -116,6 +125,14 @@ REFUSALS: tuple[type[Exception], ...] = (
 )
 """Errors that mean the call was refused before anything was attempted."""
 
+CALLER_ERRORS: tuple[type[Exception], ...] = (
+    InvalidMemoryError,
+    TenantForbiddenError,
+    TenantRequiredError,
+)
+"""Errors in what the caller sent: they say nothing about the dependency, so they are of
+kind `client` and never count against a breaker other tenants share."""
+
 
 def error_kind(error: BaseException) -> ErrorKind | None:
     """How a failure counts for breakers and retries; None for refusals (nothing was tried)."""
@@ -123,6 +140,8 @@ def error_kind(error: BaseException) -> ErrorKind | None:
         return error.kind
     if isinstance(error, REFUSALS):
         return None
+    if isinstance(error, CALLER_ERRORS):
+        return "client"
     if isinstance(error, TimeoutError):
         return "timeout"
     if isinstance(error, ConnectionError):

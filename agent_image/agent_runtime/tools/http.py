@@ -13,13 +13,14 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
 from agent_runtime.config.secrets import HeaderFromEnv, HeaderValue
 from agent_runtime.config.tools import HttpImplementation
 from agent_runtime.tools.errors import (
+    ToolArgumentRefusedError,
     ToolConfigError,
     ToolError,
     ToolHttpStatusError,
@@ -30,6 +31,28 @@ from agent_runtime.tools.errors import (
 from agent_runtime.tools.tool import CallContext
 
 _URL_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DOT_SEGMENTS = frozenset({".", ".."})
+_MAX_DECODES = 8
+
+
+def decoded(value: str) -> str:
+    """`value` percent-decoded until it stops changing (double encoding: %252e -> %2e -> .)."""
+    for _ in range(_MAX_DECODES):
+        once = unquote(value)
+        if once == value:
+            return value
+        value = once
+    return value
+
+
+def changes_path_meaning(value: str) -> bool:
+    """Would this placeholder value, once a server decodes it, add a `.` or `..` segment?
+
+    The value is quoted whole (a `/` becomes %2F), but servers and proxies decode before
+    they route, so `..`, `%2e%2e`, `..%2Fadmin` and `..\\x` all count.
+    """
+    segments = decoded(value).replace("\\", "/").split("/")
+    return any(segment in _DOT_SEGMENTS for segment in segments)
 
 
 def new_http_client(max_connections: int = 100) -> httpx.AsyncClient:
@@ -123,12 +146,29 @@ class HttpTool:
         self._client = client
         self._headers = resolve_headers(name, spec.headers, environ)
         self._path_params = set(_URL_PLACEHOLDER.findall(spec.url))
+        # Only placeholders before the query string can change which resource is named.
+        self._path_segment_params = set(_URL_PLACEHOLDER.findall(spec.url.split("?", 1)[0]))
 
     def build_request(self, arguments: Mapping[str, Any]) -> httpx.Request:
         """The request for one call (URL placeholders filled and quoted)."""
         missing = self._path_params - set(arguments)
         if missing:
             raise ToolError(self.name, f"missing URL parameters {sorted(missing)}", kind="client")
+        for name in sorted(self._path_params):
+            try:
+                str(arguments[name]).encode()
+            except UnicodeEncodeError:  # a lone surrogate: no URL can carry it
+                raise ToolArgumentRefusedError(
+                    self.name, f"URL parameter {name!r} is not valid Unicode", argument=name
+                ) from None
+        for name in sorted(self._path_segment_params):
+            if changes_path_meaning(str(arguments[name])):
+                raise ToolArgumentRefusedError(
+                    self.name,
+                    f"URL parameter {name!r} would add a '.' or '..' segment to the path "
+                    "(after percent-decoding); refused",
+                    argument=name,
+                )
         url = _URL_PLACEHOLDER.sub(
             lambda m: quote(str(arguments[m.group(1)]), safe=""), self.spec.url
         )

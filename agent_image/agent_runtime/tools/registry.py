@@ -44,12 +44,14 @@ from agent_runtime.config.tools import (
     ToolHints,
     merge_settings,
 )
+from agent_runtime.json_value import MAX_RESULT_DEPTH, nesting_exceeds
 from agent_runtime.memory.keys import KeySpace
 from agent_runtime.resilience.breaker import BreakerSnapshot, CircuitBreaker
 from agent_runtime.resilience.clock import Clock, Sleep, monotonic, sleep
 from agent_runtime.tools import metrics
 from agent_runtime.tools.errors import (
     ToolConfigError,
+    ToolError,
     ToolNotFoundError,
     ToolValidationError,
     ValidationIssue,
@@ -321,7 +323,18 @@ class ToolRegistry:
         )
 
     async def _run(self, call: Invocation) -> Any:
-        value = await call.tool.implementation(call.arguments, call.context)
+        try:
+            value = await call.tool.implementation(call.arguments, call.context)
+        except RecursionError:  # a decoder met an answer nested past the interpreter's limit
+            raise ToolError(
+                call.tool.name, "the answer is nested too deeply to decode", kind="responseTooLarge"
+            ) from None
+        if nesting_exceeds(value, MAX_RESULT_DEPTH):
+            raise ToolError(
+                call.tool.name,
+                f"the answer is nested deeper than {MAX_RESULT_DEPTH} levels",
+                kind="responseTooLarge",
+            )
         result_validator = self._entries[call.tool.name].result_validator
         if result_validator is not None and not result_validator.is_valid(value):
             error = ToolValidationError(

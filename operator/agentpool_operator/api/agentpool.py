@@ -466,6 +466,46 @@ class NetworkPolicySpec(ApiModel):
     pods before removing them). Defaults to every pod of the pool's namespace."""
 
 
+# ---------------------------------------------------------------------------- access
+
+TenantOrAny = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=128, pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127})$"
+    ),
+]
+
+
+class CallerServiceAccount(ApiModel):
+    """A ServiceAccount whose pods may call the pool with a projected token, and the tenant
+    it acts for."""
+
+    namespace: DnsLabel | None = None
+    """Namespace of the ServiceAccount. Defaults to the pool's namespace."""
+    name: DnsSubdomain | None = None
+    """Name of the ServiceAccount. Defaults to every ServiceAccount of the namespace."""
+    tenant: TenantOrAny
+    """The tenant its requests act for, or * for any tenant (a trusted gateway)."""
+
+
+class AccessSpec(ApiModel):
+    """Who may call the pool's API. The probes and metrics are always open; everything
+    else needs a bearer token or a projected ServiceAccount token. Pools of the namespace
+    that use this pool as a tool are allowed as themselves, for any tenant."""
+
+    mode: Literal["Required", "Disabled"] = "Required"
+    """Required, or Disabled: every caller may act for any tenant (only for a pool no one
+    else can reach). Defaults to Required."""
+    tokens_secret_ref: SecretKeyRef | None = None
+    """A Secret key holding bearer tokens as YAML: tokens, a list of name, token (at least
+    16 characters) and tenant (or * for any tenant). Updates reach the pods without a
+    restart. Defaults to none."""
+    service_accounts: list[CallerServiceAccount] = Field(default_factory=list, max_length=MAX_LIST)
+    """ServiceAccounts allowed to call with a projected token whose audience is
+    agentpool/NAMESPACE/POOL (checked by TokenReview: the pool's ServiceAccount needs the
+    system:auth-delegator ClusterRole). Defaults to none."""
+
+
 # ---------------------------------------------------------------------------- the pool
 
 
@@ -508,6 +548,8 @@ class AgentPoolSpec(ApiModel):
     """The pool's PodDisruptionBudget."""
     network_policy: NetworkPolicySpec = section(NetworkPolicySpec)
     """The pool's NetworkPolicy."""
+    access: AccessSpec = section(AccessSpec)
+    """Who may call the pool's API, and as which tenant."""
 
     cel_rules = (
         Rule(

@@ -612,8 +612,10 @@ class PodTemplate(ApiModel):
     )
     """Annotations added to the agent pods. Defaults to none."""
     resources: ResourceRequirements | None = None
-    """Compute resources of the agent container. Defaults to requests of cpu 100m and
-    memory 256Mi and a memory limit of 1Gi."""
+    """Compute resources of the agent container, merged key by key over the defaults (a
+    default limit below the request is raised to it). Defaults to requests of cpu 100m,
+    memory 256Mi and ephemeral-storage 64Mi, and limits of cpu 2, memory 1Gi and
+    ephemeral-storage 1Gi."""
     env: NameKeyed[EnvVar] = list_map("name")
     """Extra environment variables of the agent container. Defaults to none."""
     env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16)

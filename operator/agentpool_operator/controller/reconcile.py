@@ -6,7 +6,7 @@ to change costs no request."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from agentpool_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from agentpool_operator.render import names
 from agentpool_operator.render.children import CHILD_KINDS, desired_state, initial_replicas
 from agentpool_operator.render.config import RenderSettings
+from agentpool_operator.render.tools import callers_of
 
 log = structlog.get_logger(__name__)
 
@@ -37,16 +38,40 @@ class Outcome:
     references: frozenset[tuple[str, str]] = frozenset()
 
 
-def _parse_tools(bodies: list[Body]) -> list[api.AgentTool]:
-    tools = []
-    for body in bodies:
-        try:
-            tools.append(api.AgentTool.model_validate(body))
-        except ValidationError as exc:
-            # The CRD refuses what the models refuse; an object stored before a schema
-            # change can still disagree. Such a tool is as good as missing.
-            log.warning("AgentTool does not parse", tool=body["metadata"]["name"], error=str(exc))
-    return tools
+class ParseCache:
+    """Parsed models by (uid, resourceVersion): a namespace's pools and tools are read on
+    every reconcile there, and parsing is the costly part of reading them."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, str], api.AgentPool | None] = {}
+        self._tools: dict[tuple[str, str], api.AgentTool | None] = {}
+
+    @staticmethod
+    def _key(body: Body) -> tuple[str, str]:
+        meta = body.get("metadata", {})
+        return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+
+    def pools(self, bodies: list[Body]) -> Iterator[api.AgentPool]:
+        """Lazily: most reconciles never look at the other pools."""
+        return (p for p in (self._one(self._pools, api.AgentPool, b) for b in bodies) if p)
+
+    def tools(self, bodies: list[Body]) -> list[api.AgentTool]:
+        return [t for t in (self._one(self._tools, api.AgentTool, b) for b in bodies) if t]
+
+    def _one(self, cache: dict[tuple[str, str], Any], model: Any, body: Body) -> Any:
+        key = self._key(body)
+        if key not in cache:
+            if len(cache) > 50_000:  # old versions pile up; start over rather than grow
+                cache.clear()
+            try:
+                cache[key] = model.model_validate(body)
+            except ValidationError as exc:
+                # The CRD refuses what the models refuse; an object stored before a schema
+                # change can still disagree. Such an object is as good as missing.
+                name = body.get("metadata", {}).get("name")
+                log.warning("object does not parse", kind=model.__name__, name=name, error=str(exc))
+                cache[key] = None
+        return cache[key]
 
 
 class Reconciler:
@@ -63,6 +88,7 @@ class Reconciler:
         self._kube = kube
         self._settings = settings
         self._clock = clock
+        self._parsed = ParseCache()
         self._written: dict[PoolKey, tuple[str, dict[str, Any]]] = {}
         """The last status written per pool, with the pool's uid: the watch stream shows
         it a moment later, and a reconcile in between must not judge from the older one."""
@@ -105,12 +131,9 @@ class Reconciler:
                 )
             else:
                 return outcome  # the pool changed meanwhile: its event queues it again
-        desired = desired_state(
-            pool,
-            _parse_tools(self._view.tools(namespace)),
-            self._view.objects(namespace),
-            self._settings,
-        )
+        tools = self._parsed.tools(self._view.tools(namespace))
+        callers = callers_of(name, self._parsed.pools(self._view.pools(namespace)), tools)
+        desired = desired_state(pool, tools, self._view.objects(namespace), self._settings, callers)
         outcome.references = frozenset((r.kind, r.name) for r in desired.references)
         self.references[key] = outcome.references
         created: list[str] = []

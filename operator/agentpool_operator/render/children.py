@@ -7,7 +7,7 @@ deterministic (hypothesis checks that, the owner references, the labels and the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +66,13 @@ def desired_state(
     namespace_tools: Iterable[api.AgentTool],
     known: Mapping[tuple[str, str], ObjectVersion],
     settings: RenderSettings,
+    callers: Sequence[tuple[str, str]] = (),
 ) -> DesiredState:
     """The children of `pool`. `known` maps (kind, name) of the namespace's Secrets and
-    ConfigMaps to their versions; `namespace_tools` are the AgentTools of its namespace."""
+    ConfigMaps to their versions; `namespace_tools` are the AgentTools of its namespace;
+    `callers` the ServiceAccounts of the pools that call it as a tool."""
     resolution = resolve_tools(pool.spec.tools, namespace_tools)
-    rendered = runtime_config(pool, resolution.tools, settings)
+    rendered = runtime_config(pool, resolution.tools, settings, callers)
     refs = references(pool, rendered)
     digest = config_hash(rendered.config, refs, known)
     replicas = pool.spec.replicas

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.agent import AgentSettings, TurnLimits
+from agent_runtime.config.auth import (
+    AllowedServiceAccount,
+    AuthConfig,
+    KubernetesApi,
+    ServiceAccountAuth,
+)
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import LoadSettings
 from agent_runtime.config.memory import (
@@ -33,6 +39,7 @@ from agent_runtime.config.memory import (
 )
 from agent_runtime.config.model import ModelConfig, ModelEndpoint, ReasoningEffort
 from agent_runtime.config.secrets import EnvRef, HeaderFromEnv, HeaderValue
+from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.config.tools import (
     AgentImplementation,
     BulkheadSettings,
@@ -40,6 +47,7 @@ from agent_runtime.config.tools import (
     CircuitBreakerSettings,
     CommandImplementation,
     CommandLimits,
+    CommandRunnerSettings,
     FallbackSettings,
     HttpImplementation,
     McpImplementation,
@@ -58,6 +66,14 @@ CONFIG_DIR = "/etc/agentpool"
 """Where the agent container finds its config, instructions and CA bundles."""
 CONFIG_FILE = f"{CONFIG_DIR}/config.json"
 INSTRUCTIONS_FILE = f"{CONFIG_DIR}/instructions/instructions.md"
+AUTH_TOKENS_FILE = f"{CONFIG_DIR}/auth/tokens.yaml"
+KUBE_API_DIR = "/var/run/secrets/agentpool/kubernetes"
+"""The pod's own projected token and the cluster CA, for TokenReviews."""
+IDENTITY_DIR = "/var/run/secrets/agentpool/identity"
+RUNNER_DIR = "/run/agentpool/tools"
+RUNNER_SOCKET = f"{RUNNER_DIR}/runner.sock"
+"""The tool-runner sidecar's socket, on an emptyDir only the two containers share."""
+"""One projected token per agent tool, each with the called pool's audience."""
 REDIS_URL_ENV = "AGENTPOOL_REDIS_URL"
 MODEL_API_KEY_ENV = "AGENTPOOL_MODEL_API_KEY"
 
@@ -337,8 +353,40 @@ def _implementation(
             port=settings.agent_port,
             timeout_seconds=float(spec.agent.timeout_seconds),
             max_response_bytes=spec.agent.max_response_bytes,
+            token_file=f"{IDENTITY_DIR}/{name}.token",
         )
     }
+
+
+def audience(namespace: str, pool: str) -> str:
+    """The audience a projected token must carry to call a pool."""
+    return f"agentpool/{namespace}/{pool}"
+
+
+def _auth(
+    pool: api.AgentPool, callers: Sequence[tuple[str, str]], collected: _Collected
+) -> AuthConfig:
+    access = pool.spec.access
+    if access.mode == "Disabled":
+        return AuthConfig(mode="disabled")
+    tokens_file = None
+    if access.tokens_secret_ref is not None:
+        tokens_file = AUTH_TOKENS_FILE
+        collected.files.append(MountedFile(path=AUTH_TOKENS_FILE, secret=access.tokens_secret_ref))
+    namespace = pool.metadata.namespace or "default"
+    allow = [
+        AllowedServiceAccount(namespace=c.namespace or namespace, name=c.name, tenant=c.tenant)
+        for c in access.service_accounts
+    ]
+    allow += [AllowedServiceAccount(namespace=ns, name=sa, tenant="*") for ns, sa in callers]
+    accounts = None
+    if allow:
+        accounts = ServiceAccountAuth(
+            audience=audience(namespace, pool.metadata.name),
+            allow=allow,
+            api=KubernetesApi(token_file=f"{KUBE_API_DIR}/token", ca_file=f"{KUBE_API_DIR}/ca.crt"),
+        )
+    return AuthConfig(mode="required", tokens_file=tokens_file, service_accounts=accounts)
 
 
 # ---------------------------------------------------------------------------- model
@@ -531,9 +579,13 @@ def _load(pool: api.AgentPoolSpec, has_redis: bool) -> LoadSettings:
 
 
 def runtime_config(
-    pool: api.AgentPool, tools: Iterable[api.AgentTool], settings: RenderSettings
+    pool: api.AgentPool,
+    tools: Iterable[api.AgentTool],
+    settings: RenderSettings,
+    callers: Sequence[tuple[str, str]] = (),
 ) -> RenderedConfig:
-    """The runtime config of `pool`, given the AgentTools it resolved (in any order)."""
+    """The runtime config of `pool`, given the AgentTools it resolved (in any order) and
+    the ServiceAccounts (namespace, name) of the pools that call it as a tool."""
     collected = _Collected()
     spec = pool.spec
     ordered = sorted(tools, key=lambda t: t.metadata.name)
@@ -553,8 +605,18 @@ def runtime_config(
             definitions=definitions,
             resilience=_resilience(spec.resilience, None, FallbackSettings()),
             cache=_cache(spec.cache, None, shared=False),
+            # Command tools run in the tool-runner sidecar: another uid, no secrets.
+            command_runner=(
+                CommandRunnerSettings(socket=RUNNER_SOCKET)
+                if any(d.command is not None for d in definitions)
+                else None
+            ),
         ),
         memory=_memory(spec, redis, model, collected),
+        auth=_auth(pool, sorted(set(callers)), collected),
+        # The queue lives in Redis; a task is a turn, so it counts against the same
+        # per-replica concurrency as the turns of /v1/chat.
+        tasks=TasksSettings(enabled=redis is not None, concurrency=spec.concurrency_per_replica),
     )
     return RenderedConfig(
         config=config,

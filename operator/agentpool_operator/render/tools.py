@@ -60,3 +60,27 @@ def names_tool(selection: api.ToolSelection, tool: api.AgentTool) -> bool:
     if any(ref.name == tool.metadata.name for ref in selection.refs):
         return True
     return selection.selector is not None and selects(selection.selector, tool.metadata.labels)
+
+
+def service_account_name(pool: api.AgentPool) -> str:
+    """The ServiceAccount a pool's pods run as."""
+    return pool.spec.pod_template.service_account_name or pool.metadata.name
+
+
+def callers_of(
+    pool_name: str, pools: Iterable[api.AgentPool], available: Iterable[api.AgentTool]
+) -> tuple[tuple[str, str], ...]:
+    """(namespace, ServiceAccount) of every pool of the namespace that calls `pool_name`
+    through an agent tool: the callers its API lets in as themselves."""
+    targeting = [
+        t for t in available if t.spec.agent is not None and t.spec.agent.pool_name == pool_name
+    ]
+    if not targeting:  # the common case, and the cheap one
+        return ()
+    found = {
+        (other.metadata.namespace or "default", service_account_name(other))
+        for other in pools
+        if other.metadata.name != pool_name
+        and any(names_tool(other.spec.tools, tool) for tool in targeting)
+    }
+    return tuple(sorted(found))

@@ -16,8 +16,13 @@ from agentpool_operator.render import names
 from agentpool_operator.render.config import (
     CONFIG_DIR,
     CONFIG_FILE,
+    IDENTITY_DIR,
+    KUBE_API_DIR,
+    RUNNER_DIR,
+    RUNNER_SOCKET,
     MountedFile,
     RenderedConfig,
+    audience,
 )
 
 AGENT_CONTAINER = "agent"
@@ -27,12 +32,23 @@ CONFIG_VOLUME = "agentpool-config"
 TMP_VOLUME = "agentpool-tmp"
 RUN_VOLUME = "agentpool-run"
 RUN_DIR = "/run/agentpool"
+KUBE_API_VOLUME = "agentpool-kube-api"
+RUNNER_CONTAINER = "tool-runner"
+RUNNER_UID = 65533
+RUNNER_SOCKET_VOLUME = "agentpool-tools-socket"
+RUNNER_TMP_VOLUME = "agentpool-runner-tmp"
+RUNNER_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+}
+IDENTITY_VOLUME = "agentpool-identity"
+TOKEN_SECONDS = 3600
 PREDRAIN_SECONDS = 5
 """preStop: time for the endpoints controller to stop sending traffic before draining."""
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
-    "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"memory": "1Gi"},
+    "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi", "ephemeral-storage": "1Gi"},
 }
 
 
@@ -40,6 +56,22 @@ def _dump(model: api.ApiModel) -> dict[str, Any]:
     # The API models mirror the Kubernetes types field for field (camelCase aliases).
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
+
+
+def _resources(spec: api.ResourceRequirements | None) -> dict[str, dict[str, str | int]]:
+    """The pool's resources merged key by key over the defaults; a default limit below
+    what the pool requests is raised to the request."""
+    requests: dict[str, str | int] = {**DEFAULT_RESOURCES["requests"]}
+    limits: dict[str, str | int] = {**DEFAULT_RESOURCES["limits"]}
+    if spec is not None:
+        requests.update(spec.requests)
+        for name, value in DEFAULT_RESOURCES["limits"].items():
+            wanted = spec.requests.get(name)
+            below = wanted is not None and api.quantity_value(wanted) > api.quantity_value(value)
+            if name not in spec.limits and wanted is not None and below:
+                limits[name] = wanted
+        limits.update(spec.limits)
+    return {"requests": requests, "limits": limits}
 
 
 def config_map(pool: api.AgentPool, rendered: RenderedConfig) -> dict[str, Any]:
@@ -121,6 +153,47 @@ def _files_volume(pool: api.AgentPool, files: tuple[MountedFile, ...]) -> dict[s
     return {"name": CONFIG_VOLUME, "projected": {"sources": sources}}
 
 
+def _credential_volumes(rendered: RenderedConfig) -> list[tuple[dict[str, Any], str]]:
+    """Projected tokens: the pod's own, to ask TokenReviews, when callers are checked; and
+    one per agent tool with the called pool's audience (a token one pool receives cannot
+    be replayed against another)."""
+    found: list[tuple[dict[str, Any], str]] = []
+    config = rendered.config
+    if config.auth.service_accounts is not None:
+        volume = {
+            "name": KUBE_API_VOLUME,
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+                    {
+                        "configMap": {
+                            "name": "kube-root-ca.crt",
+                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        }
+                    },
+                ]
+            },
+        }
+        found.append((volume, KUBE_API_DIR))
+    tokens = []
+    for tool in config.tools.definitions:
+        agent = tool.agent
+        if agent is None or agent.token_file is None or agent.pool is None:
+            continue
+        tokens.append(
+            {
+                "serviceAccountToken": {
+                    "path": str(agent.token_file).removeprefix(IDENTITY_DIR + "/"),
+                    "audience": audience(agent.namespace or config.pool.namespace, agent.pool),
+                    "expirationSeconds": TOKEN_SECONDS,
+                }
+            }
+        )
+    if tokens:
+        found.append(({"name": IDENTITY_VOLUME, "projected": {"sources": tokens}}, IDENTITY_DIR))
+    return found
+
+
 def _env(pool: api.AgentPool, rendered: RenderedConfig, port: int) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "AGENTPOOL_CONFIG", "value": CONFIG_FILE},
@@ -163,9 +236,7 @@ def agent_container(
         "args": ["--config", CONFIG_FILE, "--port", str(port)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": _env(pool, rendered, port),
-        "resources": (
-            _dump(template.resources) if template.resources is not None else DEFAULT_RESOURCES
-        ),
+        "resources": _resources(template.resources),
         # Liveness asks only "is the process serving"; readiness also asks whether the
         # replica takes turns (not draining, dependencies usable): a dependency outage
         # makes pods unready, never restarts them.
@@ -183,6 +254,10 @@ def agent_container(
             {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108 - the pod's own scratch space
             {"name": RUN_VOLUME, "mountPath": RUN_DIR},
+            *(
+                {"name": volume["name"], "mountPath": path, "readOnly": True}
+                for volume, path in _credential_volumes(rendered)
+            ),
             *(_dump(m) for m in template.volume_mounts),
         ],
     }
@@ -191,21 +266,60 @@ def agent_container(
     return container
 
 
+def tool_runner(image: str) -> dict[str, Any]:
+    """The sidecar command tools run in: another uid, a clean environment, no Secret, no
+    config, no token; the only thing it shares with the agent is the socket's emptyDir."""
+    return {
+        "name": RUNNER_CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["agentpool-tool-runner"],
+        "args": [f"--socket={RUNNER_SOCKET}", f"--allowed-uid={AGENT_UID}", "--work-root=/tmp"],
+        "resources": RUNNER_RESOURCES,
+        "securityContext": {
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": RUNNER_SOCKET_VOLUME, "mountPath": RUNNER_DIR},
+            {"name": RUNNER_TMP_VOLUME, "mountPath": "/tmp"},  # noqa: S108 - the runner's own scratch
+        ],
+    }
+
+
 def pod_spec(
     pool: api.AgentPool, rendered: RenderedConfig, image: str, port: int
 ) -> dict[str, Any]:
     template = pool.spec.pod_template
+    runner = rendered.config.tools.command_runner is not None
+    agent = agent_container(pool, rendered, image, port)
+    containers = [agent]
+    runner_volumes: list[dict[str, Any]] = []
+    if runner:
+        agent["volumeMounts"].append({"name": RUNNER_SOCKET_VOLUME, "mountPath": RUNNER_DIR})
+        containers.append(tool_runner(agent["image"]))
+        runner_volumes = [
+            {"name": RUNNER_SOCKET_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": RUNNER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
+        ]
     spec: dict[str, Any] = {
         "serviceAccountName": template.service_account_name or pool.metadata.name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": template.termination_grace_period_seconds,
         "securityContext": _pod_security(template),
-        "containers": [agent_container(pool, rendered, image, port)],
+        "containers": containers,
         "volumes": [
             _files_volume(pool, rendered.files),
             {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}},
             {"name": RUN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+            *(volume for volume, _ in _credential_volumes(rendered)),
+            *runner_volumes,
             *(_dump(v) for v in template.volumes),
         ],
     }
