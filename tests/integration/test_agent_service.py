@@ -15,6 +15,7 @@ import pytest
 
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.auth import AuthConfig
+from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.server import create_app
 from tests.support.loopback import serve_asgi
 from tests.support.scripted_model import ScriptedModel
@@ -302,3 +303,28 @@ async def test_turns_need_credentials_and_act_in_their_tenant(
             assert peek.status_code == 404
             hers = await client.get(f"/v1/conversations/{conversation}", headers=alice)
             assert hers.json()["version"] == mine.json()["version"]
+
+
+async def test_a_task_runs_as_a_turn(model: ScriptedModel, redis_url: str) -> None:
+    async with serve_asgi(model.app()) as model_url:
+        config = service_config(model_url, redis_url).model_copy(
+            update={"tasks": TasksSettings(enabled=True)}
+        )
+        async with (
+            serve_asgi(create_app(config), lifespan="on") as url,
+            httpx.AsyncClient(base_url=url, timeout=20) as client,
+        ):
+            accepted = await client.post(
+                "/v1/tasks", json={"input": "do it later", "tenant": "alice"}
+            )
+            assert accepted.status_code == 202, accepted.text
+            task = accepted.json()["id"]
+
+            async def done() -> dict[str, Any] | None:
+                found = await client.get(f"/v1/tasks/{task}", params={"tenant": "alice"})
+                body: dict[str, Any] = found.json()
+                return body if body["status"] == "succeeded" else None
+
+            finished = await async_wait_until(done, timeout=20, what="the task's turn")
+            assert finished["result"]["answer"] == "echo: do it later"
+            assert finished["result"]["stopReason"] == "answered"
