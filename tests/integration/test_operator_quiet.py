@@ -79,3 +79,59 @@ def test_an_idle_cluster_sees_no_write_across_relists_and_a_restart(
         )
         assert op.metric(WRITES) == 0, op.tail()
         assert op.metric(RECONCILES, 'result="changed"') == 0
+
+
+def test_the_api_servers_audit_log_shows_no_write_by_the_operator_when_idle(
+    cluster: Cluster, namespace: str, kube_api: client.ApiClient, tmp_path: Path
+) -> None:
+    """The same, judged by the API server: the operator runs as the chart's
+    ServiceAccount with the chart's RBAC and leader election on; over an idle window that
+    includes resyncs and a restart, its only writes are Lease renewals (counted apart)."""
+    from tests.support.audit import AuditWindow, audit_log_path, flush
+    from tests.support.operator_identity import operator_login, remove_chart_rbac
+
+    install_crds(cluster)
+    release = f"q{namespace[-8:]}"
+    login = operator_login(
+        cluster, kube_api, namespace=namespace, directory=tmp_path, release=release
+    )
+    env = {
+        **FAST_RELIST,
+        "KUBECONFIG": str(login.kubeconfig),
+        "AGENTPOOL_LEADER_ELECT": "true",
+        "AGENTPOOL_OPERATOR_NAMESPACE": namespace,
+        "AGENTPOOL_POD_NAME": "quiet",
+    }
+    kube = Api(kube_api, namespace)
+    kube.secret("llm", {"api-key": "k"})
+    for name in ("a", "b"):
+        kube.create("agentpools", name, {"instructions": name, "model": MODEL})
+    log = tmp_path / "operator.log"
+    path = audit_log_path()
+    try:
+        with operator_running(cluster, [namespace], log, env, standalone=False) as op:
+            for name in ("a", "b"):
+                wait_until(lambda name=name: _ready(kube, name), timeout=90, what=f"{name} Ready")
+            _settled(op)
+            flush(path, kube_api)
+            window = AuditWindow.starting_now(path, user=login.user)
+            start = op.metric(RECONCILES, UNCHANGED)
+            wait_until(
+                lambda: op.metric(RECONCILES, UNCHANGED) >= start + 6,
+                timeout=60,
+                what="three resyncs",
+            )
+        with operator_running(cluster, [namespace], log, env, standalone=False) as op:
+            wait_until(
+                lambda: op.metric(RECONCILES, UNCHANGED) >= 4,
+                timeout=60,
+                what="the restarted operator to reconcile both pools twice",
+            )
+        flush(path, kube_api)
+        window.close()
+        counts = window.writes()
+        assert counts.total_excluding_leases == 0, counts.by_request
+        assert counts.lease_writes > 0, "the operator's Lease renewals are missing: wrong user?"
+        print(f"idle writes: 0 (plus {counts.lease_writes} Lease writes)")
+    finally:
+        remove_chart_rbac(cluster, namespace=namespace, release=release)

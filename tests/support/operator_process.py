@@ -97,9 +97,14 @@ def stop_operator(handle: OperatorProcess, *, kill: bool = False) -> None:
 
 @contextmanager
 def operator_running(
-    cluster: Cluster, namespaces: list[str], log: Path, extra_env: dict[str, str] | None = None
+    cluster: Cluster,
+    namespaces: list[str],
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    standalone: bool = True,
 ) -> Iterator[OperatorProcess]:
-    handle = start_operator(cluster, namespaces, log, extra_env)
+    handle = start_operator(cluster, namespaces, log, extra_env, standalone=standalone)
     try:
         yield handle
     finally:
