@@ -56,7 +56,7 @@ test-integration: $(STAMP) binaries redis ## integration tests against the local
 	$(PY) -m pytest tests/integration -q
 
 test: lint binaries redis ## lint, then every test (unit + integration)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=30
 
 dev: $(STAMP) binaries ## the local cluster, the operator and the sample pools, Ready
 	@hack/dev.sh

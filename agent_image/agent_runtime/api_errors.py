@@ -18,6 +18,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agent_runtime.agent.admission import AtCapacityError, DrainingError
+from agent_runtime.agent.conversations import ConversationBusyError, ConversationNotFoundError
+from agent_runtime.agent.model import ModelUnavailableError
+from agent_runtime.conversation.store import ConflictError
 from agent_runtime.credentials import (
     AuthenticationError,
     CredentialsUnavailableError,
@@ -52,6 +56,18 @@ from agent_runtime.tools.errors import (
 
 WWW_AUTHENTICATE = 'Bearer realm="agentpool"'
 
+
+class InvalidRequestError(ValueError):
+    """A request whose body parsed but cannot be served as asked (HTTP 422)."""
+
+
+class NoAgentError(LookupError):
+    """This runtime has no model configured, so it serves tools and memory but no turns."""
+
+    def __init__(self) -> None:
+        super().__init__("this runtime has no model configured (model: null); it runs no turns")
+
+
 HANDLED: tuple[type[Exception], ...] = (
     AuthenticationError,
     TenantForbiddenError,
@@ -66,6 +82,11 @@ HANDLED: tuple[type[Exception], ...] = (
     AgentMemoryError,
     TaskError,
     RedisError,
+    AtCapacityError,
+    DrainingError,
+    ModelUnavailableError,
+    NoAgentError,
+    InvalidRequestError,
 )
 """The errors the table maps (the app registers a handler for each)."""
 
@@ -102,7 +123,8 @@ STATUS_DESCRIPTIONS: dict[int, str] = {
     401: "No credentials, or credentials not accepted.",
     403: "The credentials do not allow the tenant named.",
     404: "Not found.",
-    409: "Conflicts with what is already there (e.g. an idempotency key used for other work).",
+    409: "Conflicts with what is already there (an idempotency key used for other work, "
+    "a turn already running on the conversation).",
     408: "The body was not sent in time.",
     413: "The body is too large.",
     422: "The request is invalid (the issues say where).",
@@ -148,13 +170,22 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
     elif isinstance(exc, ToolNotFoundError):
         status = 404
         message = f"no tool named {exc.tool!r}"  # the registered names are not the caller's
-    elif isinstance(exc, TaskNotFoundError | TasksDisabledError):
+    elif isinstance(
+        exc, TaskNotFoundError | TasksDisabledError | ConversationNotFoundError | NoAgentError
+    ):
         status = 404
+    elif isinstance(exc, ConversationBusyError | ConflictError):
+        status = 409  # one writer per conversation: the second turn is refused, not forked
+    elif isinstance(exc, AtCapacityError):
+        status = 503
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, DrainingError | ModelUnavailableError):
+        status = 503
     elif isinstance(exc, IdempotencyConflictError):
         status = 409
     elif isinstance(exc, TaskTooLargeError):
         status = 413
-    elif isinstance(exc, InvalidTaskError):
+    elif isinstance(exc, InvalidTaskError | InvalidRequestError):
         status = 422
     elif isinstance(exc, ToolValidationError | InvalidMemoryError | TenantRequiredError):
         status = 422

@@ -10,7 +10,9 @@ The HTTP edge is bounded here (flags, or their `AGENTPOOL_*` variables): request
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import urllib.request
 from pathlib import Path
 
 import structlog
@@ -39,6 +41,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=os.environ.get("AGENTPOOL_CONFIG"),
         help="the runtime config (YAML/JSON) the operator mounts; default: AGENTPOOL_CONFIG",
+    )
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="ask the runtime on --port (this pod) to drain, wait for it, and exit "
+        "(the preStop hook)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the drain waits for running turns (default 120)",
     )
     defaults = EdgeLimits()
     env = os.environ.get
@@ -73,9 +87,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 
 
+def drain(port: int, timeout: float) -> int:
+    """POST /v1/drain on this pod and wait for the answer; the exit status says how it went."""
+    url = f"http://127.0.0.1:{port}/v1/drain?timeoutSeconds={timeout:g}"
+    request = urllib.request.Request(url, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout + 5) as response:  # noqa: S310
+            answer = json.loads(response.read())
+    except OSError as exc:
+        log.error("drain request failed", error=str(exc))
+        return 1
+    log.info("drained", **answer)
+    return 0 if answer.get("drained") else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    if args.drain:
+        raise SystemExit(drain(args.port, args.drain_timeout))
     if args.config is None:
         log.warning("no --config: serving pool default/local, no tools, working memory only")
         config = RuntimeConfig(pool=PoolIdentity(namespace="default", name="local"))
@@ -101,4 +131,6 @@ def main(argv: list[str] | None = None) -> None:
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=limits.keep_alive_seconds,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        # SIGTERM: requests in flight (turns) get as long as a turn may take.
+        timeout_graceful_shutdown=config.agent.limits.turn_timeout_seconds,
     )

@@ -9,19 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import JsonValue
 from redis.asyncio import Redis
 
+from agent_runtime.agent.admission import Admission, AtCapacityError, DrainingError
+from agent_runtime.agent.approval import approval_rule
+from agent_runtime.agent.conversations import (
+    DEFAULT_LEASE_SECONDS,
+    ConversationBusyError,
+    Conversations,
+    MemoryConversations,
+    RedisConversations,
+)
+from agent_runtime.agent.load import LoadPublisher
+from agent_runtime.agent.model import ModelClient
+from agent_runtime.agent.turn import Agent, TurnRequest
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.memory.keys import KeySpace
+from agent_runtime.tasks.model import Task
 from agent_runtime.tasks.queue import TaskQueue
+from agent_runtime.tasks.turns import turn_handler
 from agent_runtime.tasks.worker import TaskHandler, TaskWorker
 from agent_runtime.tools.build import build_registry
 from agent_runtime.tools.memory_tools import register_memory_tools
@@ -37,8 +55,13 @@ class Runtime:
     config: RuntimeConfig
     registry: ToolRegistry
     memory: MemoryHierarchy
+    admission: Admission
+    conversations: Conversations
+    agent: Agent | None = None
+    model: ModelClient | None = None
     redis: Redis | None = None
     health: RedisHealth | None = None
+    load: LoadPublisher | None = None
     tasks: TaskQueue | None = None
     task_worker: TaskWorker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -67,9 +90,52 @@ class Runtime:
             memory = MemoryHierarchy.working_only(config.memory)
         registry = await build_registry(config.tools, redis=redis, keys=keys, environ=environ)
         register_memory_tools(registry, memory)
-        runtime = cls(config=config, registry=registry, memory=memory, redis=redis, health=health)
+        env = os.environ if environ is None else environ
+        conversations: Conversations = MemoryConversations()
+        if redis is not None and health is not None and keys is not None:
+            store = ConversationStore.from_config(config.memory, config.pool, redis, health)
+            # How soon another replica may resume a conversation whose writer crashed.
+            lease = float(env.get("AGENTPOOL_WRITER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+            conversations = RedisConversations(store, redis, keys, health, lease_seconds=lease)
+        model: ModelClient | None = None
+        agent: Agent | None = None
+        if config.model is not None:
+            model = ModelClient(config.model, environ=environ)
+            endpoints = (config.model.primary, *config.model.fallbacks)
+            agent = Agent(
+                instructions=config.agent.read_instructions(),
+                domain=config.agent.domain,
+                model=model,
+                registry=registry,
+                conversations=conversations,
+                limits=config.agent.limits,
+                memory=memory,
+                needs_approval=approval_rule(config.tools),
+                context_window_tokens=min(e.context_window_tokens for e in endpoints),
+            )
+        admission = Admission(config.agent.concurrency)
+        load: LoadPublisher | None = None
+        if redis is not None and keys is not None:
+            pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+            load = LoadPublisher(
+                redis, keys.load, pod, admission, interval=config.load.publish_interval_seconds
+            )
+        runtime = cls(
+            config=config,
+            registry=registry,
+            memory=memory,
+            admission=admission,
+            load=load,
+            conversations=conversations,
+            agent=agent,
+            model=model,
+            redis=redis,
+            health=health,
+        )
         if config.tasks.enabled and redis is not None and health is not None and keys is not None:
             runtime.tasks = TaskQueue(redis, keys, health, config.tasks)
+            if task_handler is None and agent is not None:
+                task_handler = _turn_tasks(agent, admission)
             if task_handler is not None:
                 runtime.task_worker = TaskWorker(
                     runtime.tasks, task_handler, concurrency=config.tasks.concurrency
@@ -77,6 +143,8 @@ class Runtime:
                 runtime.task_worker.start()
             else:
                 log.warning("tasks enabled without a handler: this replica only enqueues")
+        if load is not None and runtime.tasks is not None:
+            load.queued_tasks = runtime.tasks.last_queued  # kept fresh by watch_depth
         if health is not None:
             await health.probe()  # an honest status from the first request on
             runtime._tasks = [
@@ -87,12 +155,22 @@ class Runtime:
                 interval = config.load.publish_interval_seconds
                 watch = runtime.tasks.watch_depth(interval=interval)
                 runtime._tasks.append(asyncio.create_task(watch, name="task-queue-depth"))
+        if load is not None:
+            runtime._tasks.append(asyncio.create_task(load.run(), name="load-publisher"))
         log.info("runtime started", pool=str(config.pool), tools=registry.names)
         return runtime
 
     def memory_status(self) -> MemoryStatus:
         """The memory backend's state, for readiness."""
         return self.memory.status()
+
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the drain deadline
+        """Take no new turns; wait up to `timeout` s for the running ones; whether they ended."""
+        self.admission.drain()
+        drained = await self.admission.wait_idle(timeout)
+        if not drained:
+            log.warning("drain deadline passed with turns running", active=self.admission.active)
+        return drained
 
     def tasks_status(self) -> dict[str, Any] | None:
         """What readiness reports about tasks, without a Redis call (the depth last read,
@@ -117,6 +195,23 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.load is not None:
+            await self.load.withdraw()
         await self.registry.aclose()
+        if self.model is not None:
+            await self.model.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def _turn_tasks(agent: Agent, admission: Admission) -> TaskHandler:
+    """Tasks run as agent turns, each holding a turn slot like a chat request does; a task
+    that finds its conversation busy, the replica full or draining comes back later."""
+
+    async def run_turn(task: Task, conversation_id: str, message: str) -> JsonValue:
+        with admission.turn():
+            outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+        result: JsonValue = outcome.as_dict()
+        return result
+
+    return turn_handler(run_turn, busy=(ConversationBusyError, AtCapacityError, DrainingError))

@@ -7,6 +7,9 @@
     POST   /v1/tools/{name}/call             {"arguments": {...}, "tenant": "..." (optional),
                                               "conversationId": "..." (optional)}
     GET    /v1/breakers                      every circuit breaker's state
+    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events]
+                                             turns and conversations (routes/chat.py)
+    POST   /v1/drain                         stop taking turns, finish (routes/lifecycle.py)
     PUT    /v1/memory/{tenant}/{key}         {"value": ..., "importance": 0.5, "metadata": {}}
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
     DELETE /v1/memory/{tenant}/{key}
@@ -52,6 +55,7 @@ from agent_runtime.config.limits import (
 )
 from agent_runtime.edge import EdgeLimits, RequestGuard
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.routes import chat, lifecycle
 from agent_runtime.routes.tasks import router as tasks_router
 from agent_runtime.runtime import Runtime
 from agent_runtime.tools.tool import CallContext
@@ -110,6 +114,9 @@ def create_app(
         try:
             yield
         finally:
+            # SIGTERM lands here once uvicorn has finished the requests in flight; turns
+            # whose clients went away still run as tasks: let them end first.
+            await app.state.runtime.drain(config.agent.limits.turn_timeout_seconds)
             await app.state.runtime.stop()
             await authenticator_.aclose()
 
@@ -166,20 +173,36 @@ def create_app(
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.include_router(tasks_router)
+    app.state.turns = set()
+    app.include_router(chat.router)
+    app.include_router(lifecycle.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz(request: Request) -> dict[str, Any]:
-        status = runtime(request).memory_status()
-        return {
-            "status": "degraded" if status.degraded else "ready",
+    async def readyz(request: Request) -> JSONResponse:
+        live = runtime(request)
+        status = live.memory_status()
+        model = [b.as_dict() for b in live.model.breakers()] if live.model is not None else []
+        model_down = bool(model) and all(b["state"] == "open" for b in model)
+        draining = live.admission.draining
+        body = {
+            "status": "draining"
+            if draining
+            else "degraded"
+            if status.degraded or model_down
+            else "ready",
             "pool": config.pool.model_dump(mode="json", by_alias=True),
             "memory": status.model_dump(mode="json", by_alias=True, exclude_none=True),
             "auth": authenticator(request).describe(),
+            "model": {"breakers": model},
+            "turns": {"active": live.admission.active, "capacity": live.admission.capacity},
+            "tasks": live.tasks_status(),
         }
+        # Draining is the one unready state: degraded pods still serve what they can.
+        return JSONResponse(body, status_code=503 if draining else 200)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agentpool_operator import api
 from agentpool_operator.controller.queue import WorkQueue
 from agentpool_operator.controller.reconcile import PoolKey, Reconciler
+from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.controller.view import Body
 from agentpool_operator.kube import KubeError
 from agentpool_operator.metrics import POOLS
@@ -77,6 +78,9 @@ class IndexView:
     def tools(self, namespace: str) -> list[Body]:
         return list(self._values("tools_idx", namespace))
 
+    def tool(self, namespace: str, name: str) -> Body | None:
+        return next((t for t in self.tools(namespace) if t["metadata"]["name"] == name), None)
+
     def objects(self, namespace: str) -> Mapping[tuple[str, str], ObjectVersion]:
         found: dict[tuple[str, str], ObjectVersion] = {}
         for index in ("secrets_idx", "configmaps_idx"):
@@ -96,11 +100,18 @@ class Controller:
     """The queue, the workers and the reconciler of one operator process."""
 
     def __init__(
-        self, reconciler: Reconciler, view: IndexView, workers: int, resync_seconds: float = 600.0
+        self,
+        reconciler: Reconciler,
+        view: IndexView,
+        workers: int,
+        resync_seconds: float = 600.0,
+        tools: ToolReconciler | None = None,
     ) -> None:
         self.queue: WorkQueue[PoolKey] = WorkQueue()
+        self.tool_queue: WorkQueue[PoolKey] = WorkQueue()
         self.view = view
         self.reconciler = reconciler
+        self.tools = tools
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._resync = resync_seconds
@@ -110,6 +121,24 @@ class Controller:
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._workers)
         ]
         self._tasks.append(asyncio.create_task(self._resync_all(), name="resync"))
+        if self.tools is not None:
+            self._tasks.append(asyncio.create_task(self._work_tools(), name="tools"))
+            self._tasks.append(asyncio.create_task(self.tools.discoverer.run(), name="discovery"))
+
+    async def _work_tools(self) -> None:
+        assert self.tools is not None
+        while True:
+            key = await self.tool_queue.get()
+            try:
+                await self.tools.reconcile(key)
+                self.tool_queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a tool's status must not stop the others'
+                delay = self.tool_queue.retry(key)
+                log.exception("tool status failed", tool=f"{key[0]}/{key[1]}", retry_in=delay)
+            finally:
+                self.tool_queue.done(key)
 
     async def _resync_all(self) -> None:
         # One timer for all pools (not one per object): catches anything a watch missed.
@@ -119,6 +148,8 @@ class Controller:
                 self.queue.add(key)
 
     async def stop(self) -> None:
+        if self.tools is not None:
+            await self.tools.discoverer.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -262,7 +293,8 @@ def register(
             controller.queue.add(key)
 
     @kopf.on.event(group, version, "agenttools", registry=registry)
-    def tool_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    def tool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        controller.tool_queue.add((_ns(namespace), name))
         for key in controller.pools_using_tool(_ns(namespace), body):
             controller.queue.add(key)
         target = ((body.get("spec") or {}).get("agent") or {}).get("poolName")

@@ -127,27 +127,32 @@ class KubeApi:
             content_type="application/apply-patch+yaml",
         )
 
-    async def apply_pool_status(
-        self, namespace: str, name: str, status: Mapping[str, Any]
+    async def apply_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Server-side apply of the fields of a pool's status the reconcile owns (the
-        autoscaler owns others, under its own field manager)."""
+        """Server-side apply of the status fields the operator owns on one of our kinds
+        (the autoscaler owns others, under its own field manager)."""
         body = {
             "apiVersion": api.API_VERSION,
-            "kind": "AgentPool",
+            "kind": kind,
             "metadata": {"name": name, "namespace": namespace},
             "status": dict(status),
         }
-        path = object_path(api.API_VERSION, "AgentPool", namespace, name) + "/status"
+        path = object_path(api.API_VERSION, kind, namespace, name) + "/status"
         return await self._call(
             "apply_status",
-            "AgentPool",
+            kind,
             "PATCH",
             path,
             body=body,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+
+    async def apply_pool_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return await self.apply_status("AgentPool", namespace, name, status)
 
     async def init_replicas(
         self, namespace: str, name: str, resource_version: str, replicas: int

@@ -14,7 +14,9 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
+from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.handlers import Controller, IndexView, register
 from agentpool_operator.health import Leadership, serve_health
 from agentpool_operator.kube import KubeApi
@@ -110,9 +112,15 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         operator_namespace=settings.operator_namespace,
     )
     view = IndexView()
+    discoverer = Discoverer(interval=settings.discovery_seconds)
     controller = Controller(
-        Reconciler(view, kube, render), view, settings.workers, settings.resync_seconds
+        Reconciler(view, kube, render),
+        view,
+        settings.workers,
+        settings.resync_seconds,
+        ToolReconciler(view.tool, kube, discoverer),
     )
+    discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
     register(registry, controller, watch_timeout=settings.watch_timeout_seconds)
     namespaces = list(settings.watch_namespaces)

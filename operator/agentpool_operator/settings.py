@@ -54,6 +54,9 @@ class OperatorSettings(BaseModel):
     resync_seconds: float = Field(default=600.0, gt=0, le=86_400)
     """Every pool is reconciled at least this often even without an event (one timer for
     all pools; a reconcile with nothing to change writes nothing)."""
+    discovery_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    """How often every MCP server is asked again for its tools (off the reconcile path;
+    a status is written only when the answer changes)."""
     watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
     """How long one watch request lasts before kopf lists and watches again; unset: the
     API server's choice (minutes)."""
@@ -84,6 +87,7 @@ class OperatorSettings(BaseModel):
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
+            "discovery_seconds": "AGENTPOOL_DISCOVERY_SECONDS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
         return cls.model_validate(values)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from redis import exceptions as redis_errors
 
-from agent_runtime.api_errors import error_response
+from agent_runtime.agent.admission import AtCapacityError, DrainingError
+from agent_runtime.agent.conversations import ConversationBusyError, ConversationNotFoundError
+from agent_runtime.agent.model import ModelUnavailableError
+from agent_runtime.api_errors import InvalidRequestError, NoAgentError, error_response
+from agent_runtime.conversation.store import ConflictError
 from agent_runtime.credentials import (
     AuthenticationError,
     CredentialsUnavailableError,
@@ -52,6 +56,14 @@ from agent_runtime.tools.errors import (
         (ToolError("x", "boom"), 502),
         (FallbackExhaustedError({"primary": ToolError("x", "boom")}), 502),
         (CorruptRecordError("not ours"), 502),
+        (ConversationNotFoundError("c"), 404),
+        (NoAgentError(), 404),
+        (ConversationBusyError("c"), 409),
+        (ConflictError("c", 1, 2), 409),
+        (AtCapacityError(8), 503),
+        (DrainingError(), 503),
+        (ModelUnavailableError("all down"), 503),
+        (InvalidRequestError("no user message"), 422),
         (TaskNotFoundError("no task"), 404),
         (TasksDisabledError("off"), 404),
         (IdempotencyConflictError("k", "abc"), 409),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.section import ConfigSection
 
 LoadSignal = Literal["activeTurns", "activeTurnsAndQueuedTasks"]
@@ -23,3 +28,80 @@ class LoadSettings(ConfigSection):
     publish_interval_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often a replica publishes its load."
     )
+
+
+# ----------------------------------------------------------------------------- where load is
+#
+# Each replica writes one field of one Redis hash per pool, in the pool's Redis:
+#
+#     key    {keyPrefix}:{namespace}:{pool}:load       (memory.keyPrefix; parts %-encoded)
+#     field  the pod's name
+#     value  {"v": 1, "activeTurns": 3, "capacity": 8, "queuedTasks": 0,
+#             "draining": false, "at": 1764800000.25}
+#
+# on every change and at least every `publishIntervalSeconds`. A sample older than
+# `stale_after(interval)` is a dead pod's: readers ignore it, writers delete it, and the
+# whole key expires that long after the last replica stopped writing. The operator
+# reads every pool of one Redis in one round trip: a pipeline of HGETALL on
+# `load_key(...)` for each pool it knows, decoded with `decode_samples`.
+#
+# Pure (no Redis here): the operator imports only `agent_runtime.config`.
+
+LOAD_SAMPLE_VERSION = 1
+
+
+class LoadSample(BaseModel):
+    """One replica's load at one moment."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel)
+
+    active_turns: int = Field(ge=0)
+    capacity: int = Field(ge=1)
+    queued_tasks: int = Field(default=0, ge=0)
+    draining: bool = False
+    at: float = Field(description="Unix time of the sample (the replica's clock).")
+
+
+def load_key(key_prefix: str, pool: PoolIdentity) -> str:
+    """The hash that holds a pool's load samples (one field per pod)."""
+    parts = (key_prefix, pool.namespace, pool.name)
+    return ":".join(quote(part, safe="") for part in parts) + ":load"
+
+
+def stale_after(publish_interval_seconds: float) -> float:
+    """Seconds after which a sample is a dead pod's (three missed publications, plus 2 s of
+    clock skew between the replica and the reader)."""
+    return 3 * publish_interval_seconds + 2.0
+
+
+def encode_sample(sample: LoadSample) -> str:
+    """The hash field's value."""
+    body = {"v": LOAD_SAMPLE_VERSION, **sample.model_dump(mode="json", by_alias=True)}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_sample(value: str | bytes) -> LoadSample | None:
+    """A field's sample; None for a value this version cannot read (skipped, not fatal)."""
+    try:
+        body = json.loads(value)
+        if not isinstance(body, dict) or body.pop("v", None) != LOAD_SAMPLE_VERSION:
+            return None
+        return LoadSample.model_validate(body)
+    except (ValueError, ValidationError):
+        return None
+
+
+def decode_samples(
+    fields: Mapping[str, str] | Mapping[bytes, bytes],
+    *,
+    now: float,
+    publish_interval_seconds: float,
+) -> dict[str, LoadSample]:
+    """The fresh samples of one pool's hash (as HGETALL returns it), by pod name."""
+    limit = stale_after(publish_interval_seconds)
+    out: dict[str, LoadSample] = {}
+    for pod, value in fields.items():
+        sample = decode_sample(value)
+        if sample is not None and now - sample.at <= limit:
+            out[pod.decode() if isinstance(pod, bytes) else pod] = sample
+    return out

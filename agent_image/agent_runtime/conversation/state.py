@@ -109,6 +109,11 @@ class ModelCalled(_Event):
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
+    content: str | None = Field(
+        default=None,
+        description="Text the model wrote beside the tool calls that follow (a final "
+        "answer is its own `responseGenerated` event).",
+    )
 
 
 class ToolCalled(_Event):
@@ -146,13 +151,26 @@ class ErrorOccurred(_Event):
     fatal: bool = False
 
 
+class ContextSummarized(_Event):
+    """Events up to `throughVersion` are summarised for the model (a derived view).
+
+    The events themselves stay in the log: the summary only replaces them in what the
+    model is shown, so nothing is lost and a replay still sees every step.
+    """
+
+    type: Literal["contextSummarized"] = "contextSummarized"
+    summary: str
+    through_version: int = Field(ge=1)
+
+
 Event = Annotated[
     InputReceived
     | ModelCalled
     | ToolCalled
     | ToolResultReceived
     | ResponseGenerated
-    | ErrorOccurred,
+    | ErrorOccurred
+    | ContextSummarized,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -214,6 +232,12 @@ def apply(state: ConversationState, event: Event) -> ConversationState:
             Message(role="assistant", content=event.content),
         )
         changes["status"] = "responded"
+    elif isinstance(event, ContextSummarized):
+        if event.through_version > state.version:
+            raise InvalidEventError(
+                f"summary through version {event.through_version} of a conversation "
+                f"at version {state.version}"
+            )
     else:
         changes["errors"] = (
             *state.errors,

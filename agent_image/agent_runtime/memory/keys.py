@@ -20,6 +20,7 @@ from agent_runtime.config.limits import (
     TENANT_MAX_CHARS,
     TENANT_PATTERN,
 )
+from agent_runtime.config.load import load_key
 from agent_runtime.memory.errors import InvalidMemoryError
 
 _TENANT = re.compile(TENANT_PATTERN)
@@ -65,6 +66,11 @@ class KeySpace:
     def root(self) -> str:
         """What every name of this pool starts with (computed once: every name uses it)."""
         return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
+
+    @property
+    def load(self) -> str:
+        """The hash of the pool's load samples (layout: `agent_runtime.config.load`)."""
+        return load_key(self.prefix, self.pool)
 
     @property
     def memory_invalidation_channel(self) -> str:
@@ -116,6 +122,14 @@ class KeySpace:
 
     def conversation_version(self, conversation_id: str) -> str:
         return f"{self.root}:conv:{_part(conversation_id)}:version"
+
+    def conversation_tenant(self, conversation_id: str) -> str:
+        """The tenant that owns the conversation (set once, by its first turn)."""
+        return f"{self.root}:conv:{_part(conversation_id)}:tenant"
+
+    def conversation_writer(self, conversation_id: str) -> str:
+        """The lease of the one turn writing the conversation now."""
+        return f"{self.root}:conv:{_part(conversation_id)}:writer"
 
     # The task queue (agent_runtime.tasks): one stream per pool, one consumer group.
 

@@ -24,7 +24,6 @@ from agent_runtime.tools.agent import AGENT_PARAMETERS, PoolTool
 from agent_runtime.tools.command import CommandTool
 from agent_runtime.tools.errors import ToolError
 from agent_runtime.tools.http import HttpTool, new_http_client
-from agent_runtime.tools.mcp import McpServer, discover
 from agent_runtime.tools.registry import Closer, ToolRegistry
 from agent_runtime.tools.tool import Implementation, Tool
 
@@ -62,6 +61,9 @@ async def tools_for(
         parameters = parameters or AGENT_PARAMETERS
     else:
         assert definition.mcp is not None  # the only kind left
+        # Imported here: the MCP client costs ~23 MB of RSS, paid only by pools using it.
+        from agent_runtime.tools.mcp import McpServer, discover
+
         server = McpServer(definition.name, definition.mcp, environ=environ)
         try:
             tools = await discover(definition, server)

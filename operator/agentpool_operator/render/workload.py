@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent_runtime.config import dump_runtime_config
+from agent_runtime.config.drain import pre_stop_command, termination_grace_period_seconds
 from agentpool_operator import api
 from agentpool_operator.render import names
 from agentpool_operator.render.config import (
@@ -43,8 +44,6 @@ RUNNER_RESOURCES: dict[str, dict[str, str]] = {
 }
 IDENTITY_VOLUME = "agentpool-identity"
 TOKEN_SECONDS = 3600
-PREDRAIN_SECONDS = 5
-"""preStop: time for the endpoints controller to stop sending traffic before draining."""
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "64Mi"},
@@ -244,10 +243,10 @@ def agent_container(
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
         "lifecycle": {
-            # Let the endpoints controller take the pod out of the Service first; SIGTERM
-            # then makes the runtime drain: no new turns, in-flight ones finish within the
-            # grace period, unfinished tasks go back to the queue.
-            "preStop": {"sleep": {"seconds": PREDRAIN_SECONDS}}
+            # The replica turns unready (the endpoints controller stops sending it
+            # traffic), takes no new turns or tasks, and the hook returns once the turns
+            # it holds have finished; SIGTERM then hands unfinished tasks back.
+            "preStop": {"exec": {"command": pre_stop_command(rendered.config.agent, port)}}
         },
         "securityContext": _container_security(template),
         "volumeMounts": [
@@ -311,7 +310,11 @@ def pod_spec(
         "serviceAccountName": template.service_account_name or pool.metadata.name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": template.termination_grace_period_seconds,
+        # Never shorter than a drain: the longest turn plus the shutdown after it.
+        "terminationGracePeriodSeconds": max(
+            template.termination_grace_period_seconds,
+            termination_grace_period_seconds(rendered.config.agent),
+        ),
         "securityContext": _pod_security(template),
         "containers": containers,
         "volumes": [

@@ -1,0 +1,208 @@
+"""Where turns read and write conversations: the event log, its owner, and one writer.
+
+`RedisConversations` is the pool's real store: `ConversationStore` (version-checked
+appends on Redis Streams) plus two small keys per conversation, the tenant that owns it
+(set once, so one tenant never reads or continues another's conversation) and the writer
+lease (a redis-py `Lock` with a timeout, renewed while the turn runs). A second turn on a
+conversation that has a writer, on this replica or another, is refused at once with
+`ConversationBusyError` (409); if a lease is ever lost (a paused process), the store's
+version check still refuses the stale writer's append. A crashed writer's lease expires
+after `lease_seconds`, and the next turn resumes the conversation.
+
+`MemoryConversations` keeps the same contract in one process, for a runtime without
+Redis and for unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import LockError, RedisError
+
+from agent_runtime.agent.context import Versioned
+from agent_runtime.conversation.state import (
+    ConversationState,
+    Event,
+    check_conversation_id,
+    fold,
+    new_state,
+)
+from agent_runtime.conversation.store import ConflictError, ConversationStore
+from agent_runtime.memory.errors import AgentMemoryError
+from agent_runtime.memory.health import RedisHealth
+from agent_runtime.memory.keys import KeySpace
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_LEASE_SECONDS = 15.0
+"""How long a crashed writer keeps a conversation; a live one renews every third of it."""
+
+
+class ConversationBusyError(AgentMemoryError):
+    """Another turn is writing this conversation now (HTTP 409)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(
+            f"conversation {conversation_id!r} has a turn in progress; "
+            "wait for it to end and send again"
+        )
+
+
+class ConversationNotFoundError(AgentMemoryError, LookupError):
+    """No conversation by that id for this tenant (HTTP 404)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"no conversation {conversation_id!r} for this tenant")
+
+
+class Conversations(Protocol):
+    """The contract a turn needs from the conversation store."""
+
+    async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
+        """The current state and the retained events."""
+        ...
+
+    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+        """Version-checked append (`ConflictError` when `state` is not the latest)."""
+        ...
+
+    async def claim(self, conversation_id: str, tenant: str) -> None:
+        """Make `tenant` the owner of a new conversation, or check it owns this one."""
+        ...
+
+    async def check_owner(self, conversation_id: str, tenant: str) -> None:
+        """`ConversationNotFoundError` unless `tenant` owns the conversation."""
+        ...
+
+    def writer(self, conversation_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the conversation's one writer slot (`ConversationBusyError` if taken)."""
+        ...
+
+
+class RedisConversations:
+    """Conversations in the pool's Redis (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        client: Redis,
+        keys: KeySpace,
+        health: RedisHealth,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self.store = store
+        self._client = client
+        self._keys = keys
+        self._health = health
+        self.lease_seconds = lease_seconds
+
+    async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
+        state = await self.store.load(conversation_id)
+        events = await self.store.events(conversation_id) if state.version else []
+        return state, events
+
+    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+        return await self.store.append(state, *events)
+
+    async def claim(self, conversation_id: str, tenant: str) -> None:
+        name = self._keys.conversation_tenant(check_conversation_id(conversation_id))
+
+        async def claim() -> Any:
+            return await self._client.set(name, tenant, nx=True, get=True)
+
+        owner = await self._health.call(claim, what=f"claim of {conversation_id!r}")
+        if owner is not None and owner.decode() != tenant:
+            raise ConversationNotFoundError(conversation_id)
+
+    async def check_owner(self, conversation_id: str, tenant: str) -> None:
+        name = self._keys.conversation_tenant(check_conversation_id(conversation_id))
+
+        async def read() -> Any:
+            return await self._client.get(name)
+
+        owner = await self._health.call(read, what=f"owner of {conversation_id!r}")
+        if owner is None or owner.decode() != tenant:
+            raise ConversationNotFoundError(conversation_id)
+
+    @contextlib.asynccontextmanager
+    async def writer(self, conversation_id: str) -> AsyncIterator[None]:
+        lock = self._client.lock(
+            self._keys.conversation_writer(check_conversation_id(conversation_id)),
+            timeout=self.lease_seconds,
+            blocking=False,
+            thread_local=False,
+        )
+
+        async def acquire() -> bool:
+            return bool(await lock.acquire())
+
+        if not await self._health.call(acquire, what=f"writer lease of {conversation_id!r}"):
+            raise ConversationBusyError(conversation_id)
+        renew = asyncio.create_task(self._renew(lock, conversation_id))
+        try:
+            yield
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            with contextlib.suppress(LockError, RedisError, OSError):
+                await lock.release()
+
+    async def _renew(self, lock: Any, conversation_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await lock.reacquire()
+            except (LockError, RedisError, OSError) as exc:
+                # The version check still guards the log; say so once and keep trying.
+                log.warning(
+                    "writer lease not renewed", conversation=conversation_id, error=str(exc)
+                )
+
+
+class MemoryConversations:
+    """Conversations in this process only (no Redis): the same contract, for one replica."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Versioned]] = {}
+        self._owners: dict[str, str] = {}
+        self._writers: set[str] = set()
+
+    async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
+        events = list(self._events.get(check_conversation_id(conversation_id), []))
+        return fold(new_state(conversation_id), (e for _, e in events)), events
+
+    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+        log_ = self._events.setdefault(state.conversation_id, [])
+        current = log_[-1][0] if log_ else 0
+        if current != state.version:
+            raise ConflictError(state.conversation_id, state.version, current)
+        after = fold(state, events)
+        log_.extend(zip(range(state.version + 1, after.version + 1), events, strict=True))
+        return after
+
+    async def claim(self, conversation_id: str, tenant: str) -> None:
+        owner = self._owners.setdefault(check_conversation_id(conversation_id), tenant)
+        if owner != tenant:
+            raise ConversationNotFoundError(conversation_id)
+
+    async def check_owner(self, conversation_id: str, tenant: str) -> None:
+        if self._owners.get(conversation_id) != tenant:
+            raise ConversationNotFoundError(conversation_id)
+
+    @contextlib.asynccontextmanager
+    async def writer(self, conversation_id: str) -> AsyncIterator[None]:
+        if conversation_id in self._writers:
+            raise ConversationBusyError(conversation_id)
+        self._writers.add(conversation_id)
+        try:
+            yield
+        finally:
+            self._writers.discard(conversation_id)

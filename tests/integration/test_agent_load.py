@@ -1,0 +1,66 @@
+"""Load samples in a real Redis: published on change, read for all pools in one round
+trip, dead pods' samples pruned, withdrawn on exit."""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from agent_runtime.agent.admission import Admission
+from agent_runtime.agent.load import LoadPublisher
+from agent_runtime.config.load import LoadSample, decode_samples, encode_sample, load_key
+from tests.support.identity import identity
+from tests.support.wait import async_wait_until
+
+
+async def test_publish_read_all_pools_prune_and_withdraw(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    pools = [identity("a"), identity("b")]
+    admissions = [Admission(4), Admission(8)]
+    publishers = [
+        LoadPublisher(client, load_key("agentpool", p), f"pod-{p.name}", a, interval=1.0)
+        for p, a in zip(pools, admissions, strict=True)
+    ]
+    dead = LoadSample(active_turns=3, capacity=4, at=1.0)  # a pod gone long ago
+    await client.hset(load_key("agentpool", pools[0]), "pod-dead", encode_sample(dead))
+    for publisher in publishers:
+        await publisher.publish()
+    with admissions[0].turn():
+        await publishers[0].publish()
+        # The operator's read: every pool in one pipelined round trip.
+        async with client.pipeline(transaction=False) as pipe:
+            for pool in pools:
+                pipe.hgetall(load_key("agentpool", pool))
+            raw = await pipe.execute()
+        now = max(json.loads(v)["at"] for fields in raw for v in fields.values())
+        read = [decode_samples(f, now=now, publish_interval_seconds=1.0) for f in raw]
+    assert read[0]["pod-a"].active_turns == 1
+    assert read[0]["pod-a"].capacity == 4
+    assert read[1]["pod-b"].capacity == 8
+    assert b"pod-dead" not in raw[0]  # pruned by the publisher, not only skipped
+    assert 0 < await client.pttl(load_key("agentpool", pools[0])) <= 5000
+    await publishers[0].withdraw()
+    assert await client.hgetall(load_key("agentpool", pools[0])) == {}
+    await client.aclose()
+
+
+async def test_changes_are_published_without_waiting_for_the_interval(redis_url: str) -> None:
+    import asyncio
+
+    client = aioredis.Redis.from_url(redis_url)
+    admission = Admission(2)
+    key = load_key("agentpool", identity("c"))
+    publisher = LoadPublisher(client, key, "pod", admission, interval=30.0)
+    task = asyncio.create_task(publisher.run())
+
+    async def active(n: int) -> bool:
+        value = await client.hget(key, "pod")
+        return value is not None and json.loads(value)["activeTurns"] == n
+
+    await async_wait_until(lambda: active(0), timeout=5, what="first sample")
+    with admission.turn():
+        await async_wait_until(lambda: active(1), timeout=2, what="the sample after a change")
+    await async_wait_until(lambda: active(0), timeout=2, what="the sample after the turn")
+    task.cancel()
+    await client.aclose()

@@ -1,0 +1,300 @@
+"""The driver: a turn against a scripted model, real tools and the in-process store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from agent_runtime.agent.conversations import ConversationBusyError, MemoryConversations
+from agent_runtime.agent.model import ModelUnavailableError
+from agent_runtime.agent.step import ModelReply, RequestedCall
+from agent_runtime.agent.turn import DEGRADED_ANSWER, Agent, TurnRequest
+from agent_runtime.config.agent import TurnLimits
+from agent_runtime.config.tools import ToolHints
+from agent_runtime.conversation.state import InputReceived, ModelCalled, ToolCalled
+from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.tools.tool import CallContext
+
+Script = Callable[[list[dict[str, Any]]], ModelReply]
+
+
+class ScriptedModel:
+    """Answers by a rule on the messages it is given; counts its calls."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.seen: list[list[dict[str, Any]]] = []
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        on_delta: Callable[[str], Awaitable[None]] | None = None,
+    ) -> ModelReply:
+        self.seen.append([dict(m) for m in messages])
+        reply = self.script([dict(m) for m in messages])
+        if on_delta is not None and reply.content:
+            for word in reply.content.split(" "):
+                await on_delta(word + " ")
+        return reply
+
+
+def call(tool: str, args: dict[str, Any] | str, call_id: str = "call_1") -> ModelReply:
+    text = args if isinstance(args, str) else json.dumps(args)
+    return ModelReply("m", None, (RequestedCall(call_id, tool, text),), 10, 5)
+
+
+def answer(text: str) -> ModelReply:
+    return ModelReply("m", text, (), 10, 5)
+
+
+def tools_then_answer(first: ModelReply) -> Script:
+    def script(messages: list[dict[str, Any]]) -> ModelReply:
+        if messages[-1]["role"] == "tool":
+            return answer("saw " + messages[-1]["content"])
+        return first
+
+    return script
+
+
+@pytest.fixture
+def side_effects() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def registry(side_effects: list[dict[str, Any]]) -> ToolRegistry:
+    reg = ToolRegistry()
+
+    async def charge(args: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        side_effects.append({"tool": "charge", **args, "tenant": ctx.tenant})
+        return {"charged": args["amount"]}
+
+    async def lookup(args: dict[str, Any], ctx: CallContext) -> str:
+        side_effects.append({"tool": "lookup"})
+        return f"found {args['q']}"
+
+    async def broken(args: dict[str, Any], ctx: CallContext) -> str:
+        raise RuntimeError("disk on fire")
+
+    async def hang(args: dict[str, Any], ctx: CallContext) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    number = {
+        "type": "object",
+        "properties": {"amount": {"type": "number"}},
+        "required": ["amount"],
+    }
+    reg.register_function(charge, name="charge", description="charge", parameters=number)
+    reg.register_function(
+        lookup,
+        name="lookup",
+        description="lookup",
+        parameters={"type": "object", "properties": {"q": {"type": "string"}}},
+        hints=ToolHints(read_only=True),
+    )
+    reg.register_function(broken, name="broken", description="fails")
+    reg.register_function(hang, name="hang", description="never ends")
+    return reg
+
+
+def make_agent(
+    script: Script, registry: ToolRegistry, store: MemoryConversations | None = None, **kw: Any
+) -> tuple[Agent, ScriptedModel, MemoryConversations]:
+    model = ScriptedModel(script)
+    store = store or MemoryConversations()
+    agent = Agent(
+        instructions="be brief",
+        model=model,
+        registry=registry,
+        conversations=store,
+        limits=kw.pop("limits", TurnLimits()),
+        **kw,
+    )
+    return agent, model, store
+
+
+async def test_an_answer_without_tools(registry: ToolRegistry) -> None:
+    agent, model, store = make_agent(lambda m: answer("hello"), registry)
+    out = await agent.run_turn(TurnRequest("c1", "alice", "hi"))
+    assert (out.reason, out.answer, out.steps) == ("answered", "hello", [])
+    assert out.usage == {"modelCalls": 1, "promptTokens": 10, "completionTokens": 5}
+    assert model.seen[0][0] == {"role": "system", "content": "be brief"}
+    assert model.seen[0][-1] == {"role": "user", "content": "hi"}
+    state, _ = await store.load("c1")
+    assert state.status == "responded"
+
+
+async def test_tool_results_go_back_to_the_model(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    agent, model, _ = make_agent(tools_then_answer(call("charge", {"amount": 5})), registry)
+    streamed: list[dict[str, Any]] = []
+
+    async def emit(step: dict[str, Any]) -> None:
+        streamed.append(step)
+
+    out = await agent.run_turn(TurnRequest("c1", "alice", "pay"), emit)
+    assert side_effects == [{"tool": "charge", "amount": 5, "tenant": "alice"}]
+    assert out.answer == 'saw {"charged":5}'
+    assert out.steps == [
+        {
+            "callId": "v2.call_1",
+            "tool": "charge",
+            "arguments": {"amount": 5},
+            "output": {"charged": 5},
+            "isError": False,
+        }
+    ]
+    assert [s["type"] for s in streamed] == [
+        "start",
+        "toolCall",
+        "toolResult",
+        "delta",
+        "delta",
+        "end",
+    ]
+    assert "".join(s["text"] for s in streamed if s["type"] == "delta") == 'saw {"charged":5} '
+
+    assistant = model.seen[1][-2]
+    assert assistant["tool_calls"][0]["id"] == "v2.call_1"
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (call("charge", {"amount": "five"}), "invalidArguments"),
+        (call("broken", {}), "disk on fire"),
+        (call("nope", {}), "unknownTool"),
+        (call("charge", "{not json"), "not valid JSON"),
+    ],
+)
+async def test_tool_errors_go_back_to_the_model_and_do_not_end_the_turn(
+    registry: ToolRegistry, reply: ModelReply, expected: str
+) -> None:
+    agent, _, _ = make_agent(tools_then_answer(reply), registry)
+    out = await agent.run_turn(TurnRequest("c1", "alice", "go"))
+    assert out.reason == "answered"
+    assert expected in (out.answer or "")
+    assert out.steps[0]["isError"] is True
+
+
+async def test_a_second_concurrent_turn_is_refused(registry: ToolRegistry) -> None:
+    agent, _, _ = make_agent(tools_then_answer(call("hang", {})), registry)
+    first = asyncio.create_task(agent.run_turn(TurnRequest("c1", "alice", "one")))
+    await asyncio.sleep(0)  # let the first turn take the writer slot
+    for _ in range(10):
+        await asyncio.sleep(0)
+    with pytest.raises(ConversationBusyError):
+        await agent.run_turn(TurnRequest("c1", "alice", "two"))
+    first.cancel()
+
+
+async def test_another_tenant_cannot_continue_a_conversation(registry: ToolRegistry) -> None:
+    from agent_runtime.agent.conversations import ConversationNotFoundError
+
+    agent, _, _ = make_agent(lambda m: answer("x"), registry)
+    await agent.run_turn(TurnRequest("c1", "alice", "hi"))
+    with pytest.raises(ConversationNotFoundError):
+        await agent.run_turn(TurnRequest("c1", "mallory", "hi"))
+
+
+async def test_resume_does_not_rerun_a_non_idempotent_call(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    """A crash left two calls started and unanswered: the read-only one runs again, the
+    non-idempotent one does not, and the model is told why."""
+    store = MemoryConversations()
+    await store.claim("c1", "alice")
+    state, _ = await store.load("c1")
+    await store.append(
+        state,
+        InputReceived(at=0, content="pay and look"),
+        ModelCalled(at=0, model="m"),
+        ToolCalled(at=0, call_id="v2.a", tool="charge", arguments={"amount": 5}),
+        ToolCalled(at=0, call_id="v2.b", tool="lookup", arguments={"q": "x"}),
+    )
+    agent, model, _ = make_agent(lambda m: answer("ok"), registry, store)
+    out = await agent.run_turn(TurnRequest("c1", "alice", "still there?"))
+    assert out.reason == "answered"
+    assert [e["tool"] for e in side_effects] == ["lookup"]
+    tool_messages = [m for m in model.seen[0] if m["role"] == "tool"]
+    assert "not run again" in tool_messages[0]["content"]
+    assert tool_messages[1]["content"] == "found x"
+
+
+async def test_calls_needing_approval_are_not_run(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    agent, _, _ = make_agent(
+        tools_then_answer(call("charge", {"amount": 5})),
+        registry,
+        needs_approval=lambda tool: tool == "charge",
+    )
+    out = await agent.run_turn(TurnRequest("c1", "alice", "pay"))
+    assert out.reason == "approvalRequired"
+    assert out.pending_approval == [
+        {"callId": "v2.call_1", "tool": "charge", "arguments": {"amount": 5}}
+    ]
+    assert side_effects == []
+
+
+async def test_model_down_gives_a_degraded_answer(registry: ToolRegistry) -> None:
+    def down(messages: list[dict[str, Any]]) -> ModelReply:
+        raise ModelUnavailableError("every breaker is open")
+
+    agent, _, store = make_agent(down, registry)
+    out = await agent.run_turn(TurnRequest("c1", "alice", "hi"))
+    assert (out.reason, out.answer) == ("degraded", DEGRADED_ANSWER)
+    state, _ = await store.load("c1")
+    assert state.status == "failed"
+    assert state.errors[-1].kind == "degraded"
+
+
+async def test_model_call_limit_ends_the_turn(registry: ToolRegistry) -> None:
+    agent, model, _ = make_agent(
+        lambda m: call("lookup", {"q": "again"}, f"c{len(m)}"),
+        registry,
+        limits=TurnLimits(max_model_calls_per_turn=3),
+    )
+    out = await agent.run_turn(TurnRequest("c1", "alice", "loop"))
+    assert out.reason == "maxModelCalls"
+    assert len(model.seen) == 3
+    assert "maxModelCallsPerTurn" in out.detail
+
+
+async def test_wall_time_limit_ends_a_hanging_turn(registry: ToolRegistry) -> None:
+    agent, _, store = make_agent(
+        tools_then_answer(call("hang", {})), registry, limits=TurnLimits(turn_timeout_seconds=1)
+    )
+    out = await agent.run_turn(TurnRequest("c1", "alice", "hang"))
+    assert out.reason == "timeout"
+    state, _ = await store.load("c1")
+    assert not state.pending_tool_calls
+    assert state.status == "failed"
+    # The conversation goes on afterwards.
+    agent2, _, _ = make_agent(lambda m: answer("back"), registry, store)
+    assert (await agent2.run_turn(TurnRequest("c1", "alice", "hi"))).answer == "back"
+
+
+async def test_long_history_is_summarised_and_the_log_kept(registry: ToolRegistry) -> None:
+    def script(messages: list[dict[str, Any]]) -> ModelReply:
+        if messages[0]["content"].startswith("Summarise"):
+            return answer("SUMMARY")
+        return answer("y" * 400)
+
+    agent, model, store = make_agent(script, registry, context_window_tokens=600)
+    for i in range(6):
+        await agent.run_turn(TurnRequest("c1", "alice", f"question {i} " + "x" * 400))
+    _state, events = await store.load("c1")
+    assert [e.type for _, e in events].count("contextSummarized") >= 1
+    assert sum(1 for _, e in events if e.type == "inputReceived") == 6  # nothing deleted
+    last = model.seen[-1]
+    assert any("SUMMARY" in (m.get("content") or "") for m in last)
+    assert last[-1]["content"].startswith("question 5")
