@@ -39,8 +39,11 @@ pytestmark = pytest.mark.timeout(3000)
 
 UID = "65532"
 VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
-# The goals, uncompressed (the files' bytes, about what `buildah images` shows).
-SIZE_LIMITS_MB = {"agent": 250, "operator": 150}
+# Uncompressed (the files' bytes, about what `buildah images` shows). The goals are 250 and
+# 150 MB; the operator met its goal (145 MB) until its extra gained mcp (for AgentTool
+# discovery), whose server dependencies bring cryptography (15 MB), starlette and uvicorn:
+# its ceiling stays above the goal until that shrinks (docs/images.md).
+SIZE_LIMITS_MB = {"agent": 250, "operator": 180}
 ORPHAN_SECONDS = 2
 MOUNT = "/etc/agentpool"  # where the operator mounts the runtime's config
 
@@ -268,7 +271,7 @@ def test_each_image_carries_only_its_own_extras(
         "        return False\n"
         "print(' '.join(m for m in sys.argv[1:] if has(m)))"
     )
-    agent_only = ["fastapi", "uvicorn", "numpy", "usearch", "mcp", "redis"]
+    agent_only = ["fastapi", "numpy", "usearch", "redis", "openai"]
     operator_only = ["kopf", "kubernetes", "agentpool_operator"]
     neither = ["kubernetes.aio", "pytest", "hypothesis", "mypy"]
     every = [*agent_only, *operator_only, *neither]
