@@ -79,6 +79,7 @@ up() {
     --etcd-binary "$BIN/etcd" \
     --kube-authorization \
     --kube-audit-policy "$HACK_DIR/audit-policy.yaml" \
+    ${AGENTPOOL_CLUSTER_EXTRA_ARGS:+$(for a in $AGENTPOOL_CLUSTER_EXTRA_ARGS; do printf -- '--extra-args %s ' "$a"; done)} \
     --timeout 120s --wait 90s >>"$LOG" 2>&1 || fail "kwokctl create cluster failed"
   kwokctl get kubeconfig --name "$NAME" >"$KUBECONFIG_PATH" 2>>"$LOG" || fail "could not read the kubeconfig"
   wait_for "the API server /readyz" 60 api_ready

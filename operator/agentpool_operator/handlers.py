@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from agentpool_operator import api
 from agentpool_operator.controller.queue import WorkQueue
-from agentpool_operator.controller.reconcile import PoolKey, Reconciler
+from agentpool_operator.controller.reconcile import PoolKey, ReconcileError, Reconciler
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.controller.view import Body
 from agentpool_operator.kube import KubeError
@@ -164,7 +164,7 @@ class Controller:
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
-            except KubeError as exc:
+            except (KubeError, ReconcileError) as exc:
                 delay = self.queue.retry(key)
                 log.warning(
                     "reconcile failed", pool=f"{key[0]}/{key[1]}", error=str(exc), retry_in=delay

@@ -288,3 +288,46 @@ def test_a_missing_secret_or_tool_degrades_the_pool_and_it_recovers_by_itself(
     wait_until(lambda: _ready(kube, "fragile"), timeout=90, what="Ready after recovery")
     reasons = kube.events("fragile")
     assert {"ToolNotFound", "SecretNotFound", "Recovered"} <= set(reasons)
+
+
+def test_a_child_the_server_refuses_degrades_the_pool_and_it_recovers(
+    operator: OperatorProcess, kube: Api
+) -> None:
+    """A ResourceQuota that allows no Service: the pool says which child failed and why,
+    its other children are applied, and it recovers once the quota allows it."""
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-services"),
+        spec=client.V1ResourceQuotaSpec(hard={"services": "0"}),
+    )
+    kube.core.create_namespaced_resource_quota(kube.ns, quota)
+    wait_until(
+        lambda: (
+            (
+                kube.core.read_namespaced_resource_quota("no-services", kube.ns).status
+                or client.V1ResourceQuotaStatus()
+            ).hard
+        ),
+        timeout=30,
+        what="the quota in force",
+    )
+    kube.secret("llm", {"api-key": "k"})
+    kube.create("agentpools", "capped", {"instructions": "Help.", "model": MODEL})
+    wait_until(
+        lambda: kube.condition("capped", "Degraded") == ("True", "ApplyFailed"),
+        timeout=30,
+        what="Degraded by the refused Service",
+    )
+    message = next(
+        c["message"] for c in kube.pool("capped")["status"]["conditions"] if c["type"] == "Degraded"
+    )
+    assert "Service capped" in message
+    assert "quota" in message
+    assert kube.deployment("capped") is not None  # the others were applied
+    kube.core.delete_namespaced_resource_quota("no-services", kube.ns)
+    wait_until(
+        lambda: kube.condition("capped", "Degraded") == ("False", "AsExpected"),
+        timeout=60,
+        what="recovered once the quota is gone",
+    )
+    kube.core.read_namespaced_service("capped", kube.ns)
+    assert {"ApplyFailed", "Recovered"} <= set(kube.events("capped"))

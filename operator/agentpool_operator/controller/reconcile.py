@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from agentpool_operator import api
 from agentpool_operator.controller.compare import needs_apply
 from agentpool_operator.controller.status import events, pool_status, status_changed
 from agentpool_operator.controller.view import Body, ClusterView
-from agentpool_operator.kube import KubeApi
+from agentpool_operator.kube import KubeApi, KubeError
 from agentpool_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from agentpool_operator.render import names
 from agentpool_operator.render.children import (
@@ -27,7 +27,7 @@ from agentpool_operator.render.children import (
     desired_state,
     initial_replicas,
 )
-from agentpool_operator.render.config import RenderSettings
+from agentpool_operator.render.config import Problem, RenderSettings
 from agentpool_operator.render.tools import callers_of
 
 log = structlog.get_logger(__name__)
@@ -103,6 +103,14 @@ class _RenderInputs:
 def _version(body: Body) -> tuple[str, str]:
     meta = body.get("metadata", {})
     return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+
+
+class ReconcileError(Exception):
+    """Some children could not be applied (the pool's status says which); retry later."""
+
+
+def _namespace_terminating(exc: KubeError) -> bool:
+    return exc.status == 403 and "being terminated" in exc.message
 
 
 class Reconciler:
@@ -203,6 +211,7 @@ class Reconciler:
         outcome.references = frozenset((r.kind, r.name) for r in desired.references)
         self.references[key] = outcome.references
         created: list[str] = []
+        failures: list[Problem] = []
         rolled = False
         for child in desired.children:
             kind = child["kind"]
@@ -212,7 +221,17 @@ class Reconciler:
             if kind == "Deployment" and current is not None:
                 old = current["spec"]["template"]["metadata"].get("annotations", {})
                 rolled = old.get(names.CONFIG_HASH_ANNOTATION) != desired.config_hash
-            applied = await self._kube.apply(child)
+            try:
+                applied = await self._kube.apply(child)
+            except KubeError as exc:
+                if _namespace_terminating(exc):
+                    return outcome  # the pool goes with its namespace
+                # The pool says why in its status and an Event; the worker retries it
+                # with a backoff. The other children are still applied.
+                failures.append(
+                    Problem("ApplyFailed", f"{kind} {child['metadata']['name']}: {exc}")
+                )
+                continue
             outcome.writes.append(f"{kind}/apply")
             if current is None:
                 created.append(f"{kind} {child['metadata']['name']}")
@@ -229,16 +248,24 @@ class Reconciler:
         written = self._written.get(key)
         if written is not None and written[0] == pool.metadata.uid:
             previous = {**previous, **written[1]}
+        if failures:
+            desired = replace(desired, problems=(*failures, *desired.problems))
         status = pool_status(pool, desired, live.get("Deployment"), previous, self._clock())
         if status_changed(previous, status):
             await self._kube.apply_pool_status(namespace, name, status)
             self._written[key] = (pool.metadata.uid or "", status)
             outcome.writes.append("AgentPool/status")
         for event in events(previous, status, created=created, rolled=rolled):
-            await self._kube.event(
-                pool, type_=event.type, reason=event.reason, message=event.message
-            )
+            try:
+                await self._kube.event(
+                    pool, type_=event.type, reason=event.reason, message=event.message
+                )
+            except KubeError as exc:  # an Event is a courtesy: never a reason to retry
+                bound.info("event not recorded", reason=event.reason, error=str(exc))
+                continue
             outcome.writes.append(f"Event/{event.reason}")
         if outcome.writes:
             bound.info("reconciled", writes=outcome.writes, config_hash=desired.config_hash)
+        if failures:
+            raise ReconcileError("; ".join(f.message for f in failures))
         return outcome
