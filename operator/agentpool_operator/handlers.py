@@ -72,6 +72,10 @@ class IndexView:
             return []
         return [key for key in index if namespace is None or key[0] == namespace]
 
+    def pool_count(self) -> int:
+        index = self.indexes.get("pools_idx")
+        return 0 if index is None else len(index)
+
     def pools(self, namespace: str) -> list[Body]:
         return [b for key in self.pool_keys(namespace) for b in self._values("pools_idx", key)]
 
@@ -286,7 +290,7 @@ def register(
 
     @kopf.on.event(group, version, "agentpools", registry=registry)
     def pool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
-        POOLS.set(len(controller.view.pool_keys()))
+        POOLS.set(controller.view.pool_count())
         controller.queue.add((_ns(namespace), name))
         # The pools it calls let its ServiceAccount in: their auth config follows.
         for key in controller.pools_called_by(_ns(namespace), body):

@@ -152,7 +152,7 @@ class Reconciler:
         namespace, name = key
         tool_bodies = self._view.tools(namespace)
         tools = self._parsed.tools(tool_bodies)
-        callers = callers_of(name, self._parsed.pools(self._view.pools(namespace)), tools)
+        callers = callers_of(name, lambda: self._parsed.pools(self._view.pools(namespace)), tools)
         known = self._view.objects(namespace)
         previous = self._rendered.get(key)
         refs = previous[1].references if previous is not None else ()

@@ -3,7 +3,7 @@ the tools of its namespace (the operator's index: no API call per reconcile)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from agentpool_operator import api
@@ -68,7 +68,9 @@ def service_account_name(pool: api.AgentPool) -> str:
 
 
 def callers_of(
-    pool_name: str, pools: Iterable[api.AgentPool], available: Iterable[api.AgentTool]
+    pool_name: str,
+    pools: Iterable[api.AgentPool] | Callable[[], Iterable[api.AgentPool]],
+    available: Iterable[api.AgentTool],
 ) -> tuple[tuple[str, str], ...]:
     """(namespace, ServiceAccount) of every pool of the namespace that calls `pool_name`
     through an agent tool: the callers its API lets in as themselves."""
@@ -77,6 +79,8 @@ def callers_of(
     ]
     if not targeting:  # the common case, and the cheap one
         return ()
+    if callable(pools):  # only now worth listing the namespace's pools
+        pools = pools()
     found = {
         (other.metadata.namespace or "default", service_account_name(other))
         for other in pools

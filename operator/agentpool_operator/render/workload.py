@@ -272,7 +272,8 @@ def tool_runner(image: str) -> dict[str, Any]:
         "name": RUNNER_CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["agentpool-tool-runner"],
+        # `command` replaces the image's entry point: keep tini as PID 1 (it reaps).
+        "command": ["/usr/bin/tini", "--", "agentpool-tool-runner"],
         "args": [f"--socket={RUNNER_SOCKET}", f"--allowed-uid={AGENT_UID}", "--work-root=/tmp"],
         "resources": RUNNER_RESOURCES,
         "securityContext": {
