@@ -20,7 +20,10 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 router = APIRouter()
 
 
-@router.post("/v1/drain")
+# Not in the OpenAPI document: it is the pod's own lifecycle, not the pool's API (a
+# client generated from the document must not be able to drain a replica, and a fuzzer
+# run over the document must not drain the one it tests).
+@router.post("/v1/drain", include_in_schema=False)
 async def drain(
     request: Request,
     timeout_seconds: float = Query(default=30.0, ge=0, le=3600, alias="timeoutSeconds"),
