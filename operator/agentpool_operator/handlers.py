@@ -334,7 +334,10 @@ def _register_child(
         pool = labels.get(names.POOL_LABEL)
         if pool is None:
             return None
-        return {(_ns(namespace), pool): (kind, plain(body))}
+        kept = plain(body)
+        if kind != "Deployment":
+            kept.pop("status", None)  # only the Deployment's status is read (replica counts)
+        return {(_ns(namespace), pool): (kind, kept)}
 
     def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         pool = labels.get(names.POOL_LABEL)

@@ -5,6 +5,7 @@ to change costs no request."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -43,29 +44,31 @@ class Outcome:
     references: frozenset[tuple[str, str]] = frozenset()
 
 
+def spec_version(body: Body) -> tuple[str, ...]:
+    """What a parse or render of an object depends on: its spec (the generation) and its
+    labels and annotations. Not its resourceVersion: that moves with every status write,
+    and the reconcile writes status."""
+    meta = body.get("metadata", {})
+    marks = json.dumps([meta.get("labels"), meta.get("annotations")], sort_keys=True)
+    return str(meta.get("uid", "")), str(meta.get("generation", "")), marks
+
+
 class ParseCache:
-    """Parsed models by (uid, resourceVersion): a namespace's pools and tools are read on
-    every reconcile there, and parsing is the costly part of reading them."""
+    """The parsed model of each pool and tool, one version per object (the latest): a
+    namespace's pools and tools are read on every reconcile there, and parsing is the
+    costly part of reading them."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, str], api.AgentPool | None] = {}
-        self._tools: dict[tuple[str, str], api.AgentTool | None] = {}
-
-    @staticmethod
-    def _key(body: Body) -> tuple[str, str]:
-        meta = body.get("metadata", {})
-        return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+        self._pools: dict[str, tuple[tuple[str, ...], api.AgentPool | None]] = {}
+        self._tools: dict[str, tuple[tuple[str, ...], api.AgentTool | None]] = {}
 
     def pool(self, body: Body) -> api.AgentPool:
         """The pool (a pool that does not parse is an error of this reconcile)."""
-        key = self._key(body)
-        found = self._pools.get(key)
+        found = self._one(self._pools, api.AgentPool, body)
         if found is None:
-            found = api.AgentPool.model_validate(body)
-            if len(self._pools) > 50_000:
-                self._pools.clear()
-            self._pools[key] = found
-        return found
+            return api.AgentPool.model_validate(_without_status(body))  # raises, naming why
+        result: api.AgentPool = found
+        return result
 
     def pools(self, bodies: list[Body]) -> Iterator[api.AgentPool]:
         """Lazily: most reconciles never look at the other pools."""
@@ -74,35 +77,41 @@ class ParseCache:
     def tools(self, bodies: list[Body]) -> list[api.AgentTool]:
         return [t for t in (self._one(self._tools, api.AgentTool, b) for b in bodies) if t]
 
-    def _one(self, cache: dict[tuple[str, str], Any], model: Any, body: Body) -> Any:
-        key = self._key(body)
-        if key not in cache:
-            if len(cache) > 50_000:  # old versions pile up; start over rather than grow
-                cache.clear()
-            try:
-                cache[key] = model.model_validate(body)
-            except ValidationError as exc:
-                # The CRD refuses what the models refuse; an object stored before a schema
-                # change can still disagree. Such an object is as good as missing.
-                name = body.get("metadata", {}).get("name")
-                log.warning("object does not parse", kind=model.__name__, name=name, error=str(exc))
-                cache[key] = None
-        return cache[key]
+    def forget(self, uid: str) -> None:
+        self._pools.pop(uid, None)
+        self._tools.pop(uid, None)
+
+    def _one(self, cache: dict[str, Any], model: Any, body: Body) -> Any:
+        version = spec_version(body)
+        uid = version[0]
+        known = cache.get(uid)
+        if known is not None and known[0] == version:
+            return known[1]
+        try:
+            parsed = model.model_validate(_without_status(body))
+        except ValidationError as exc:
+            # The CRD refuses what the models refuse; an object stored before a schema
+            # change can still disagree. Such an object is as good as missing.
+            name = body.get("metadata", {}).get("name")
+            log.warning("object does not parse", kind=model.__name__, name=name, error=str(exc))
+            parsed = None
+        cache[uid] = (version, parsed)
+        return parsed
+
+
+def _without_status(body: Body) -> Body:
+    # The status is the operator's own output; the model of a pool is its input.
+    return {k: v for k, v in body.items() if k != "status"}
 
 
 @dataclass(frozen=True)
 class _RenderInputs:
     """Everything desired_state reads, by version: equal inputs render equal children."""
 
-    pool: tuple[str, str, int | None]
-    tools: tuple[tuple[str, str], ...]
+    pool: tuple[tuple[str, ...], int | None]
+    tools: tuple[tuple[str, ...], ...]
     callers: tuple[tuple[str, str], ...]
     references: tuple[tuple[str, str, str | None], ...]
-
-
-def _version(body: Body) -> tuple[str, str]:
-    meta = body.get("metadata", {})
-    return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
 
 
 class ReconcileError(Exception):
@@ -128,6 +137,7 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._parsed = ParseCache()
+        self._uids: dict[PoolKey, str] = {}
         # Most reconciles come from a child's status changing: the pool, its tools and its
         # references are as before, and so is the render (the costly part of a reconcile).
         self._rendered: dict[PoolKey, tuple[_RenderInputs, DesiredState]] = {}
@@ -157,8 +167,8 @@ class Reconciler:
         previous = self._rendered.get(key)
         refs = previous[1].references if previous is not None else ()
         inputs = _RenderInputs(
-            pool=(*_version(body), pool.spec.replicas),
-            tools=tuple(sorted(_version(b) for b in tool_bodies)),
+            pool=(spec_version(body), pool.spec.replicas),
+            tools=tuple(sorted(spec_version(b) for b in tool_bodies)),
             callers=callers,
             references=tuple(
                 (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
@@ -189,18 +199,21 @@ class Reconciler:
             self.references.pop(key, None)
             self._written.pop(key, None)
             self._rendered.pop(key, None)
+            uid = self._uids.pop(key, None)
+            if uid is not None:
+                self._parsed.forget(uid)
             return outcome  # the garbage collector removes the children
         pool = self._parsed.pool(body)
+        self._uids[key] = pool.metadata.uid or ""
         bound = log.bind(pool=f"{namespace}/{name}")
         live = dict(self._view.children(namespace, name))
         deployment = live.get("Deployment")
         if pool.spec.replicas is None:
             current = deployment.get("spec", {}).get("replicas") if deployment else None
             replicas = initial_replicas(pool, current if isinstance(current, int) else None)
-            assert pool.metadata.resource_version is not None
-            if await self._kube.init_replicas(
-                namespace, name, pool.metadata.resource_version, replicas
-            ):
+            # The body's version, not the parsed model's (that one may predate a status).
+            version = str(body["metadata"]["resourceVersion"])
+            if await self._kube.init_replicas(namespace, name, version, replicas):
                 outcome.writes.append("AgentPool/replicas")
                 pool = pool.model_copy(
                     update={"spec": pool.spec.model_copy(update={"replicas": replicas})}
