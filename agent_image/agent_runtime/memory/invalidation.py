@@ -90,7 +90,7 @@ class Invalidator:
                 elif message["type"] == "message":
                     self._apply(message["data"], drop_key)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2
 
     def _apply(self, data: bytes, drop_key: Callable[[str, str], object]) -> None:
         try:
