@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -129,21 +129,6 @@ class Controller:
             self._tasks.append(asyncio.create_task(self._work_tools(), name="tools"))
             self._tasks.append(asyncio.create_task(self.tools.discoverer.run(), name="discovery"))
 
-    async def _work_tools(self) -> None:
-        assert self.tools is not None
-        while True:
-            key = await self.tool_queue.get()
-            try:
-                await self.tools.reconcile(key)
-                self.tool_queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a tool's status must not stop the others'
-                delay = self.tool_queue.retry(key)
-                log.exception("tool status failed", tool=f"{key[0]}/{key[1]}", retry_in=delay)
-            finally:
-                self.tool_queue.done(key)
-
     async def _resync_all(self) -> None:
         # One timer for all pools (not one per object): catches anything a watch missed.
         while True:
@@ -161,23 +146,11 @@ class Controller:
                 await task
 
     async def _work(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.reconciler.reconcile(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except (KubeError, ReconcileError) as exc:
-                delay = self.queue.retry(key)
-                log.warning(
-                    "reconcile failed", pool=f"{key[0]}/{key[1]}", error=str(exc), retry_in=delay
-                )
-            except Exception:  # a bug must not kill the worker; the pool is retried
-                delay = self.queue.retry(key)
-                log.exception("reconcile crashed", pool=f"{key[0]}/{key[1]}", retry_in=delay)
-            finally:
-                self.queue.done(key)
+        await _drain(self.queue, self.reconciler.reconcile, "pool")
+
+    async def _work_tools(self) -> None:
+        assert self.tools is not None
+        await _drain(self.tool_queue, self.tools.reconcile, "tool")
 
     # ------------------------------------------------------------------ what to queue
 
@@ -224,6 +197,29 @@ class Controller:
             if refs is None or (kind, name) in refs:
                 found.append(key)
         return found
+
+
+async def _drain(
+    queue: WorkQueue[PoolKey], reconcile: Callable[[PoolKey], Awaitable[object]], what: str
+) -> None:
+    """Take keys from `queue` for ever; a failure is retried with a backoff, and never
+    stops the worker (a bug in one object's reconcile must not stop the others')."""
+    while True:
+        key = await queue.get()
+        name = f"{key[0]}/{key[1]}"
+        try:
+            await reconcile(key)
+            queue.forget(key)
+        except asyncio.CancelledError:
+            raise
+        except (KubeError, ReconcileError) as exc:
+            delay = queue.retry(key)
+            log.warning("reconcile failed", kind=what, name=name, error=str(exc), retry_in=delay)
+        except Exception:
+            delay = queue.retry(key)
+            log.exception("reconcile crashed", kind=what, name=name, retry_in=delay)
+        finally:
+            queue.done(key)
 
 
 def _ns(namespace: str | None) -> str:

@@ -9,15 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from agentpool_operator import api
+from agentpool_operator.controller.conditions import render_conditions
 from agentpool_operator.render import names
 from agentpool_operator.render.children import DesiredState
 
 OWNED_CONDITIONS = ("Ready", "Progressing", "Degraded", "ToolsResolved", "Paused")
 """The conditions the reconcile writes; the autoscaler writes the others."""
-
-
-def _timestamp(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _int(source: Mapping[str, Any], key: str) -> int:
@@ -101,26 +98,8 @@ def pool_status(
             ("ToolsResolved", "True", "Resolved", f"{len(desired.tools)} AgentTools resolved")
         )
     conditions.append(("Paused", *_paused(pool)))
-    before = {c.get("type"): c for c in previous.get("conditions", []) if isinstance(c, dict)}
+    rendered = render_conditions(conditions, previous, pool.metadata.generation, now)
     generation = pool.metadata.generation
-    rendered: list[dict[str, Any]] = []
-    for type_, status, reason, message in conditions:
-        old = before.get(type_)
-        since = (
-            old["lastTransitionTime"]
-            if old is not None and old.get("status") == status and "lastTransitionTime" in old
-            else _timestamp(now)
-        )
-        condition: dict[str, Any] = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-        }
-        if generation is not None:
-            condition["observedGeneration"] = generation
-        rendered.append(condition)
     status_doc: dict[str, Any] = {
         "replicas": replicas,
         "readyReplicas": ready,

@@ -10,15 +10,12 @@ from typing import Any
 import structlog
 
 from agentpool_operator import api
+from agentpool_operator.controller.conditions import render_conditions, timestamp
 from agentpool_operator.controller.discovery import Discovered, Discoverer, ToolKey
 from agentpool_operator.controller.view import Body
 from agentpool_operator.kube import KubeApi
 
 log = structlog.get_logger(__name__)
-
-
-def _timestamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tool_status(
@@ -46,7 +43,7 @@ def tool_status(
             missing = [n for n in wanted if n not in discovered.names]
             status["discovered"] = {
                 "names": offered,
-                "lastDiscoveryTime": _timestamp(discovered.at),
+                "lastDiscoveryTime": timestamp(discovered.at),
             }
             if missing:
                 conditions.append(
@@ -59,25 +56,7 @@ def tool_status(
                 )
             else:
                 conditions.append(("Discovered", "True", "Discovered", f"{len(offered)} tools"))
-    before = {c.get("type"): c for c in previous.get("conditions", []) if isinstance(c, dict)}
-    rendered = []
-    for type_, state, reason, message in conditions:
-        old = before.get(type_)
-        since = (
-            old["lastTransitionTime"]
-            if old is not None and old.get("status") == state and "lastTransitionTime" in old
-            else _timestamp(now)
-        )
-        condition = {
-            "type": type_,
-            "status": state,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-        }
-        if tool.metadata.generation is not None:
-            condition["observedGeneration"] = tool.metadata.generation
-        rendered.append(condition)
+    rendered = render_conditions(conditions, previous, tool.metadata.generation, now)
     status["conditions"] = rendered
     return status
 
