@@ -4,6 +4,7 @@ status, the same answer twice writes nothing, and a new generation is asked at o
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -78,3 +79,18 @@ def test_the_discoverer_reports_changes_only_and_survives_a_broken_server() -> N
         assert len(changed) == 3
 
     asyncio.run(scenario())
+
+
+def test_both_answer_forms_of_streamable_http_are_read() -> None:
+    from agentpool_operator.controller.discovery import _messages
+
+    one = {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "add"}]}}
+    assert _messages(json.dumps(one), "application/json") == [one]
+    stream = (
+        'event: message\r\ndata: {"jsonrpc": "2.0", "method": "notifications/progress"}\r\n\r\n'
+        f"event: message\ndata: {json.dumps(one)}\n\n"
+    )
+    assert _messages(stream, "text/event-stream") == [
+        {"jsonrpc": "2.0", "method": "notifications/progress"},
+        one,
+    ]
