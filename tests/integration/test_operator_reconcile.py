@@ -113,6 +113,16 @@ def kube(kube_api: client.ApiClient, namespace: str) -> Api:
     return Api(kube_api, namespace)
 
 
+def _recorded(kube: Api, name: str, reasons: set[str]) -> None:
+    """Wait for Events with these reasons: the reconcile records them after the status
+    that a test waits for, so they may land a moment later."""
+    wait_until(
+        lambda: reasons <= set(kube.events(name)),
+        timeout=30,
+        what=f"Events {sorted(reasons)} on {name}",
+    )
+
+
 def _ready(kube: Api, name: str) -> bool:
     return kube.condition(name, "Ready") == ("True", "AllReplicasReady")
 
@@ -139,7 +149,7 @@ def test_a_pool_gets_its_children_and_becomes_ready_with_running_pods(
         name = "support-config" if kind == "configmap" else "support"
         out = json.loads(cluster.kubectl("-n", kube.ns, "get", kind, name, "-o", "json").stdout)
         assert out["metadata"]["ownerReferences"][0]["uid"] == uid, kind
-    assert {"Created", "Ready"} <= set(kube.events("support"))
+    _recorded(kube, "support", {"Created", "Ready"})
     table = cluster.kubectl("-n", kube.ns, "get", "ap", "support").stdout
     assert "AllReplicasReady" in table
     assert "2" in table
@@ -202,7 +212,7 @@ def test_changes_roll_the_pods_and_a_tool_rerenders_only_its_pools(
     wait_until(
         lambda: kube.config_hash("billing") != billing_hash, timeout=30, what="billing rolled"
     )
-    assert "RollingUpdate" in kube.events("front")
+    _recorded(kube, "front", {"RollingUpdate"})
 
 
 def test_drift_is_restored_and_deleting_the_pool_removes_every_child(
@@ -286,8 +296,7 @@ def test_a_missing_secret_or_tool_degrades_the_pool_and_it_recovers_by_itself(
         what="recovered",
     )
     wait_until(lambda: _ready(kube, "fragile"), timeout=90, what="Ready after recovery")
-    reasons = kube.events("fragile")
-    assert {"ToolNotFound", "SecretNotFound", "Recovered"} <= set(reasons)
+    _recorded(kube, "fragile", {"ToolNotFound", "SecretNotFound", "Recovered"})
 
 
 def test_a_child_the_server_refuses_degrades_the_pool_and_it_recovers(
@@ -330,4 +339,4 @@ def test_a_child_the_server_refuses_degrades_the_pool_and_it_recovers(
         what="recovered once the quota is gone",
     )
     kube.core.read_namespaced_service("capped", kube.ns)
-    assert {"ApplyFailed", "Recovered"} <= set(kube.events("capped"))
+    _recorded(kube, "capped", {"ApplyFailed", "Recovered"})

@@ -38,6 +38,9 @@ def dry_run_namespace(cluster: Cluster, kube_api: client.ApiClient) -> Iterator[
 
 
 @settings(
+    # Derandomized: the same 25 pools every run, so a CI run fails only on a change of
+    # ours; explore more with HYPOTHESIS_PROFILE or a local run without it.
+    derandomize=True,
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

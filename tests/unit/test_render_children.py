@@ -249,3 +249,13 @@ def test_command_tools_run_in_a_sidecar_that_holds_no_secret() -> None:
     plain = desired_state(_pool(BASE_POOL), [], {}, SETTINGS)
     pod = next(c for c in plain.children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["agent"]
+
+
+def test_resources_merge_over_the_defaults_and_stay_valid() -> None:
+    from agentpool_operator.render.workload import _resources
+
+    merged = _resources(api.ResourceRequirements.model_validate({"limits": {"cpu": 0}}))
+    assert merged["requests"]["cpu"] == 0  # the default 100m would exceed the limit
+    merged = _resources(api.ResourceRequirements.model_validate({"requests": {"memory": "4Gi"}}))
+    assert merged["limits"]["memory"] == "4Gi"  # the default 1Gi would be below the request
+    assert merged["requests"]["ephemeral-storage"] == "64Mi"

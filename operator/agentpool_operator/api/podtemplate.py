@@ -613,7 +613,8 @@ class PodTemplate(ApiModel):
     """Annotations added to the agent pods. Defaults to none."""
     resources: ResourceRequirements | None = None
     """Compute resources of the agent container, merged key by key over the defaults (a
-    default limit below the request is raised to it). Defaults to requests of cpu 100m,
+    default limit below the request is raised to it, a default request above the limit
+    lowered to it). Defaults to requests of cpu 100m,
     memory 256Mi and ephemeral-storage 64Mi, and limits of cpu 2, memory 1Gi and
     ephemeral-storage 1Gi."""
     env: NameKeyed[EnvVar] = list_map("name")

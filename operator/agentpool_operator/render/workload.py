@@ -59,10 +59,17 @@ def _dump(model: api.ApiModel) -> dict[str, Any]:
 
 def _resources(spec: api.ResourceRequirements | None) -> dict[str, dict[str, str | int]]:
     """The pool's resources merged key by key over the defaults; a default limit below
-    what the pool requests is raised to the request."""
+    what the pool requests is raised to the request, a default request above what the
+    pool limits is lowered to the limit."""
     requests: dict[str, str | int] = {**DEFAULT_RESOURCES["requests"]}
     limits: dict[str, str | int] = {**DEFAULT_RESOURCES["limits"]}
     if spec is not None:
+        for name, limit in spec.limits.items():
+            # A default request above the pool's own limit would make the pod invalid.
+            default = requests.get(name)
+            over = default is not None and api.quantity_value(default) > api.quantity_value(limit)
+            if name not in spec.requests and over:
+                requests[name] = limit
         requests.update(spec.requests)
         for name, value in DEFAULT_RESOURCES["limits"].items():
             wanted = spec.requests.get(name)
