@@ -193,7 +193,7 @@ class Controller:
     def pools_referencing(self, namespace: str, kind: str, name: str) -> list[PoolKey]:
         found = []
         for key in self.view.pool_keys(namespace):
-            refs = self.reconciler.references.get(key)
+            refs = self.reconciler.references(key)
             if refs is None or (kind, name) in refs:
                 found.append(key)
         return found

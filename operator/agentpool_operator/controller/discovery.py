@@ -16,11 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import structlog
 
 from agentpool_operator import __version__
-
-log = structlog.get_logger(__name__)
 
 ToolKey = tuple[str, str]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from agentpool_operator.render.children import (
     initial_replicas,
 )
 from agentpool_operator.render.config import Problem, RenderSettings
+from agentpool_operator.render.references import KeyReference, ObjectVersion
 from agentpool_operator.render.tools import callers_of
 
 log = structlog.get_logger(__name__)
@@ -41,7 +42,6 @@ class Outcome:
     """What one reconcile did (for logs, metrics and tests)."""
 
     writes: list[str] = field(default_factory=list)
-    references: frozenset[tuple[str, str]] = frozenset()
 
 
 def spec_version(body: Body) -> tuple[str, ...]:
@@ -114,6 +114,16 @@ class _RenderInputs:
     references: tuple[tuple[str, str, str | None], ...]
 
 
+def _referenced_versions(
+    refs: Iterable[KeyReference], known: Mapping[tuple[str, str], ObjectVersion]
+) -> tuple[tuple[str, str, str | None], ...]:
+    """Each reference with the version of its object (None: missing)."""
+    return tuple(
+        (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
+        for r in refs
+    )
+
+
 class ReconcileError(Exception):
     """Some children could not be applied (the pool's status says which); retry later."""
 
@@ -144,8 +154,14 @@ class Reconciler:
         self._written: dict[PoolKey, tuple[str, dict[str, Any]]] = {}
         """The last status written per pool, with the pool's uid: the watch stream shows
         it a moment later, and a reconcile in between must not judge from the older one."""
-        self.references: dict[PoolKey, frozenset[tuple[str, str]]] = {}
-        """Secrets and ConfigMaps (kind, name) each pool referenced when last reconciled."""
+
+    def references(self, key: PoolKey) -> frozenset[tuple[str, str]] | None:
+        """Secrets and ConfigMaps (kind, name) the pool referenced when last rendered;
+        None when it was never rendered."""
+        rendered = self._rendered.get(key)
+        if rendered is None:
+            return None
+        return frozenset((r.kind, r.name) for r in rendered[1].references)
 
     async def reconcile(self, key: PoolKey) -> Outcome:
         started = time.perf_counter()
@@ -170,10 +186,7 @@ class Reconciler:
             pool=(spec_version(body), pool.spec.replicas),
             tools=tuple(sorted(spec_version(b) for b in tool_bodies)),
             callers=callers,
-            references=tuple(
-                (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
-                for r in refs
-            ),
+            references=_referenced_versions(refs, known),
         )
         if previous is not None and previous[0] == inputs:
             return previous[1]
@@ -183,10 +196,7 @@ class Reconciler:
             pool=inputs.pool,
             tools=inputs.tools,
             callers=inputs.callers,
-            references=tuple(
-                (r.kind, r.name, v.resource_version if (v := known.get((r.kind, r.name))) else None)
-                for r in desired.references
-            ),
+            references=_referenced_versions(desired.references, known),
         )
         self._rendered[key] = (inputs, desired)
         return desired
@@ -196,7 +206,6 @@ class Reconciler:
         body = self._view.pool(namespace, name)
         outcome = Outcome()
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            self.references.pop(key, None)
             self._written.pop(key, None)
             self._rendered.pop(key, None)
             uid = self._uids.pop(key, None)
@@ -221,8 +230,6 @@ class Reconciler:
             else:
                 return outcome  # the pool changed meanwhile: its event queues it again
         desired = self._desired(key, pool, body)
-        outcome.references = frozenset((r.kind, r.name) for r in desired.references)
-        self.references[key] = outcome.references
         created: list[str] = []
         failures: list[Problem] = []
         rolled = False

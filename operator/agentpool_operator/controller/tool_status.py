@@ -7,15 +7,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from agentpool_operator import api
 from agentpool_operator.controller.conditions import render_conditions, timestamp
 from agentpool_operator.controller.discovery import Discovered, Discoverer, ToolKey
 from agentpool_operator.controller.view import Body
 from agentpool_operator.kube import KubeApi
-
-log = structlog.get_logger(__name__)
 
 
 def tool_status(
