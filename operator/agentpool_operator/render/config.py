@@ -61,6 +61,7 @@ from agent_runtime.config.tools import (
     ToolsConfig,
 )
 from agentpool_operator import api
+from agentpool_operator.settings import DEFAULT_AGENT_IMAGE
 
 CONFIG_DIR = "/etc/agentpool"
 """Where the agent container finds its config, instructions and CA bundles."""
@@ -86,7 +87,7 @@ class RenderSettings:
     """Redis for pools that name none; None: such pools keep working memory only."""
     agent_port: int = 8080
     """The port every agent pod serves its API on (and other pools call)."""
-    agent_image: str = "ghcr.io/agentpool/agent:latest"
+    agent_image: str = DEFAULT_AGENT_IMAGE
     """The agent image of pools whose podTemplate names none."""
     operator_namespace: str = "agentpool-system"
     """Where the operator runs (its pods may always reach agent pods)."""
