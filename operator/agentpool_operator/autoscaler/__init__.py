@@ -1,0 +1,1 @@
+"""The operator's autoscaler (mode Operator) and the load it serves to an HPA (mode HPA)."""
