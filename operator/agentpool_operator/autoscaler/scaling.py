@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent_runtime.config.load import LoadSample
-
 from agentpool_operator import api
 
 Direction = Literal["Up", "Down"]
