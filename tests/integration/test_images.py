@@ -1,8 +1,10 @@
 """The two images as users run them: built here with buildah (hack/build-images.sh, cached
 by content across sessions), run with `buildah run` on a read-only root with only /tmp
-writable. Each entry point starts in its image; the runtime serves /healthz against the
-test Redis as uid 65532 under tini, which reaps the orphans of its command tools; nothing
-outside /tmp is writable; no compiler, pip or apt; the sizes are reported.
+writable. Each entry point starts in its image: the runtime serves /healthz against the
+test Redis as uid 65532 under tini, which reaps the orphans of its command tools; the
+operator serves /healthz against the test cluster and reconciles a pool to Ready; the
+tool-runner starts. Nothing outside /tmp is writable; no compiler, pip or apt; the sizes
+are reported.
 
 Skipped, with the reason, only where buildah cannot be installed."""
 
@@ -13,10 +15,14 @@ import secrets
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client as kube
 
+from tests.integration.crd_install import install_crds
+from tests.support.cluster import Cluster
 from tests.support.images import (
     REPO_ROOT,
     BuildahUnavailableError,
@@ -43,6 +49,7 @@ VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["
 SIZE_LIMITS_MB = {"agent": 250, "operator": 150}
 ORPHAN_SECONDS = 2
 MOUNT = "/etc/agentpool"  # where the operator mounts the runtime's config
+GROUP, API_VERSION = "agentpool.dev", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +164,7 @@ def agent(
         yield client, proc.pid
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        agent_container.stop(proc)
 
 
 def test_image_config_runs_non_root_under_tini_with_labels(images: BuiltImages) -> None:
@@ -278,16 +284,113 @@ def test_each_image_carries_only_its_own_extras(
     assert in_operator.stdout.split() == operator_only, in_operator.stderr
 
 
-def test_operator_entry_point_starts_in_its_image(
-    operator_container: Container, report: list[str]
+def _pool_ready(custom: kube.CustomObjectsApi, namespace: str, name: str) -> bool:
+    pool = custom.get_namespaced_custom_object(GROUP, API_VERSION, namespace, "agentpools", name)
+    conditions = (pool.get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
+    images: BuiltImages,
+    operator_container: Container,
+    cluster: Cluster,
+    kube_api: kube.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    report: list[str],
 ) -> None:
+    """The operator as the chart runs it, but out of cluster: its image, a read-only root,
+    uid 65532, a kubeconfig mounted read-only (as a Secret would be) and the settings in
+    the environment. /healthz answers, and a pool gets its children and becomes Ready:
+    the image's kopf, kubernetes client and operator code really talk to the API server
+    (chroot isolation shares the host's network, so its loopback address works)."""
+    install_crds(cluster)
+    config_dir = tmp_path / "operator-config"
+    config_dir.mkdir()
+    kubeconfig = config_dir / "kubeconfig"
+    # Flattened: the certificates inline, no paths into the host's file system.
+    flat = cluster.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
+    kubeconfig.write_text(flat)
+    # uid 65532 reads it, as it reads a mounted Secret (tmp_path itself is private to root).
+    # It goes on /mnt: a kubelet creates a mount point on a read-only root, buildah cannot,
+    # and /mnt is an empty directory in both bases.
+    config_dir.chmod(0o755)
+    kubeconfig.chmod(0o644)
+    health, metrics = free_port(), free_port()
+    argv = [
+        *operator_container.entrypoint(),
+        f"--namespace={namespace}",
+        "--standalone",
+        f"--health-port={health}",
+        f"--metrics-port={metrics}",
+        "--log-format=json",
+    ]
+    env = {
+        "KUBECONFIG": "/mnt/kubeconfig",
+        "AGENTPOOL_AGENT_IMAGE": images.refs["agent"],
+        "AGENTPOOL_OPERATOR_NAMESPACE": "agentpool-system",
+    }
+    log = tmp_path / "operator.log"
     start = time.monotonic()
-    out = operator_container.run([*operator_container.entrypoint(), "--help"])
-    elapsed = time.monotonic() - start
-    assert out.returncode == 0, out.stderr
-    assert "agentpool-operator" in out.stdout
-    assert "--health-port" in out.stdout
-    report.append(f"agentpool-operator --help in its image: {elapsed:.2f}s")
+    proc = operator_container.popen(argv, log, volumes=[f"{config_dir}:/mnt:ro"], env=env)
+
+    def answering(path: str) -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"the operator container exited:\n{log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{health}{path}", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(lambda: answering("/healthz"), timeout=60, what="agentpool-operator's /healthz")
+        healthy_after = time.monotonic() - start
+        (operator,) = (
+            p
+            for p in descendants(proc.pid)
+            if "/opt/agentpool/bin/agentpool-operator" in cmdline(p)
+        )
+        status = proc_status(operator)
+        assert status is not None
+        assert status["Uid"].split()[0] == UID
+        core, custom = kube.CoreV1Api(kube_api), kube.CustomObjectsApi(kube_api)
+        core.create_namespaced_secret(
+            namespace,
+            kube.V1Secret(metadata=kube.V1ObjectMeta(name="llm"), string_data={"api-key": "k"}),
+        )
+        pool = {
+            "apiVersion": f"{GROUP}/{API_VERSION}",
+            "kind": "AgentPool",
+            "metadata": {"name": "imaged"},
+            "spec": {
+                "instructions": "Help.",
+                "model": {
+                    "baseUrl": "http://llm.example.com/v1",
+                    "name": "m",
+                    "apiKeySecretRef": {"name": "llm", "key": "api-key"},
+                },
+            },
+        }
+        created = time.monotonic()
+        custom.create_namespaced_custom_object(GROUP, API_VERSION, namespace, "agentpools", pool)
+
+        def ready() -> bool:
+            answering("/healthz")  # fails the test at once if the operator died
+            return _pool_ready(custom, namespace, "imaged")
+
+        wait_until(ready, timeout=90, what="the pool Ready, reconciled by the imaged operator")
+        ready_after = time.monotonic() - created
+        deployment = kube.AppsV1Api(kube_api).read_namespaced_deployment("imaged", namespace)
+        (container,) = (c for c in deployment.spec.template.spec.containers if c.name == "agent")
+        assert container.image == images.refs["agent"]  # the settings came from the env
+        for read in (core.read_namespaced_service, core.read_namespaced_service_account):
+            assert read("imaged", namespace).metadata.owner_references[0].kind == "AgentPool"
+        report.append(
+            f"agentpool-operator in its image: /healthz after {healthy_after:.2f}s; "
+            f"a new pool Ready {ready_after:.2f}s after it was created"
+        )
+    finally:
+        operator_container.stop(proc)
 
 
 def test_tool_runner_entry_point_starts_in_the_agent_image(

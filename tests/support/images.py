@@ -4,11 +4,13 @@ tmpfs on /tmp, as a pod runs them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,7 @@ class Container:
         read_only: bool = True,
         volumes: Sequence[str] = (),
         user: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> list[str]:
         # /run: buildah bind-mounts /run/.containerenv, which it cannot create on a
         # read-only root (a pod needs no /run).
@@ -140,6 +143,8 @@ class Container:
             run += ["--volume", volume]
         if user is not None:
             run += ["--user", user]
+        for key, value in (env or {}).items():
+            run += ["--env", f"{key}={value}"]
         run += [self.name, "--", *argv]
         if not read_only:
             return run
@@ -150,6 +155,25 @@ class Container:
             return subprocess.Popen(
                 self.command(argv, **kwargs), stdout=out, stderr=subprocess.STDOUT
             )
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        """Stops what `popen` started, and everything under it. buildah answers SIGTERM by
+        killing tini outright, which orphans the entry point (it went on running as uid
+        65532); so SIGTERM goes to the container's tini, which forwards it to its child as
+        PID 1 does when a kubelet stops a pod. Whatever is left after `timeout` is killed."""
+        tree = {pid: cmdline(pid) for pid in descendants(proc.pid)}
+        inits = [pid for pid, argv in tree.items() if argv[:1] == ["/usr/bin/tini"]]
+        for pid in inits or [proc.pid]:
+            _signal(pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+        for pid, argv in tree.items():
+            if cmdline(pid) == argv:  # the same process, not a reused pid
+                _signal(pid, signal.SIGKILL)
 
     def run(
         self, argv: Sequence[str], *, timeout: float = 60, **kwargs: Any
@@ -203,6 +227,11 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def cmdline(pid: int) -> list[str]:
