@@ -16,6 +16,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from kubernetes import client as kube
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.images import (
+    KUBECONFIG_DIR,
     REPO_ROOT,
     BuildahUnavailableError,
     BuiltImages,
@@ -34,7 +36,10 @@ from tests.support.images import (
     descendants,
     image_config,
     proc_status,
+    readable_by_the_image,
     top_contributors,
+    wait_answering,
+    write_kubeconfig,
 )
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import wait_until
@@ -131,10 +136,7 @@ def agent(
     (config_dir / "tokens.json").write_text(json.dumps(tokens))
     config = {**agent_config(redis_server.url), "auth": {"tokensFile": f"{MOUNT}/tokens.json"}}
     (config_dir / "config.json").write_text(json.dumps(config))
-    # uid 65532 reads them, as it reads the operator's ConfigMap and Secret in a pod.
-    config_dir.chmod(0o755)
-    for name in ("config.json", "tokens.json"):
-        (config_dir / name).chmod(0o644)
+    readable_by_the_image(config_dir)
     port = free_port()
     log = config_dir / "agent.log"
     argv = [
@@ -151,13 +153,14 @@ def agent(
         headers={"Authorization": f"Bearer {token}"},
     )
 
-    def healthy() -> bool:
-        if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
-            pytest.fail(f"the agent container exited:\n{log.read_text()[-3000:]}")
-        return client.get("/healthz").status_code == 200
-
     try:
-        wait_until(healthy, timeout=60, what="agentpool-agent in its image to serve /healthz")
+        wait_answering(
+            proc,
+            f"http://127.0.0.1:{port}/healthz",
+            log,
+            timeout=60,
+            what="agentpool-agent in its image to serve /healthz",
+        )
         report.append(
             f"agentpool-agent in its image: /healthz after {time.monotonic() - start:.2f}s"
         )
@@ -285,7 +288,9 @@ def test_each_image_carries_only_its_own_extras(
 
 
 def _pool_ready(custom: kube.CustomObjectsApi, namespace: str, name: str) -> bool:
-    pool = custom.get_namespaced_custom_object(GROUP, API_VERSION, namespace, "agentpools", name)
+    pool: Any = custom.get_namespaced_custom_object(
+        GROUP, API_VERSION, namespace, "agentpools", name
+    )
     conditions = (pool.get("status") or {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
@@ -307,15 +312,7 @@ def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
     install_crds(cluster)
     config_dir = tmp_path / "operator-config"
     config_dir.mkdir()
-    kubeconfig = config_dir / "kubeconfig"
-    # Flattened: the certificates inline, no paths into the host's file system.
-    flat = cluster.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
-    kubeconfig.write_text(flat)
-    # uid 65532 reads it, as it reads a mounted Secret (tmp_path itself is private to root).
-    # It goes on /mnt: a kubelet creates a mount point on a read-only root, buildah cannot,
-    # and /mnt is an empty directory in both bases.
-    config_dir.chmod(0o755)
-    kubeconfig.chmod(0o644)
+    kubeconfig = write_kubeconfig(cluster, config_dir)
     health, metrics = free_port(), free_port()
     argv = [
         *operator_container.entrypoint(),
@@ -326,24 +323,19 @@ def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
         "--log-format=json",
     ]
     env = {
-        "KUBECONFIG": "/mnt/kubeconfig",
+        "KUBECONFIG": kubeconfig,
         "AGENTPOOL_AGENT_IMAGE": images.refs["agent"],
         "AGENTPOOL_OPERATOR_NAMESPACE": "agentpool-system",
     }
     log = tmp_path / "operator.log"
     start = time.monotonic()
-    proc = operator_container.popen(argv, log, volumes=[f"{config_dir}:/mnt:ro"], env=env)
+    proc = operator_container.popen(
+        argv, log, volumes=[f"{config_dir}:{KUBECONFIG_DIR}:ro"], env=env
+    )
 
-    def answering(path: str) -> bool:
-        if proc.poll() is not None:
-            pytest.fail(f"the operator container exited:\n{log.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{health}{path}", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    healthz = f"http://127.0.0.1:{health}/healthz"
     try:
-        wait_until(lambda: answering("/healthz"), timeout=60, what="agentpool-operator's /healthz")
+        wait_answering(proc, healthz, log, timeout=60, what="agentpool-operator's /healthz")
         healthy_after = time.monotonic() - start
         (operator,) = (
             p
@@ -375,16 +367,24 @@ def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
         custom.create_namespaced_custom_object(GROUP, API_VERSION, namespace, "agentpools", pool)
 
         def ready() -> bool:
-            answering("/healthz")  # fails the test at once if the operator died
+            if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
+                pytest.fail(f"the operator container exited:\n{log.read_text()[-3000:]}")
             return _pool_ready(custom, namespace, "imaged")
 
         wait_until(ready, timeout=90, what="the pool Ready, reconciled by the imaged operator")
         ready_after = time.monotonic() - created
-        deployment = kube.AppsV1Api(kube_api).read_namespaced_deployment("imaged", namespace)
-        (container,) = (c for c in deployment.spec.template.spec.containers if c.name == "agent")
-        assert container.image == images.refs["agent"]  # the settings came from the env
-        for read in (core.read_namespaced_service, core.read_namespaced_service_account):
-            assert read("imaged", namespace).metadata.owner_references[0].kind == "AgentPool"
+        for kind in ("deployment", "service", "serviceaccount"):
+            child = json.loads(
+                cluster.kubectl("-n", namespace, "get", kind, "imaged", "-o", "json").stdout
+            )
+            assert child["metadata"]["ownerReferences"][0]["kind"] == "AgentPool", kind
+            if kind == "deployment":
+                (agent,) = (
+                    c
+                    for c in child["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "agent"
+                )
+                assert agent["image"] == images.refs["agent"]  # the settings came from the env
         report.append(
             f"agentpool-operator in its image: /healthz after {healthy_after:.2f}s; "
             f"a new pool Ready {ready_after:.2f}s after it was created"

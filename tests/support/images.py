@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from tests.support.cluster import Cluster
+from tests.support.wait import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 BUILDAH = str(HACK / "buildah.sh")
@@ -193,6 +198,54 @@ class Container:
         if not marker:
             raise RuntimeError(f"{argv} did not run: {out.stderr[-2000:]}")
         return subprocess.CompletedProcess(out.args, int(status), stdout, out.stderr)
+
+
+class ContainerExitedError(AssertionError):
+    """The process under test exited while it was awaited."""
+
+
+def wait_answering(
+    proc: subprocess.Popen[bytes], url: str, log: Path, *, timeout: float, what: str
+) -> None:
+    """Waits until GET `url` answers 200; fails at once, with the log's tail, if `proc`
+    exits first."""
+
+    def answered_or_exited() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answered_or_exited, timeout=timeout, interval=0.05, what=what)
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise ContainerExitedError(f"{what}: the process exited ({proc.returncode}):\n{tail}")
+
+
+def readable_by_the_image(directory: Path) -> None:
+    """Opens `directory` and its files to the image's uid 65532, which reads them as it
+    reads a mounted ConfigMap or Secret in a pod (pytest's tmp_path is private to root)."""
+    directory.chmod(0o755)
+    for entry in directory.iterdir():
+        entry.chmod(0o644)
+
+
+# The operator's kubeconfig goes on /mnt: a kubelet creates a mount point on a read-only
+# root, buildah cannot, and /mnt is an empty directory in both bases.
+KUBECONFIG_DIR = "/mnt"
+
+
+def write_kubeconfig(cluster: Cluster, directory: Path) -> str:
+    """Writes the cluster's kubeconfig, flattened (the certificates inline, no paths into
+    the host's file system), into `directory` for the operator in its image; returns the
+    KUBECONFIG value inside the container (mount `directory` on KUBECONFIG_DIR). The API
+    server's loopback address works there: chroot isolation shares the host's network."""
+    flat = cluster.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
+    (directory / "kubeconfig").write_text(flat)
+    readable_by_the_image(directory)
+    return f"{KUBECONFIG_DIR}/kubeconfig"
 
 
 # /proc, read directly: chroot isolation shares the host's PID namespace, so the
