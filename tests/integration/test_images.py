@@ -240,7 +240,7 @@ def test_tini_adopts_and_reaps_orphans(agent_container: Container) -> None:
 
 
 @pytest.mark.parametrize("name", ["agent", "operator"])
-def test_root_is_read_only_but_tmp_and_no_build_tools(
+def test_root_is_read_only_but_tmp_and_no_build_tools_or_caches(
     name: str, agent_container: Container, operator_container: Container
 ) -> None:
     container = agent_container if name == "agent" else operator_container
@@ -263,6 +263,11 @@ def test_root_is_read_only_but_tmp_and_no_build_tools(
     # As root too (a pod could run with runAsUser 0), the root file system refuses writes.
     as_root = container.run(["sh", "-c", "touch /etc/x /opt/x 2>&1; true"], user="0:0")
     assert as_root.stdout.count("Read-only file system") == 2, as_root.stdout
+    # No package manager's caches or lists (apt's, pip's) are left in the image.
+    for inside in ("var/cache", "var/lib/apt/lists", "root/.cache", "tmp/.cache"):
+        path = container.root / inside
+        left = sorted(entry.name for entry in path.iterdir()) if path.is_dir() else []
+        assert left == [], f"{name}: /{inside} holds {left}"
 
 
 def test_each_image_carries_only_its_own_extras(
