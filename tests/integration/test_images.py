@@ -3,14 +3,16 @@ by content across sessions), run with `buildah run` on a read-only root with onl
 writable. Each entry point starts in its image: the runtime serves /healthz against the
 test Redis as uid 65532 under tini, which reaps the orphans of its command tools; the
 operator serves /healthz against the test cluster and reconciles a pool to Ready; the
-tool-runner starts. Nothing outside /tmp is writable; no compiler, pip or apt; the sizes
+tool-runner serves a call on its socket as uid 65533. Nothing outside /tmp is writable; no compiler, pip or apt; the sizes
 are reported.
 
 Skipped, with the reason, only where buildah cannot be installed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import secrets
 import time
 import tomllib
@@ -22,6 +24,8 @@ import httpx
 import pytest
 from kubernetes import client as kube
 
+from agent_runtime.sandbox.client import run_remote
+from agent_runtime.sandbox.protocol import RunLimits, RunRequest
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.images import (
@@ -49,6 +53,7 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.timeout(3000)
 
 UID = "65532"
+RUNNER_UID = 65533  # the tool-runner sidecar's uid, as the operator renders it
 VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
 # Uncompressed (the files' bytes, about what `buildah images` shows): the issue's goals.
 SIZE_LIMITS_MB = {"agent": 250, "operator": 150}
@@ -400,15 +405,53 @@ def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
         operator_container.stop(proc)
 
 
-def test_tool_runner_entry_point_starts_in_the_agent_image(
-    agent_container: Container, report: list[str]
+def test_tool_runner_serves_a_call_in_the_agent_image_as_uid_65533(
+    agent_container: Container, tmp_path: Path, report: list[str]
 ) -> None:
+    """The sidecar as the operator renders it: the agent image's `agentpool-tool-runner`
+    under tini as uid 65533, its socket on a directory shared with the runtime's container
+    (an emptyDir in a pod). A call over the socket runs a program as 65533."""
+    shared = tmp_path / "tools"
+    shared.mkdir()
+    os.chown(shared, RUNNER_UID, RUNNER_UID)
+    shared.chmod(0o755)
+    inside = "/run/agentpool/tools"
+    argv = [
+        "/usr/bin/tini",
+        "--",
+        "agentpool-tool-runner",
+        f"--socket={inside}/runner.sock",
+        "--allowed-uid=0",  # this test calls it as root, from the host
+    ]
+    log = tmp_path / "tool-runner.log"
     start = time.monotonic()
-    out = agent_container.run(["/usr/bin/tini", "--", "agentpool-tool-runner", "--help"])
-    elapsed = time.monotonic() - start
-    assert out.returncode == 0, out.stderr
-    assert "--socket" in out.stdout
-    report.append(f"agentpool-tool-runner --help in the agent image: {elapsed:.2f}s")
+    proc = agent_container.popen(
+        argv, log, volumes=[f"{shared}:{inside}"], user=f"{RUNNER_UID}:{RUNNER_UID}"
+    )
+    try:
+
+        def listening() -> bool:
+            if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
+                pytest.fail(f"the tool-runner container exited:\n{log.read_text()[-3000:]}")
+            return (shared / "runner.sock").is_socket()
+
+        wait_until(listening, timeout=60, what="the tool-runner's socket in the agent image")
+        listening_after = time.monotonic() - start
+        request = RunRequest(
+            argv=["/usr/bin/id", "-u"],
+            timeout_seconds=10,
+            max_output_bytes=100,
+            limits=RunLimits(cpu_seconds=2, memory_bytes=64 << 20, file_size_bytes=0, processes=4),
+        )
+        outcome = asyncio.run(run_remote(str(shared / "runner.sock"), request))
+        assert outcome.result is not None, outcome.error_message
+        assert outcome.result.exit_code == 0, outcome.result.stderr
+        assert outcome.result.stdout.strip() == str(RUNNER_UID)
+        report.append(
+            f"agentpool-tool-runner in the agent image: socket after {listening_after:.2f}s"
+        )
+    finally:
+        agent_container.stop(proc)
 
 
 @pytest.mark.parametrize("name", ["agent", "operator"])
