@@ -43,7 +43,9 @@ One tick, in order:
    the largest change allowed, Min the smallest, Disabled none). Consequence of step 2
    and 3 together: with the defaults, a pool shrinks about
    scaleDownWindowSeconds + stabilizationWindowSeconds (60 + 120 s) after its load fell.
-   A pool at zero always gets at least one replica when woken (a percentage of 0 is 0).
+   A pool at zero always may get at least one replica when woken (a percentage of 0 is
+   0), and the scale-up stabilization window does not hold a wake-up (its
+   recommendations were all "idle"); a Disabled scale-up does.
 4. **Clamp** to minReplicas..maxReplicas, at once and through every limit (as the HPA
    does when replicas are outside the range). `limited` says the recommendation was
    outside the range (condition ScalingLimited).
@@ -585,7 +587,8 @@ def decide(
     up_stab_until = down_stab_until = None
     if recommendation > cur:
         lowest = recommendation
-        if s.up.window:
+        # Waking from zero is not held by the window: its recommendations were all "idle".
+        if s.up.window and cur > 0:
             recent = points[bisect_right(points, now - s.up.window, key=_at) :]
             if recent:
                 lowest = min(lowest, min(map(_rec, recent)))
