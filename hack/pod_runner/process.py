@@ -73,6 +73,10 @@ class AgentProcess:
 
     plan: PodPlan
     workdir: Path
+    """Where its log goes (`logs/NAMESPACE.POD.log`)."""
+    roots: Path
+    """Where its files go (`UID/` + container paths): short, as a Unix socket's path
+    (the tool runner's, under /run/agentpool) may not exceed 107 characters."""
     front: PoolFront
     sources: ClusterSources
     resolve: Resolver
@@ -82,6 +86,7 @@ class AgentProcess:
     """When /readyz first answered 200 (wall clock)."""
     port: int = 0
     restarts: int = 0
+    last_exit: int | None = None
     stopping: bool = False
     stopped: bool = False
     error: str | None = None
@@ -93,7 +98,7 @@ class AgentProcess:
 
     @property
     def root(self) -> Path:
-        return self.workdir / "pods" / f"{self.plan.namespace}.{self.plan.name}"
+        return self.roots / self.plan.uid[:8]
 
     @property
     def log_path(self) -> Path:
@@ -176,6 +181,7 @@ class AgentProcess:
             if self.stopping:
                 break
             self.restarts += 1
+            self.last_exit = self.proc.returncode
             log.warning("pod process exited; restarting", pod=self.plan.name, backoff=backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -95,6 +96,8 @@ class PodRunner:
             config_file=str(settings.kubeconfig) if settings.kubeconfig else None
         )
         self.workdir = settings.workdir or Path(tempfile.mkdtemp(prefix="agentpool-pods-"))
+        # The pods' files (Secrets, tokens): private, short paths, removed with the runner.
+        self.roots = Path(tempfile.mkdtemp(prefix="agentpool-pods-"))
         self.sources = ClusterSources(self.api)
         self.fronts: dict[PoolKey, PoolFront] = {}
         self.processes: dict[str, AgentProcess] = {}
@@ -152,6 +155,7 @@ class PodRunner:
             server, task = self._status_server
             server.should_exit = True
             await task
+        shutil.rmtree(self.roots, ignore_errors=True)
         log.info("pod runner stopped")
 
     def front_url(self, namespace: str, pool: str) -> str:
@@ -300,7 +304,9 @@ class PodRunner:
             if plan is None:
                 continue
             front = self._front(plan.namespace, plan.pool)
-            process = AgentProcess(plan, self.workdir, front, self.sources, self.resolve)
+            process = AgentProcess(
+                plan, self.workdir, self.roots, front, self.sources, self.resolve
+            )
             self.processes[uid] = process
             process.start()
             log.info("pod running: starting its process", pod=plan.name, pool=plan.pool)
@@ -352,6 +358,8 @@ def _pod_status(process: AgentProcess) -> PodProcess:
         state = "draining"
     elif ready:
         state = "ready"
+    elif process.restarts:
+        state = "crash-loop"
     elif process.ready_at is None:
         state = "starting"
     else:
@@ -369,6 +377,7 @@ def _pod_status(process: AgentProcess) -> PodProcess:
         inflight=backend.inflight if backend else 0,
         served=backend.served if backend else 0,
         restarts=process.restarts,
+        last_exit=process.last_exit,
         seen_running_at=process.seen_running_at,
         ready_at=process.ready_at,
         log=str(process.log_path),

@@ -23,7 +23,8 @@ class PodProcess(_Model):
     url: str
     pid: int | None
     state: str
-    """starting, ready, unready, draining, failed (could not start: see `error`)."""
+    """starting, ready, unready, crash-loop (exited, restarted with a back-off),
+    draining, failed (could not be started: see `error`)."""
     ready: bool
     draining: bool
     inflight: int
@@ -31,6 +32,8 @@ class PodProcess(_Model):
     served: int
     """Requests the front has sent it."""
     restarts: int
+    last_exit: int | None = None
+    """The exit status of its last run, once it has exited."""
     seen_running_at: float
     """Wall clock when the runner saw the pod Running."""
     ready_at: float | None
