@@ -18,7 +18,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -85,8 +85,9 @@ class PoolState:
     pending: scale_down.PendingScaleDown | None = None
     last_written: float | None = None
     last_scale: tuple[str, str] | None = None
-    redis_url: str | None = None
-    notes: list[str] = field(default_factory=list)
+    signature: tuple[Any, ...] | None = None
+    """What the status last written (or found current) was made of: an equal one next
+    tick costs no status document at all."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Autoscaler:
         self._parsed = ParseCache()
         self._states: dict[str, PoolState] = {}
         self._secret_urls: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._seen: dict[str, tuple[str, Seen]] = {}
 
     async def run(self) -> None:
         """Tick every interval until cancelled."""
@@ -157,8 +159,11 @@ class Autoscaler:
     async def tick(self, now: float) -> None:
         started = time.perf_counter()
         seen = [s for s in [await self._see(ns, name) for ns, name in self._view.pool_keys()] if s]
-        for gone in set(self._states) - {s.key for s in seen}:
+        present = {s.key for s in seen}
+        for gone in set(self._states) - present:
             del self._states[gone]
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
         for gone in set(self.board.keys()) - {s.key for s in seen}:
             self.board.forget(gone)
         targets = [s.target for s in seen if s.target is not None]
@@ -183,13 +188,28 @@ class Autoscaler:
         body = self._view.pool(namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return None
+        deployment = self._view.children(namespace, name).get("Deployment") or {}
+        ready = deployment.get("status", {}).get("readyReplicas") or 0
+        ready = ready if isinstance(ready, int) else 0
+        key = f"{namespace}/{name}"
+        version = body.get("metadata", {}).get("resourceVersion")
+        known = self._seen.get(key)
+        # The same object as last tick (most ticks): reuse its parse and Redis target.
+        # A pool whose Redis URL is in a Secret is looked at again: the Secret may change.
+        if known is not None and version is not None and known[0] == version:
+            return dataclasses.replace(known[1], ready=ready)
+        found = await self._see_anew(namespace, name, body, key, ready)
+        if found is not None and version is not None and _url_is_stable(found.pool):
+            self._seen[key] = (version, found)
+        return found
+
+    async def _see_anew(
+        self, namespace: str, name: str, body: Body, key: str, ready: int
+    ) -> Seen | None:
         pool = next(iter(self._parsed.pools([body])), None)
         if pool is None:
             return None
         replicas = body.get("spec", {}).get("replicas")
-        deployment = self._view.children(namespace, name).get("Deployment") or {}
-        ready = deployment.get("status", {}).get("readyReplicas") or 0
-        key = f"{namespace}/{name}"
         url, why = await self._redis_url(pool)
         target = None
         if url is not None:
@@ -211,7 +231,7 @@ class Autoscaler:
             body=body,
             pool=pool,
             replicas=replicas if isinstance(replicas, int) else None,
-            ready=ready if isinstance(ready, int) else 0,
+            ready=ready,
             target=target,
             why_no_target=why,
         )
@@ -301,21 +321,38 @@ class Autoscaler:
                 pool.pool.spec.concurrency_per_replica,
                 now,
             )
+        up = decision.up_blocked_until if decision else None
+        down = decision.down_blocked_until if decision else None
+        signature = (
+            demand,
+            percent,
+            state.last_scale,
+            up if up is not None and up > now else None,
+            down if down is not None and down > now else None,
+            tuple(conditions),
+            pool.pool.metadata.generation,
+        )
+        if signature == state.signature:
+            return writes  # what was last written or found current still is
         previous = pool.body.get("status") or {}
         doc = status_doc(
             demand=demand,
             load_percent=percent,
             last_scale=state.last_scale,
-            up_blocked_until=decision.up_blocked_until if decision else None,
-            down_blocked_until=decision.down_blocked_until if decision else None,
+            up_blocked_until=up,
+            down_blocked_until=down,
             conditions=conditions,
             previous=previous,
             generation=pool.pool.metadata.generation,
             now=now,
         )
-        if worth_writing(differences(previous, doc), state.last_written, now):
+        changed = differences(previous, doc)
+        if worth_writing(changed, state.last_written, now):
             state.last_written = now
+            state.signature = signature
             writes.append(self._write_status(pool, doc, condition_events(previous, doc)))
+        elif not changed:
+            state.signature = signature
         return writes
 
     def _decide(
@@ -472,6 +509,12 @@ class Autoscaler:
             await self._kube.event(
                 pool.pool, type_=event.type, reason=event.reason, message=event.message
             )
+
+
+def _url_is_stable(pool: api.AgentPool) -> bool:
+    """Whether the pool's Redis URL changes only with the pool (not through a Secret)."""
+    redis = pool.spec.memory.redis
+    return redis is None or redis.url is not None
 
 
 def _has_own_conditions(body: Body) -> bool:
