@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
-from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef
+from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
 from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
@@ -121,7 +121,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     kube = KubeApi(api_client(), threads=settings.workers)
     # The autoscaler loop writes each pool's load here; the metrics API serves it.
     board = LoadBoard()
-    metrics_api = await _start_metrics_api(settings, board)
+    metrics_api = await _start_metrics_api(settings, board, kube)
     render = RenderSettings(
         default_redis_url=settings.default_redis_url,
         agent_port=settings.agent_port,
@@ -161,22 +161,24 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         kube.close()
 
 
-async def _start_metrics_api(settings: OperatorSettings, board: LoadBoard) -> web.AppRunner | None:
+async def _start_metrics_api(
+    settings: OperatorSettings, board: LoadBoard, kube: KubeApi
+) -> web.AppRunner | None:
     """custom.metrics.k8s.io when enabled. Started inside `run`, so on the leader only:
-    the board is filled by the leader's autoscaler loop, and a standby would serve nothing."""
+    the board is filled by the leader's autoscaler loop, and a standby would serve nothing;
+    in the cluster the leader also routes the metrics-API Service to itself."""
     if not settings.metrics_api_port:
         METRICS_API_SERVING.set(0)
         return None
-    return await serve_metrics_api(
-        api_client(),
-        board,
-        port=settings.metrics_api_port,
-        service=ServiceRef(
-            settings.operator_namespace,
-            settings.metrics_api_service,
-            settings.metrics_api_service_port,
-        ),
+    service = ServiceRef(
+        settings.operator_namespace, settings.metrics_api_service, settings.metrics_api_service_port
     )
+    runner = await serve_metrics_api(
+        api_client(), board, port=settings.metrics_api_port, service=service
+    )
+    if runner is not None and settings.pod_ip:
+        await kube.apply(leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port))
+    return runner
 
 
 async def serve(settings: OperatorSettings) -> None:

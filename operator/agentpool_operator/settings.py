@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator
 
 from agentpool_operator import __version__
 
@@ -56,6 +56,10 @@ class OperatorSettings(BaseModel):
     """The Service in operator_namespace that the operator's APIService points at."""
     metrics_api_service_port: int = Field(default=443, ge=1, le=65535)
     """That Service's port (the aggregator dials the Service, not the pod)."""
+    pod_ip: IPvAnyAddress | None = None
+    """This replica's pod IP (the chart passes it): with the metrics API on, the leader
+    points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
+    the one replica that has the load. Unset out of cluster (the Service is the user's)."""
     workers: int = Field(default=16, ge=1, le=256)
     """Pools reconciled at once."""
     agent_port: int = Field(default=8080, ge=1, le=65535)
@@ -96,6 +100,7 @@ class OperatorSettings(BaseModel):
             "metrics_api_port": "AGENTPOOL_METRICS_API_PORT",
             "metrics_api_service": "AGENTPOOL_METRICS_API_SERVICE",
             "metrics_api_service_port": "AGENTPOOL_METRICS_API_SERVICE_PORT",
+            "pod_ip": "AGENTPOOL_POD_IP",
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",

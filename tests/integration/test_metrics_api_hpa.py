@@ -43,7 +43,8 @@ from tests.support.cluster import (
     cluster_dir,
     release_cluster,
 )
-from tests.support.operator_process import operator_running
+from tests.support.operator_identity import operator_login, remove_chart_rbac
+from tests.support.operator_process import OperatorProcess, operator_running
 from tests.support.pki import CertAuthority
 from tests.support.redis_server import free_port
 from tests.support.wait import wait_until
@@ -53,6 +54,9 @@ NAME = f"{TEST_CLUSTER}-hpa"
 HPA_SYNC_SECONDS = 2
 OPERATOR_NAMESPACE = "agentpool-system"
 SERVICE = "agentpool-operator-metrics-api"
+POD_IP = "10.0.0.7"
+"""What the chart passes as AGENTPOOL_POD_IP (nothing listens there: the aggregator
+reaches the process through the ExternalName Service)."""
 GROUP, VERSION = "agentpool.dev", "v1alpha1"
 METRIC_PATH = (
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/agentpools.agentpool.dev/{name}"
@@ -305,43 +309,69 @@ def _operator_env(port: int) -> dict[str, str]:
     }
 
 
-def test_the_operator_serves_discovery_and_refuses_callers_without_the_front_proxy_cert(
-    hpa_cluster: Cluster, ns: str, no_apiservice: None, tmp_path: Path
+def test_the_operator_on_the_chart_s_rbac_serves_discovery_and_refuses_strangers(
+    hpa_cluster: Cluster, api: client.ApiClient, ns: str, no_apiservice: None, tmp_path: Path
 ) -> None:
     port = free_port()
-    with operator_running(hpa_cluster, [ns], tmp_path / "op.log", _operator_env(port)) as op:
-        wait_until(lambda: _available(hpa_cluster), timeout=60, what="APIService Available")
-        assert op.metric("agentpool_operator_metrics_api_serving") == 1
-        found = json.loads(
-            hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json").stdout
-        )
-        assert found["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agentpool-operator"
-        discovery = json.loads(
-            hpa_cluster.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2").stdout
-        )
-        assert [r["name"] for r in discovery["resources"]] == [
-            "agentpools.agentpool.dev/agentpool_load_percent"
-        ]
-        missing = hpa_cluster.kubectl(
-            "get", "--raw", METRIC_PATH.format(ns=ns, name="nope"), check=False
-        )
-        assert missing.returncode != 0
-        assert "NotFound" in missing.stderr or "not found" in missing.stderr.lower()
+    # As the chart's ServiceAccount with metricsApi on: a rule missing for the APIService,
+    # the front-proxy ConfigMap, the access reviews or the EndpointSlice fails this test.
+    release, values = "metrics", ["metricsApi.enabled=true"]
+    login = operator_login(
+        hpa_cluster, api, namespace=OPERATOR_NAMESPACE, directory=tmp_path, release=release,
+        watch_namespaces=[ns], values=values,
+    )  # fmt: skip
+    env = {**_operator_env(port), "KUBECONFIG": str(login.kubeconfig), "AGENTPOOL_POD_IP": POD_IP}
+    try:
+        with operator_running(hpa_cluster, [ns], tmp_path / "op.log", env) as op:
+            _serves_discovery_and_refuses_strangers(hpa_cluster, ns, port, tmp_path, op)
+    finally:
+        remove_chart_rbac(hpa_cluster, namespace=OPERATOR_NAMESPACE, release=release, values=values)
 
-        # Straight to the server, as anyone on the network could: no front-proxy certificate.
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE
-        url = f"https://127.0.0.1:{port}{METRIC_PATH.format(ns=ns, name='nope')}"
-        headers = {"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters"}
-        anonymous = httpx.get(url, headers=headers, verify=insecure, timeout=5)
-        assert anonymous.status_code == 401
-        assert anonymous.json()["reason"] == "Unauthorized"
-        # A client certificate from another CA does not even complete the handshake.
-        stranger = CertAuthority.create(tmp_path / "ca").client("kwok-admin", "system:masters")
-        insecure.load_cert_chain(stranger.cert_file, stranger.key_file)
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(url, headers=headers, verify=insecure, timeout=5)
+
+def _serves_discovery_and_refuses_strangers(
+    hpa_cluster: Cluster, ns: str, port: int, tmp_path: Path, op: OperatorProcess
+) -> None:
+    wait_until(lambda: _available(hpa_cluster), timeout=60, what="APIService Available")
+    assert op.metric("agentpool_operator_metrics_api_serving") == 1
+    found = json.loads(
+        hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json").stdout
+    )
+    assert found["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "agentpool-operator"
+    discovery = json.loads(
+        hpa_cluster.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2").stdout
+    )
+    assert [r["name"] for r in discovery["resources"]] == [
+        "agentpools.agentpool.dev/agentpool_load_percent"
+    ]
+    missing = hpa_cluster.kubectl(
+        "get", "--raw", METRIC_PATH.format(ns=ns, name="nope"), check=False
+    )
+    assert missing.returncode != 0
+    assert "NotFound" in missing.stderr or "not found" in missing.stderr.lower()
+
+    # Straight to the server, as anyone on the network could: no front-proxy certificate.
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    url = f"https://127.0.0.1:{port}{METRIC_PATH.format(ns=ns, name='nope')}"
+    headers = {"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters"}
+    anonymous = httpx.get(url, headers=headers, verify=insecure, timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["reason"] == "Unauthorized"
+    # A client certificate from another CA does not even complete the handshake.
+    stranger = CertAuthority.create(tmp_path / "ca").client("kwok-admin", "system:masters")
+    insecure.load_cert_chain(stranger.cert_file, stranger.key_file)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url, headers=headers, verify=insecure, timeout=5)
+    # The leader routes the (selector-less) Service to itself.
+    slice_ = json.loads(
+        hpa_cluster.kubectl(
+            "-n", OPERATOR_NAMESPACE, "get", "endpointslice", f"{SERVICE}-leader",
+            "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    assert slice_["endpoints"][0]["addresses"] == [POD_IP]
+    assert slice_["ports"] == [{"name": "https", "port": port, "protocol": "TCP"}]
 
 
 def test_an_apiservice_another_adapter_owns_is_not_taken_over(

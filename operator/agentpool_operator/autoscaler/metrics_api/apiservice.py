@@ -60,6 +60,30 @@ def desired(service: ServiceRef, ca_bundle: bytes) -> dict[str, Any]:
     }
 
 
+def leader_endpoints(service: ServiceRef, pod_ip: str, port: int) -> dict[str, Any]:
+    """The EndpointSlice of the metrics-API Service (which has no selector): this pod only.
+
+    Only the leader has the load (its autoscaler loop fills the board), so the Service
+    must route to the leader alone; a selector would include standbys, which would
+    answer 404 for every pool. Each new leader writes its own address over the last."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service.name}-leader",
+            "namespace": service.namespace,
+            "labels": {
+                "kubernetes.io/service-name": service.name,
+                "endpointslice.kubernetes.io/managed-by": FIELD_MANAGER,
+                MANAGED_BY: FIELD_MANAGER,
+            },
+        },
+        "addressType": "IPv6" if ":" in pod_ip else "IPv4",
+        "endpoints": [{"addresses": [pod_ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    }
+
+
 def owner(existing: dict[str, Any] | None) -> Literal["absent", "ours", "foreign"]:
     if existing is None:
         return "absent"
