@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
+from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
 from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
@@ -130,12 +131,14 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
+    autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
     controller = Controller(
         Reconciler(view, kube, render),
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
@@ -173,11 +176,22 @@ async def _start_metrics_api(
     service = ServiceRef(
         settings.operator_namespace, settings.metrics_api_service, settings.metrics_api_service_port
     )
-    runner = await serve_metrics_api(
-        api_client(), board, port=settings.metrics_api_port, service=service
-    )
-    if runner is not None and settings.pod_ip:
-        await kube.apply(leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port))
+    runner = None
+    try:
+        runner = await serve_metrics_api(
+            api_client(), board, port=settings.metrics_api_port, service=service
+        )
+        if runner is not None and settings.pod_ip:
+            endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)
+            await kube.apply(endpoints)
+    except Exception as exc:
+        # An optional feature: the pools keep being reconciled and autoscaled without it
+        # (a missing RBAC rule, say); the HPAs of mode HPA report FailedGetObjectMetric.
+        log.error("not serving custom metrics: could not start", error=repr(exc))
+        METRICS_API_SERVING.set(0)
+        if runner is not None:
+            await runner.cleanup()
+        return None
     return runner
 
 
