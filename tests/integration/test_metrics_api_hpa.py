@@ -7,34 +7,27 @@ kube-controller-manager with a 2 s HPA sync. The metrics API reaches the aggrega
 through a Service of type ExternalName to localhost (the facts in
 docs/autoscaling.md, "HPA mode").
 
-Until the autoscaler loop fills the LoadBoard from Redis, the HPA test serves the metrics
-API in this process over a board that a small stand-in loop fills (demand over ready
-capacity, as the loop computes it); the operator process serves it in the wiring tests.
+The load comes the whole way: replicas publish samples to a real Redis through the
+runtime's own publisher (tests/support/replicas.py), the operator's autoscaler loop
+reads them and posts each pool's load, its metrics API serves it, the HPA scales.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import math
 import ssl
-import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 from kubernetes import client, config
 
-from agentpool_operator.autoscaler.board import LoadBoard, PoolLoad
 from agentpool_operator.autoscaler.metrics_api import apiservice
-from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef
-from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import (
     TEST_CLUSTER,
@@ -47,9 +40,9 @@ from tests.support.operator_identity import operator_login, remove_chart_rbac
 from tests.support.operator_process import OperatorProcess, operator_running
 from tests.support.pki import CertAuthority
 from tests.support.redis_server import free_port
-from tests.support.wait import wait_until
+from tests.support.replicas import SimulatedReplicas
+from tests.support.wait import async_wait_until, wait_until
 
-T = TypeVar("T")
 NAME = f"{TEST_CLUSTER}-hpa"
 HPA_SYNC_SECONDS = 2
 OPERATOR_NAMESPACE = "agentpool-system"
@@ -128,22 +121,6 @@ def no_apiservice(hpa_cluster: Cluster) -> Iterator[None]:
     hpa_cluster.kubectl("delete", "apiservice", apiservice.NAME, "--ignore-not-found")
 
 
-class LoopThread:
-    """An event loop on its own thread, for the server and the stand-in loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-
-
 def _available(cluster: Cluster) -> bool:
     out = cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json", check=False)
     if out.returncode != 0:
@@ -152,7 +129,9 @@ def _available(cluster: Cluster) -> bool:
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
 
 
-def _create_pool(api: client.ApiClient, ns: str, name: str, concurrency: int) -> None:
+def _create_pool(
+    api: client.ApiClient, ns: str, name: str, concurrency: int, redis_url: str
+) -> None:
     core = client.CoreV1Api(api)
     core.create_namespaced_secret(
         ns, client.V1Secret(metadata=client.V1ObjectMeta(name="llm"), string_data={"k": "v"})
@@ -165,6 +144,7 @@ def _create_pool(api: client.ApiClient, ns: str, name: str, concurrency: int) ->
             "apiKeySecretRef": {"name": "llm", "key": "k"},
         },
         "concurrencyPerReplica": concurrency,
+        "memory": {"redis": {"url": redis_url}},
         "scaling": {
             "mode": "HPA",
             "minReplicas": 1,
@@ -195,110 +175,93 @@ def _pool(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
     return found
 
 
-class StandInLoop:
-    """What the autoscaler loop puts on the board each tick: demand over the ready
-    capacity of the pool (status.readyReplicas x concurrencyPerReplica)."""
-
-    def __init__(
-        self, api: client.ApiClient, board: LoadBoard, ns: str, name: str, concurrency: int
-    ) -> None:
-        self.api, self.board, self.ns, self.name = api, board, ns, name
-        self.concurrency = concurrency
-        self.demand = 0
-        self.task: asyncio.Task[None] | None = None
-
-    async def tick(self) -> None:
-        pool = await asyncio.to_thread(_pool, self.api, self.ns, self.name)
-        ready = int((pool.get("status") or {}).get("readyReplicas") or 0)
-        capacity = ready * self.concurrency
-        percent = math.ceil(self.demand * 100 / capacity) if capacity else self.demand * 100
-        self.board.put(f"{self.ns}/{self.name}", PoolLoad(self.demand, percent, ready, time.time()))
-
-    async def run(self) -> None:
-        while True:
-            # The API server was slow once: the next tick reads again.
-            with contextlib.suppress(Exception):
-                await self.tick()
-            await asyncio.sleep(0.5)  # the loop's own period (it ticks once a second)
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+def _served_value(cluster: Cluster, ns: str, name: str) -> str | None:
+    """The pool's metric as the HPA reads it: through the real aggregator."""
+    raw = cluster.kubectl("get", "--raw", METRIC_PATH.format(ns=ns, name=name), check=False)
+    if raw.returncode != 0:
+        return None
+    [item] = json.loads(raw.stdout)["items"]
+    assert item["describedObject"] == {
+        "kind": "AgentPool", "namespace": ns, "name": name, "apiVersion": f"{GROUP}/{VERSION}",
+    }  # fmt: skip
+    return str(item["value"])
 
 
-def _replicas_change(
-    api: client.ApiClient, ns: str, name: str, before: int, timeout: float
-) -> tuple[int, float]:
+async def _replicas_change(api: client.ApiClient, ns: str, before: int) -> tuple[int, float]:
     """(the new spec.replicas, seconds until the HPA wrote it)."""
     start = time.monotonic()
 
-    def changed() -> int | None:
-        replicas = int(_pool(api, ns, name)["spec"].get("replicas") or 0)
+    async def changed() -> int | None:
+        pool = await asyncio.to_thread(_pool, api, ns, "support")
+        replicas = int(pool["spec"].get("replicas") or 0)
         return replicas if replicas != before else None
 
-    replicas = wait_until(changed, timeout=timeout, interval=0.05, what="the HPA to scale")
+    replicas = await async_wait_until(changed, timeout=60, what="the HPA to scale the pool")
     return replicas, time.monotonic() - start
 
 
-def test_the_real_hpa_scales_a_pool_up_and_down_on_its_served_load(
-    hpa_cluster: Cluster, api: client.ApiClient, ns: str, no_apiservice: None, tmp_path: Path
-) -> None:
-    concurrency = 4
-    _create_pool(api, ns, "support", concurrency)
-    thread = LoopThread()
-    board = LoadBoard()
-    port = free_port()
-    loop = StandInLoop(api, board, ns, "support", concurrency)
-    with operator_running(hpa_cluster, [ns], tmp_path / "operator.log"):
-        runner: web.AppRunner | None = thread.run(
-            serve_metrics_api(
-                api, board, port=port, service=ServiceRef(OPERATOR_NAMESPACE, SERVICE, port)
-            )
-        )
-        assert runner is not None
-        try:
-            thread.run(loop.start())
-            wait_until(lambda: _available(hpa_cluster), timeout=60, what="APIService Available")
-            wait_until(
-                lambda: (_pool(api, ns, "support").get("status") or {}).get("readyReplicas") == 1,
-                timeout=60,
-                what="one ready replica",
-            )
-            # Through the real aggregator, as the HPA reads it.
-            raw = hpa_cluster.kubectl("get", "--raw", METRIC_PATH.format(ns=ns, name="support"))
-            item = json.loads(raw.stdout)["items"][0]
-            assert item["describedObject"]["name"] == "support"
-            assert item["value"] == "0"
+async def _running(replicas: SimulatedReplicas, count: int) -> None:
+    async def probe() -> bool:
+        return len(replicas.replicas) == count
 
-            # 6 turns on 1 replica of 4 slots: 150 % against a target of 50 %: 3 replicas.
-            loop.demand = 6
-            up, up_seconds = _replicas_change(api, ns, "support", 1, timeout=60)
-            assert up == 3
-            wait_until(
-                lambda: (_pool(api, ns, "support").get("status") or {}).get("readyReplicas") == 3,
-                timeout=60,
-                what="three ready replicas",
-            )
+    await async_wait_until(probe, timeout=60, interval=0.2, what=f"{count} running replicas")
+
+
+async def test_the_real_hpa_scales_a_pool_up_and_down_on_its_served_load(
+    hpa_cluster: Cluster,
+    api: client.ApiClient,
+    ns: str,
+    no_apiservice: None,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    capacity = 2
+    _create_pool(api, ns, "support", capacity, redis_url)
+    port = free_port()
+    with operator_running(hpa_cluster, [ns], tmp_path / "operator.log", _operator_env(port)):
+        await asyncio.to_thread(
+            wait_until, lambda: _available(hpa_cluster), timeout=60, what="APIService Available"
+        )
+        # Replicas publishing load to the real Redis exactly as the runtime does; the
+        # operator's loop reads them every second and posts the pool's load.
+        async with SimulatedReplicas(api, redis_url, ns, "support", capacity) as sim:
+            await _running(sim, 1)
+
+            async def served(value: str) -> bool:
+                return await asyncio.to_thread(_served_value, hpa_cluster, ns, "support") == value
+
+            await async_wait_until(lambda: served("0"), timeout=30, what="load 0 served")
+
+            # 2 turns running and 2 queued on 1 replica of 2 slots: 200 % against a target
+            # of 50 %: the HPA asks for 4 replicas.
+            sim.replicas[next(iter(sim.replicas))].hold_turns(2)
+            sim.queued = 2
+            up, up_seconds = await _replicas_change(api, ns, 1)
+            assert up == 4
+            await _running(sim, 4)
             hpa = json.loads(
                 hpa_cluster.kubectl("-n", ns, "get", "hpa", "support", "-o", "json").stdout
             )
             conditions = {c["type"]: c["status"] for c in hpa["status"]["conditions"]}
             assert conditions["ScalingActive"] == "True"
 
-            loop.demand = 0
-            down, down_seconds = _replicas_change(api, ns, "support", 3, timeout=60)
-            assert down == 1
-            print(  # the figures docs/autoscaling.md reports
-                f"\nHPA sync {HPA_SYNC_SECONDS}s: load step to replicas written: "
-                f"up {up_seconds:.1f}s, down {down_seconds:.1f}s"
-            )
-        finally:
-            thread.run(loop.stop())
-            thread.run(runner.cleanup())
-            thread.stop()
+            # Load stops: 0 %, back to minReplicas.
+            for replica in sim.replicas.values():
+                replica.release_turns()
+            sim.queued = 0
+            # (The replicas publish one after another: a step through 2 may come first.)
+            first, down_seconds = await _replicas_change(api, ns, 4)
+            assert first < 4
+
+            async def at_minimum() -> bool:
+                pool = await asyncio.to_thread(_pool, api, ns, "support")
+                return pool["spec"].get("replicas") == 1
+
+            await async_wait_until(at_minimum, timeout=60, what="back to minReplicas 1")
+    print(  # the figures docs/autoscaling.md reports
+        f"\nHPA sync {HPA_SYNC_SECONDS}s, samples every 1 s, loop every 1 s: load step to "
+        f"replicas written by the HPA: up {up_seconds:.1f}s, down {down_seconds:.1f}s"
+    )
 
 
 def _operator_env(port: int) -> dict[str, str]:
