@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from agentpool_operator.autoscaler.board import LoadBoard, PoolLoad
 from agentpool_operator.autoscaler.metrics_api import apiservice, documents
@@ -31,6 +32,8 @@ from agentpool_operator.autoscaler.metrics_api.serving_cert import (
     make_serving_cert,
     service_dns_names,
 )
+from agentpool_operator.main import operator_settings, parse_args
+from agentpool_operator.settings import OperatorSettings
 from tests.support.pki import CertAuthority, Issued
 
 BASE = "/apis/custom.metrics.k8s.io"
@@ -344,3 +347,32 @@ async def test_a_user_the_api_server_does_not_allow_gets_403(served: Served) -> 
         answer = await http.get(POOL_PATH, headers={"X-Remote-User": "mallory"})
     assert answer.status_code == 403
     assert answer.json()["reason"] == "Forbidden"
+
+
+# -- settings and routing -------------------------------------------------------------------
+
+
+def test_the_metrics_api_is_off_unless_asked_for_by_flag_or_environment() -> None:
+    assert operator_settings(parse_args([]), {}).metrics_api_port == 0
+    env = {"AGENTPOOL_METRICS_API_PORT": "6443", "AGENTPOOL_POD_IP": "10.1.2.3"}
+    settings = operator_settings(parse_args([]), env)
+    assert settings.metrics_api_port == 6443
+    assert str(settings.pod_ip) == "10.1.2.3"
+    assert operator_settings(parse_args(["--metrics-api-port=7443"]), env).metrics_api_port == 7443
+
+
+def test_a_pod_ip_that_is_no_ip_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        OperatorSettings.from_env({"AGENTPOOL_POD_IP": "operator-0"})
+
+
+@pytest.mark.parametrize(("ip", "family"), [("10.1.2.3", "IPv4"), ("fd00::7", "IPv6")])
+def test_the_leader_s_endpoint_slice_routes_the_service_to_it(ip: str, family: str) -> None:
+    service = apiservice.ServiceRef("agentpool-system", "rel-agentpool-metrics-api", 443)
+    slice_ = apiservice.leader_endpoints(service, ip, 6443)
+    assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == service.name
+    assert slice_["metadata"]["namespace"] == "agentpool-system"
+    assert slice_["addressType"] == family
+    assert slice_["endpoints"] == [{"addresses": [ip], "conditions": {"ready": True}}]
+    # Matched to the Service's port by name; the number is the pod's.
+    assert slice_["ports"] == [{"name": "https", "port": 6443, "protocol": "TCP"}]
