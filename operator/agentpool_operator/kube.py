@@ -36,6 +36,7 @@ PLURALS: Mapping[str, str] = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "EndpointSlice": "endpointslices",
     "AgentPool": "agentpools",
     "AgentTool": "agenttools",
     "Pod": "pods",
