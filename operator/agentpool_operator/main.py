@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.controller.reviewers import ReviewerBinding
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.handlers import Controller, IndexView, register
 from agentpool_operator.health import Leadership, serve_health
@@ -113,12 +114,17 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
+    reconciler = Reconciler(view, kube, render)
+    reviewers = None
+    if settings.token_reviewer_binding is not None:
+        reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
     controller = Controller(
-        Reconciler(view, kube, render),
+        reconciler,
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        reviewers,
     )
     discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
@@ -129,6 +135,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         namespaces=namespaces or "all",
         agent_image=settings.agent_image,
         default_redis=settings.default_redis_url is not None,
+        token_reviewer_binding=settings.token_reviewer_binding or "not managed",
     )
     try:
         await kopf.operator(

@@ -35,3 +35,8 @@ API_LATENCY = Histogram(
 )
 POOLS = Gauge("agentpool_operator_pools", "AgentPools the operator knows.")
 LEADER = Gauge("agentpool_operator_leader", "1 while this replica holds the Lease.")
+TOKEN_REVIEWERS = Gauge(
+    "agentpool_operator_token_reviewers",
+    "ServiceAccounts the token-reviewer ClusterRoleBinding should name (pools that review "
+    "projected tokens).",
+)
