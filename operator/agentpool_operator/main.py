@@ -14,6 +14,8 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
+from agentpool_operator.autoscaler.board import LoadBoard
+from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
 from agentpool_operator.controller.reviewers import ReviewerBinding
@@ -118,6 +120,9 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     reviewers = None
     if settings.token_reviewer_binding is not None:
         reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
+    autoscaler = Autoscaler(
+        view, kube, board=LoadBoard(), default_redis_url=settings.default_redis_url
+    )
     controller = Controller(
         reconciler,
         view,
@@ -125,6 +130,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
         reviewers,
+        loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
