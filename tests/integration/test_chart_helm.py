@@ -161,6 +161,7 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
         ("networking.k8s.io", "networkpolicies"): children,
         ("autoscaling", "horizontalpodautoscalers"): children,
         ("", "secrets"): {"get", "list", "watch"},  # resource versions, for rollouts
+        ("", "pods"): {"get", "patch"},  # the autoscaler's pod-deletion-cost
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
