@@ -7,8 +7,10 @@
     POST   /v1/tools/{name}/call             {"arguments": {...}, "tenant": "..." (optional),
                                               "conversationId": "..." (optional)}
     GET    /v1/breakers                      every circuit breaker's state
-    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events]
-                                             turns and conversations (routes/chat.py)
+    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events],
+    GET|POST /v1/conversations/{id}/approvals
+                                             turns, conversations, held tool calls
+                                             (routes/chat.py)
     POST   /v1/drain                         stop taking turns, finish (routes/lifecycle.py)
     PUT    /v1/memory/{tenant}/{key}         {"value": ..., "importance": 0.5, "metadata": {}}
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
