@@ -119,7 +119,12 @@ class Runtime:
         if redis is not None and keys is not None:
             pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
             load = LoadPublisher(
-                redis, keys.load, pod, admission, interval=config.load.publish_interval_seconds
+                redis,
+                keys.load,
+                keys.drain,
+                pod,
+                admission,
+                interval=config.load.publish_interval_seconds,
             )
         runtime = cls(
             config=config,

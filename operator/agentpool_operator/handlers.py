@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -110,6 +110,7 @@ class Controller:
         workers: int,
         resync_seconds: float = 600.0,
         tools: ToolReconciler | None = None,
+        loops: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.queue: WorkQueue[PoolKey] = WorkQueue()
         self.tool_queue: WorkQueue[PoolKey] = WorkQueue()
@@ -119,6 +120,7 @@ class Controller:
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._resync = resync_seconds
+        self._loops = tuple(loops)
 
     def start(self) -> None:
         self._tasks = [
@@ -128,6 +130,8 @@ class Controller:
         if self.tools is not None:
             self._tasks.append(asyncio.create_task(self._work_tools(), name="tools"))
             self._tasks.append(asyncio.create_task(self.tools.discoverer.run(), name="discovery"))
+        # Started once the indexes exist (this runs in kopf's startup handler).
+        self._tasks.extend(asyncio.create_task(loop()) for loop in self._loops)
 
     async def _resync_all(self) -> None:
         # One timer for all pools (not one per object): catches anything a watch missed.

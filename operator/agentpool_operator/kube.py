@@ -38,6 +38,8 @@ PLURALS: Mapping[str, str] = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "AgentPool": "agentpools",
     "AgentTool": "agenttools",
+    "Pod": "pods",
+    "Secret": "secrets",
 }
 
 
@@ -128,7 +130,13 @@ class KubeApi:
         )
 
     async def apply_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
         """Server-side apply of the status fields the operator owns on one of our kinds
         (the autoscaler owns others, under its own field manager)."""
@@ -145,7 +153,7 @@ class KubeApi:
             "PATCH",
             path,
             body=body,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
 
@@ -176,6 +184,58 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def scale(self, namespace: str, name: str, replicas: int, *, manager: str) -> None:
+        """Write a pool's replicas through its scale subresource, as `kubectl scale` and
+        the HPA do (the pool's spec is the user's; only this field is written)."""
+        path = object_path(api.API_VERSION, "AgentPool", namespace, name) + "/scale"
+        await self._call(
+            "scale",
+            "AgentPool",
+            "PATCH",
+            path,
+            body={"spec": {"replicas": replicas}},
+            query=[("fieldManager", manager)],
+            content_type="application/merge-patch+json",
+        )
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One pod, or None when it is gone."""
+        try:
+            return await self._call("get", "Pod", "GET", object_path("v1", "Pod", namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Secret, or None when it is gone."""
+        try:
+            path = object_path("v1", "Secret", namespace, name)
+            return await self._call("get", "Secret", "GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def annotate_pod(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Set (or, with None, remove) annotations of one pod, only if it is still the
+        pod seen (its uid)."""
+        body = {"metadata": {"uid": uid, "annotations": dict(annotations)}}
+        try:
+            await self._call(
+                "patch",
+                "Pod",
+                "PATCH",
+                object_path("v1", "Pod", namespace, name),
+                body=body,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status not in (404, 409, 422):
+                raise
 
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, uid: str

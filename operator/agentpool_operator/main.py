@@ -14,6 +14,8 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
+from agentpool_operator.autoscaler.board import LoadBoard
+from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
 from agentpool_operator.controller.tool_status import ToolReconciler
@@ -113,12 +115,16 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
+    autoscaler = Autoscaler(
+        view, kube, board=LoadBoard(), default_redis_url=settings.default_redis_url
+    )
     controller = Controller(
         Reconciler(view, kube, render),
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
