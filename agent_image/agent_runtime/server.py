@@ -57,6 +57,7 @@ from agent_runtime.config.limits import (
 )
 from agent_runtime.edge import EdgeLimits, RequestGuard
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.request_metrics import RequestMetrics
 from agent_runtime.routes import chat, lifecycle
 from agent_runtime.routes.tasks import router as tasks_router
 from agent_runtime.runtime import Runtime
@@ -125,6 +126,7 @@ def create_app(
     app = FastAPI(title="Agentpool agent runtime", version="0.1.0", lifespan=lifespan)
     authenticator_ = install(app, config.auth)
     app.add_middleware(RequestGuard, limits=limits or EdgeLimits())
+    app.add_middleware(RequestMetrics)  # outermost: the guard's refusals are counted too
 
     def runtime(request: Request) -> Runtime:
         found: Runtime = request.app.state.runtime
