@@ -212,8 +212,7 @@ class Agent:
                 )
             return [InputReceived(at=self._clock(), content=request.message)]
 
-        await self.conversations.claim(request.conversation_id, request.tenant)
-        return await self._drive(request, opening, emit)
+        return await self._drive(request, opening, emit, start=True)
 
     async def decide(self, request: DecisionRequest, emit: Emit | None = None) -> TurnOutcome:
         """Apply a person's decisions on held calls and resume the turn they ended.
@@ -224,7 +223,6 @@ class Agent:
         go back to the model as their results, and the turn goes on with fresh limits;
         while some held calls are still undecided it ends `approvalRequired` again.
         """
-        await self.conversations.check_owner(request.conversation_id, request.tenant)
 
         def opening(state: ConversationState) -> list[Event]:
             events: list[Event] = []
@@ -234,15 +232,19 @@ class Agent:
             return events
 
         turn = TurnRequest(request.conversation_id, request.tenant, message="")
-        return await self._drive(turn, opening, emit)
+        return await self._drive(turn, opening, emit, start=False)
 
     async def _drive(
-        self, request: TurnRequest, opening: Opening, emit: Emit | None
+        self, request: TurnRequest, opening: Opening, emit: Emit | None, *, start: bool
     ) -> TurnOutcome:
-        """Run a turn under the conversation's writer: load, open, loop, record the end."""
+        """Run a turn under the conversation's writer: load, open, loop, record the end.
+
+        `start`: the turn may start the conversation (its tenant becomes the owner);
+        otherwise the conversation must exist and be the tenant's.
+        """
         started = time.perf_counter()
-        async with self.conversations.writer(request.conversation_id):
-            state, events = await self.conversations.load(request.conversation_id)
+        conversation = self.conversations.turn(request.conversation_id, request.tenant, start=start)
+        async with conversation as (state, events):
             first = opening(state)  # refused here, the request is an HTTP error: nothing written
             turn = _Turn(request, state, events, TurnStart.of(state, self._clock()), emit)
             if emit is not None:
