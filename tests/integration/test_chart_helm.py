@@ -266,7 +266,11 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         "AgentpoolTaskQueueLag",
     }
     assert _by_kind(docs, "ServiceMonitor")[0]["metadata"]["labels"]["release"] == "prom"
-    assert _by_kind(docs, "PodMonitor")
+    [pods] = _by_kind(docs, "PodMonitor")
+    # Agent pods' series carry their pool (the dashboard filters by it).
+    [endpoint] = pods["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"][0]["targetLabel"] == "pool"
+    assert endpoint["honorLabels"] is True
 
 
 def test_template_with_the_metrics_api(cluster: Cluster) -> None:
