@@ -3,7 +3,9 @@
 Every write is a server-side apply under one field manager with `force` (the operator
 owns what it renders and takes it back from a hand edit), except the few that cannot be:
 deletes, Events, and the first write of `spec.replicas` (a conditional merge patch).
-Reads come from kopf's watch streams (the indexes in `controller.cache`), never from here.
+Reads come from kopf's watch streams (the indexes in `handlers.py`), except a few by
+name: the token-reviewer ClusterRoleBinding (`get_cluster_object`, a kind the operator may
+not watch) and the autoscaler's pods and Secrets.
 
 The `kubernetes` client is synchronous; its calls run on a bounded thread pool so the
 event loop (kopf's watches, the work queue) never blocks on a request.
@@ -36,8 +38,12 @@ PLURALS: Mapping[str, str] = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "EndpointSlice": "endpointslices",
     "AgentPool": "agentpools",
     "AgentTool": "agenttools",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "Pod": "pods",
+    "Secret": "secrets",
 }
 
 
@@ -56,6 +62,12 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = f"{base}/namespaces/{quote(namespace)}/{PLURALS[kind]}"
     return path if name is None else f"{path}/{quote(name)}"
+
+
+def cluster_object_path(api_version: str, kind: str, name: str) -> str:
+    """The REST path of a cluster-scoped object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    return f"{base}/{PLURALS[kind]}/{quote(name)}"
 
 
 class KubeApi:
@@ -127,8 +139,41 @@ class KubeApi:
             content_type="application/apply-patch+yaml",
         )
 
+    async def get_cluster_object(
+        self, api_version: str, kind: str, name: str
+    ) -> dict[str, Any] | None:
+        """One cluster-scoped object (None: it does not exist). The only read made here:
+        the operator may read such an object by name but not watch its kind."""
+        try:
+            return await self._call(
+                "get", kind, "GET", cluster_object_path(api_version, kind, name)
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def apply_cluster_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a cluster-scoped object (force, as `apply`)."""
+        path = cluster_object_path(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+        return await self._call(
+            "apply",
+            obj["kind"],
+            "PATCH",
+            path,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
     async def apply_status(
-        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        *,
+        manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
         """Server-side apply of the status fields the operator owns on one of our kinds
         (the autoscaler owns others, under its own field manager)."""
@@ -145,7 +190,7 @@ class KubeApi:
             "PATCH",
             path,
             body=body,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
 
@@ -176,6 +221,58 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def scale(self, namespace: str, name: str, replicas: int, *, manager: str) -> None:
+        """Write a pool's replicas through its scale subresource, as `kubectl scale` and
+        the HPA do (the pool's spec is the user's; only this field is written)."""
+        path = object_path(api.API_VERSION, "AgentPool", namespace, name) + "/scale"
+        await self._call(
+            "scale",
+            "AgentPool",
+            "PATCH",
+            path,
+            body={"spec": {"replicas": replicas}},
+            query=[("fieldManager", manager)],
+            content_type="application/merge-patch+json",
+        )
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One pod, or None when it is gone."""
+        try:
+            return await self._call("get", "Pod", "GET", object_path("v1", "Pod", namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Secret, or None when it is gone."""
+        try:
+            path = object_path("v1", "Secret", namespace, name)
+            return await self._call("get", "Secret", "GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def annotate_pod(
+        self, namespace: str, name: str, uid: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Set (or, with None, remove) annotations of one pod, only if it is still the
+        pod seen (its uid)."""
+        body = {"metadata": {"uid": uid, "annotations": dict(annotations)}}
+        try:
+            await self._call(
+                "patch",
+                "Pod",
+                "PATCH",
+                object_path("v1", "Pod", namespace, name),
+                body=body,
+                content_type="application/merge-patch+json",
+            )
+        except KubeError as exc:
+            if exc.status not in (404, 409, 422):
+                raise
 
     async def delete(
         self, api_version: str, kind: str, namespace: str, name: str, uid: str

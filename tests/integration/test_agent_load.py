@@ -9,7 +9,15 @@ import redis.asyncio as aioredis
 
 from agent_runtime.agent.admission import Admission
 from agent_runtime.agent.load import LoadPublisher
-from agent_runtime.config.load import LoadSample, decode_samples, encode_sample, load_key
+from agent_runtime.config.load import (
+    DrainRequest,
+    LoadSample,
+    decode_samples,
+    drain_key,
+    encode_drain_request,
+    encode_sample,
+    load_key,
+)
 from tests.support.identity import identity
 from tests.support.wait import async_wait_until
 
@@ -19,7 +27,14 @@ async def test_publish_read_all_pools_prune_and_withdraw(redis_url: str) -> None
     pools = [identity("a"), identity("b")]
     admissions = [Admission(4), Admission(8)]
     publishers = [
-        LoadPublisher(client, load_key("agentpool", p), f"pod-{p.name}", a, interval=1.0)
+        LoadPublisher(
+            client,
+            load_key("agentpool", p),
+            drain_key("agentpool", p),
+            f"pod-{p.name}",
+            a,
+            interval=1.0,
+        )
         for p, a in zip(pools, admissions, strict=True)
     ]
     dead = LoadSample(active_turns=3, capacity=4, at=1.0)  # a pod gone long ago
@@ -51,7 +66,7 @@ async def test_changes_are_published_without_waiting_for_the_interval(redis_url:
     client = aioredis.Redis.from_url(redis_url)
     admission = Admission(2)
     key = load_key("agentpool", identity("c"))
-    publisher = LoadPublisher(client, key, "pod", admission, interval=30.0)
+    publisher = LoadPublisher(client, key, key + ":drain", "pod", admission, interval=30.0)
     task = asyncio.create_task(publisher.run())
 
     async def active(n: int) -> bool:
@@ -63,4 +78,49 @@ async def test_changes_are_published_without_waiting_for_the_interval(redis_url:
         await async_wait_until(lambda: active(1), timeout=2, what="the sample after a change")
     await async_wait_until(lambda: active(0), timeout=2, what="the sample after the turn")
     task.cancel()
+    await client.aclose()
+
+
+async def test_a_drain_request_is_followed_while_it_stands_and_lapses(redis_url: str) -> None:
+    """The autoscaler's drain request: the replica drains on its next publication, says
+    so in its sample, takes turns again when the request is withdrawn, and when it lapses
+    even with Redis gone."""
+    client = aioredis.Redis.from_url(redis_url)
+    now = [1000.0]
+    admission = Admission(2)
+    pool = identity("drained")
+    publisher = LoadPublisher(
+        client,
+        load_key("agentpool", pool),
+        drain_key("agentpool", pool),
+        "pod-1",
+        admission,
+        interval=1.0,
+        clock=lambda: now[0],
+    )
+    request = encode_drain_request(DrainRequest(until=1030.0))
+    await client.hset(drain_key("agentpool", pool), "pod-1", request)
+    await client.hset(drain_key("agentpool", pool), "pod-2", request)  # another pod's
+    await publisher.publish()
+    assert admission.draining
+    await publisher.publish()  # the sample after the change says so
+    sample = json.loads(await client.hget(load_key("agentpool", pool), "pod-1"))
+    assert sample["draining"] is True
+    await client.hdel(drain_key("agentpool", pool), "pod-1")  # the operator changed its mind
+    await publisher.publish()
+    assert not admission.draining
+    admission.drain()  # a shutdown is for good: no request withdraws it
+    await publisher.publish()
+    assert admission.draining
+    admission.resume("shutdown")
+
+    await client.hset(drain_key("agentpool", pool), "pod-1", request)
+    await publisher.publish()
+    assert admission.draining
+    now[0] = 1031.0  # past `until`, read or not
+    publisher._lapse(now[0])
+    assert not admission.draining
+    await client.hset(drain_key("agentpool", pool), "pod-1", "not json")
+    await publisher.publish()  # an unreadable request is no request
+    assert not admission.draining
     await client.aclose()

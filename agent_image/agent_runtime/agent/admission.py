@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import structlog
 
@@ -13,6 +14,9 @@ from agent_runtime.agent import metrics
 from agent_runtime.resilience.deadline import within
 
 log = structlog.get_logger(__name__)
+
+DrainReason = Literal["shutdown", "scale-down"]
+"""Why a replica refuses new turns: its pod is going away, or the autoscaler chose it."""
 
 
 class DrainingError(Exception):
@@ -36,7 +40,7 @@ class Admission:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.active = 0
-        self.draining = False
+        self._drains: set[DrainReason] = set()
         self._listeners: list[Callable[[], None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
@@ -61,13 +65,30 @@ class Admission:
         finally:
             self._set(self.active - 1)
 
-    def drain(self) -> None:
-        """Take no new turns from now on (the turns running finish)."""
-        if not self.draining:
-            self.draining = True
-            metrics.DRAINING.set(1)
-            log.info("draining", active_turns=self.active)
-            self._changed()
+    @property
+    def draining(self) -> bool:
+        """Whether new turns are refused (for any reason)."""
+        return bool(self._drains)
+
+    def drain(self, reason: DrainReason = "shutdown") -> None:
+        """Take no new turns from now on (the turns running finish). A shutdown (preStop,
+        SIGTERM) is for good; a scale-down request lasts until `resume("scale-down")`."""
+        if reason not in self._drains:
+            was = self.draining
+            self._drains.add(reason)
+            if not was:
+                metrics.DRAINING.set(1)
+                log.info("draining", reason=reason, active_turns=self.active)
+                self._changed()
+
+    def resume(self, reason: DrainReason) -> None:
+        """Withdraw one reason to drain; turns are taken again once none is left."""
+        if reason in self._drains:
+            self._drains.discard(reason)
+            if not self._drains:
+                metrics.DRAINING.set(0)
+                log.info("taking turns again", withdrawn=reason)
+                self._changed()
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - the drain deadline
         """Wait up to `timeout` seconds for the running turns to end; whether they did."""

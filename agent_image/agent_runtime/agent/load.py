@@ -2,7 +2,9 @@
 
 On every change of the admission (a turn starts or ends, draining begins) and at least
 every `load.publishIntervalSeconds`, one Lua script writes this pod's sample, deletes
-dead pods' samples and renews the hash's expiry, atomically. Changes that arrive while a
+dead pods' samples and renews the hash's expiry, atomically, and answers the
+autoscaler's drain request for this pod, if any: the replica drains while the request
+stands and takes turns again when it lapses. Changes that arrive while a
 write is in flight are folded into the next one, so a burst of turns costs a few writes,
 not one per turn. Redis being down costs nothing but the signal: the replica keeps
 serving, the publication resumes when Redis is back.
@@ -21,12 +23,20 @@ from redis.exceptions import RedisError
 
 from agent_runtime.agent import metrics
 from agent_runtime.agent.admission import Admission
-from agent_runtime.config.load import LoadSample, encode_sample, stale_after
+from agent_runtime.config.load import (
+    DrainRequest,
+    LoadSample,
+    decode_drain_request,
+    encode_sample,
+    stale_after,
+)
 from agent_runtime.resilience.deadline import within
 
 log = structlog.get_logger(__name__)
 
-# KEYS: the pool's load hash. ARGV: pod, sample JSON, now, stale seconds, expiry ms.
+# KEYS: the pool's load hash, its drain-request hash. ARGV: pod, sample JSON, now, stale
+# seconds, expiry ms. Returns this pod's drain request (or false): reading it here costs
+# no extra round trip.
 _PUBLISH = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local oldest = tonumber(ARGV[3]) - tonumber(ARGV[4])
@@ -39,7 +49,7 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return #all / 2
+return redis.call('HGET', KEYS[2], ARGV[1])
 """
 
 
@@ -50,6 +60,7 @@ class LoadPublisher:
         self,
         client: Redis,
         key: str,
+        drain_key: str,
         pod: str,
         admission: Admission,
         *,
@@ -59,6 +70,8 @@ class LoadPublisher:
     ) -> None:
         self._client = client
         self.key = key
+        self.drain_key = drain_key
+        self._drain_until: float | None = None
         self.pod = pod
         self._admission = admission
         self._interval = interval
@@ -84,11 +97,24 @@ class LoadPublisher:
         """Write the current sample now."""
         sample = self.sample()
         stale = stale_after(self._interval)
-        await self._script(
-            keys=[self.key],
+        request = await self._script(
+            keys=[self.key, self.drain_key],
             args=[self.pod, encode_sample(sample), sample.at, stale, int(stale * 1000)],
         )
         self.published += 1
+        self._follow(decode_drain_request(request or None), self._clock())
+
+    def _follow(self, request: DrainRequest | None, now: float) -> None:
+        self._drain_until = request.until if request is not None else None
+        self._lapse(now)
+
+    def _lapse(self, now: float) -> None:
+        # Also called when Redis cannot be reached: a request lapses at its `until` even
+        # if the replica can no longer read it, so an outage never strands it unready.
+        if self._drain_until is not None and self._drain_until > now:
+            self._admission.drain("scale-down")
+        else:
+            self._admission.resume("scale-down")
 
     async def run(self) -> None:
         """Publish on every change and every interval, until cancelled."""
@@ -98,6 +124,7 @@ class LoadPublisher:
                 await self.publish()
             except (RedisError, OSError) as exc:
                 log.warning("load not published", error=str(exc))
+                self._lapse(self._clock())
             with contextlib.suppress(TimeoutError):
                 # `within`, not `asyncio.wait_for`: on 3.11 wait_for can swallow the
                 # cancellation that stops this loop when the event fires at the same time.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Literal
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,6 +46,18 @@ class LoadSettings(ConfigSection):
 # reads every pool of one Redis in one round trip: a pipeline of HGETALL on
 # `load_key(...)` for each pool it knows, decoded with `decode_samples`.
 #
+# Before it removes replicas, the autoscaler asks the ones it chose to drain:
+#
+#     key    {keyPrefix}:{namespace}:{pool}:drain
+#     field  the pod's name
+#     value  {"v": 1, "until": 1764800030.0}
+#
+# A replica reads its field with every publication (the same script, no extra round
+# trip): while `until` is ahead it takes no new turns, reports `draining: true` and fails
+# readiness; once the request is gone or past (the operator changed its mind, or died
+# before lowering replicas) it takes turns again. The pod is then deleted by the
+# ReplicaSet, and its preStop hook waits for the turns it still runs.
+#
 # Pure (no Redis here): the operator imports only `agent_runtime.config`.
 
 LOAD_SAMPLE_VERSION = 1
@@ -62,10 +75,26 @@ class LoadSample(BaseModel):
     at: float = Field(description="Unix time of the sample (the replica's clock).")
 
 
+def pool_root(key_prefix: str, pool: PoolIdentity) -> str:
+    """What every Redis name of the pool starts with (`memory.keys.KeySpace.root`)."""
+    return ":".join(quote(part, safe="") for part in (key_prefix, pool.namespace, pool.name))
+
+
 def load_key(key_prefix: str, pool: PoolIdentity) -> str:
     """The hash that holds a pool's load samples (one field per pod)."""
-    parts = (key_prefix, pool.namespace, pool.name)
-    return ":".join(quote(part, safe="") for part in parts) + ":load"
+    return pool_root(key_prefix, pool) + ":load"
+
+
+def drain_key(key_prefix: str, pool: PoolIdentity) -> str:
+    """The hash of the autoscaler's drain requests (one field per pod, see `DrainRequest`)."""
+    return pool_root(key_prefix, pool) + ":drain"
+
+
+def task_queue_keys(key_prefix: str, pool: PoolIdentity) -> tuple[str, str]:
+    """The task queue's stream and the count of tasks waiting behind their conversation:
+    with no replica left to publish a sample, the autoscaler reads these to wake the pool."""
+    root = pool_root(key_prefix, pool)
+    return f"{root}:tasks:stream", f"{root}:tasks:waiting"
 
 
 def stale_after(publish_interval_seconds: float) -> float:
@@ -80,15 +109,41 @@ def encode_sample(sample: LoadSample) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def decode_sample(value: str | bytes) -> LoadSample | None:
-    """A field's sample; None for a value this version cannot read (skipped, not fatal)."""
+def decode_sample(
+    value: str | bytes, *, loads: Callable[[str | bytes], Any] = json.loads
+) -> LoadSample | None:
+    """A field's sample; None for a value this version cannot read (skipped, not fatal).
+    `loads` parses JSON (the autoscaler passes a faster parser than the standard one)."""
     try:
-        body = json.loads(value)
+        body = loads(value)
         if not isinstance(body, dict) or body.pop("v", None) != LOAD_SAMPLE_VERSION:
             return None
-        return LoadSample.model_validate(body)
+        return _well_formed(body) or LoadSample.model_validate(body)
     except (ValueError, ValidationError):
         return None
+
+
+_FIELDS = frozenset({"activeTurns", "capacity", "queuedTasks", "draining", "at"})
+
+
+def _well_formed(body: dict[str, object]) -> LoadSample | None:
+    """The sample as a replica writes it, built without pydantic's validation; None for
+    anything else (which then gets the full validation). Why: the autoscaler decodes every
+    replica's sample of every pool every second, and validation was most of that cost
+    (benchmarks/README.md, the autoscaler's tick); this accepts only what validation would."""
+    if body.keys() != _FIELDS:
+        return None
+    turns, capacity, queued = body["activeTurns"], body["capacity"], body["queuedTasks"]
+    draining, at = body["draining"], body["at"]
+    if not (type(turns) is int and type(capacity) is int and type(queued) is int):
+        return None  # bools and whole floats too: validation decides those
+    if turns < 0 or capacity < 1 or queued < 0 or type(draining) is not bool:
+        return None
+    if not (type(at) is float or type(at) is int) or not math.isfinite(at):
+        return None
+    return LoadSample.model_construct(
+        active_turns=turns, capacity=capacity, queued_tasks=queued, draining=draining, at=at
+    )
 
 
 def decode_samples(
@@ -105,3 +160,28 @@ def decode_samples(
         if sample is not None and now - sample.at <= limit:
             out[pod.decode() if isinstance(pod, bytes) else pod] = sample
     return out
+
+
+class DrainRequest(BaseModel):
+    """The autoscaler's request that one replica drain (see the layout above)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    until: float = Field(description="Unix time after which the request lapses.")
+
+
+def encode_drain_request(request: DrainRequest) -> str:
+    return json.dumps({"v": LOAD_SAMPLE_VERSION, "until": request.until}, separators=(",", ":"))
+
+
+def decode_drain_request(value: str | bytes | None) -> DrainRequest | None:
+    """A field's request; None for no field or a value this version cannot read."""
+    if value is None:
+        return None
+    try:
+        body = json.loads(value)
+        if not isinstance(body, dict) or body.pop("v", None) != LOAD_SAMPLE_VERSION:
+            return None
+        return DrainRequest.model_validate(body)
+    except (ValueError, ValidationError):
+        return None

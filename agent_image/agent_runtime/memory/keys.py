@@ -20,7 +20,7 @@ from agent_runtime.config.limits import (
     TENANT_MAX_CHARS,
     TENANT_PATTERN,
 )
-from agent_runtime.config.load import load_key
+from agent_runtime.config.load import drain_key, load_key, pool_root, task_queue_keys
 from agent_runtime.memory.errors import InvalidMemoryError
 
 _TENANT = re.compile(TENANT_PATTERN)
@@ -65,12 +65,17 @@ class KeySpace:
     @functools.cached_property
     def root(self) -> str:
         """What every name of this pool starts with (computed once: every name uses it)."""
-        return f"{_part(self.prefix)}:{_part(self.pool.namespace)}:{_part(self.pool.name)}"
+        return pool_root(self.prefix, self.pool)
 
     @property
     def load(self) -> str:
         """The hash of the pool's load samples (layout: `agent_runtime.config.load`)."""
         return load_key(self.prefix, self.pool)
+
+    @property
+    def drain(self) -> str:
+        """The hash of the autoscaler's drain requests (layout: `agent_runtime.config.load`)."""
+        return drain_key(self.prefix, self.pool)
 
     @property
     def memory_invalidation_channel(self) -> str:
@@ -136,7 +141,7 @@ class KeySpace:
     @property
     def task_stream(self) -> str:
         """The stream every replica of the pool takes tasks from."""
-        return f"{self.root}:tasks:stream"
+        return task_queue_keys(self.prefix, self.pool)[0]
 
     @property
     def task_dead_letters(self) -> str:
@@ -166,4 +171,4 @@ class KeySpace:
     @property
     def task_waiting_count(self) -> str:
         """How many tasks wait behind another task of their conversation."""
-        return f"{self.root}:tasks:waiting"
+        return task_queue_keys(self.prefix, self.pool)[1]

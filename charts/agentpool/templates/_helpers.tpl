@@ -28,6 +28,12 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ClusterRole (create tokenreviews) and its one ClusterRoleBinding, whose subjects
+the operator keeps equal to the ServiceAccounts of the pools that review tokens. */}}
+{{- define "agentpool.tokenReviewerName" -}}
+{{- printf "%s-token-reviewer" (include "agentpool.fullname" .) -}}
+{{- end -}}
+
 {{- define "agentpool.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -91,8 +97,11 @@ apply is a `patch` (and a `create` the first time); nothing here needs `update`.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
-# Not yet: pods list/watch/patch, for the autoscaler's pod-deletion-cost annotation.
-# Granted with the autoscaler, not before (least privilege).
+# The autoscaler marks the replicas it removes (controller.kubernetes.io/pod-deletion-cost)
+# after reading each one to check it is the pool's. No list, watch, create or delete.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "patch"]
 # What users should see (created, rolled, degraded, recovered) as Events.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
