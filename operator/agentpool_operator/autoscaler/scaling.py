@@ -238,12 +238,22 @@ def _rules(declared: api.ScalingRules | None, default: api.ScalingRules) -> _Rul
     )
 
 
+_UP_RULES = _rules(None, _UP_DEFAULT)
+_DOWN_RULES = _rules(None, _DOWN_DEFAULT)
+_OPERATOR_DEFAULT = api.OperatorScaling()
+_FALLBACK_DEFAULT = api.ScalingFallback()
+
+
 def _resolve(spec: api.ScalingSpec) -> _Settings:
-    """The spec's Operator-mode settings with every default resolved."""
-    op = spec.operator_settings
-    up = _rules(op.behavior.scale_up, _UP_DEFAULT)
-    down = _rules(op.behavior.scale_down, _DOWN_DEFAULT)
-    fallback = op.fallback if op.fallback is not None else api.ScalingFallback()
+    """The spec's Operator-mode settings with every default resolved (a few us: no
+    pydantic object is built here, since the loop re-parses a pool whenever it changes)."""
+    op = spec.operator if spec.operator is not None else _OPERATOR_DEFAULT
+    behavior = op.behavior
+    up = _UP_RULES if behavior.scale_up is None else _rules(behavior.scale_up, _UP_DEFAULT)
+    down = (
+        _DOWN_RULES if behavior.scale_down is None else _rules(behavior.scale_down, _DOWN_DEFAULT)
+    )
+    fallback = op.fallback if op.fallback is not None else _FALLBACK_DEFAULT
     guard = max(op.scale_down_window_seconds, down.window)
     return _Settings(
         min_replicas=spec.min_replicas,
@@ -266,7 +276,7 @@ def _resolve(spec: api.ScalingSpec) -> _Settings:
 # Identity memo: an API object is frozen, and the loop passes the same spec object every
 # tick until the pool changes. The entry holds the spec, so its id cannot be reused.
 _MEMO: dict[int, tuple[api.ScalingSpec, _Settings]] = {}
-_MEMO_LIMIT = 8192
+_MEMO_LIMIT = 4096
 
 
 def _settings_of(spec: api.ScalingSpec) -> _Settings:
