@@ -179,7 +179,11 @@ async def _start_metrics_api(
     runner = None
     try:
         runner = await serve_metrics_api(
-            api_client(), board, port=settings.metrics_api_port, service=service
+            api_client(),
+            board,
+            port=settings.metrics_api_port,
+            service=service,
+            owner_cluster_role=settings.metrics_api_owner,
         )
         if runner is not None and settings.pod_ip:
             endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)

@@ -207,6 +207,7 @@ async def serve_metrics_api(
     *,
     port: int,
     service: ServiceRef,
+    owner_cluster_role: str | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - the aggregator dials the pod IP
 ) -> web.AppRunner | None:
     """Serve on `port` and point the APIService at `service`; None (and a logged reason)
@@ -226,7 +227,7 @@ async def serve_metrics_api(
     context = server_context(cert.cert_file, cert.key_file, proxy)
     await web.TCPSite(runner, host=host, port=port, ssl_context=context).start()
     try:
-        outcome = await claim(api_client, service, cert.cert_pem)
+        outcome = await claim(api_client, service, cert.cert_pem, owner_cluster_role)
     except ForeignAPIServiceError as exc:
         log.error("not serving custom metrics", reason=str(exc))
         METRICS_API_SERVING.set(0)
