@@ -21,6 +21,7 @@ from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, lea
 from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.controller.reviewers import ReviewerBinding
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.handlers import Controller, IndexView, register
 from agentpool_operator.health import Leadership, serve_health
@@ -131,13 +132,18 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
+    reconciler = Reconciler(view, kube, render)
+    reviewers = None
+    if settings.token_reviewer_binding is not None:
+        reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
     autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
     controller = Controller(
-        Reconciler(view, kube, render),
+        reconciler,
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        reviewers,
         loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
@@ -149,6 +155,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         namespaces=namespaces or "all",
         agent_image=settings.agent_image,
         default_redis=settings.default_redis_url is not None,
+        token_reviewer_binding=settings.token_reviewer_binding or "not managed",
     )
     try:
         await kopf.operator(

@@ -75,6 +75,10 @@ class OperatorSettings(BaseModel):
     discovery_seconds: float = Field(default=300.0, gt=0, le=86_400)
     """How often every MCP server is asked again for its tools (off the reconcile path;
     a status is written only when the answer changes)."""
+    token_reviewer_binding: str | None = Field(default=None, min_length=1, max_length=253)
+    """The ClusterRoleBinding (made by the chart, to a ClusterRole that allows only
+    `create tokenreviews`) whose subjects the operator keeps equal to the ServiceAccounts
+    of the pools that review projected tokens; unset: not managed (bind them yourself)."""
     watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
     """How long one watch request lasts before kopf lists and watches again; unset: the
     API server's choice (minutes)."""
@@ -111,6 +115,7 @@ class OperatorSettings(BaseModel):
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
             "discovery_seconds": "AGENTPOOL_DISCOVERY_SECONDS",
+            "token_reviewer_binding": "AGENTPOOL_TOKEN_REVIEWER_BINDING",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
         return cls.model_validate(values)

@@ -502,8 +502,9 @@ class AccessSpec(ApiModel):
     restart. Defaults to none."""
     service_accounts: list[CallerServiceAccount] = Field(default_factory=list, max_length=MAX_LIST)
     """ServiceAccounts allowed to call with a projected token whose audience is
-    agentpool/NAMESPACE/POOL (checked by TokenReview: the pool's ServiceAccount needs the
-    system:auth-delegator ClusterRole). Defaults to none."""
+    agentpool/NAMESPACE/POOL (checked by TokenReview; the operator lets the pool's
+    ServiceAccount create TokenReviews through the chart's token-reviewer binding).
+    Defaults to none."""
 
 
 # ---------------------------------------------------------------------------- the pool

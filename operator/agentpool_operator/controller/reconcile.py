@@ -155,6 +155,11 @@ class Reconciler:
         """The last status written per pool, with the pool's uid: the watch stream shows
         it a moment later, and a reconcile in between must not judge from the older one."""
 
+    @property
+    def parsed(self) -> ParseCache:
+        """The parsed pools and tools, shared with the token-reviewer binding."""
+        return self._parsed
+
     def references(self, key: PoolKey) -> frozenset[tuple[str, str]] | None:
         """Secrets and ConfigMaps (kind, name) the pool referenced when last rendered;
         None when it was never rendered."""

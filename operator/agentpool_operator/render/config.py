@@ -364,6 +364,14 @@ def audience(namespace: str, pool: str) -> str:
     return f"agentpool/{namespace}/{pool}"
 
 
+def reviews_tokens(access: api.AccessSpec, called_by_pools: bool) -> bool:
+    """Whether a pool's runtime checks projected ServiceAccount tokens, by TokenReview (so
+    its ServiceAccount must be allowed to create them): it requires authentication and
+    allows ServiceAccounts, named in its spec or those of the pools that call it as a
+    tool. The one rule both the auth section and the token-reviewer binding follow."""
+    return access.mode != "Disabled" and (bool(access.service_accounts) or called_by_pools)
+
+
 def _auth(
     pool: api.AgentPool, callers: Sequence[tuple[str, str]], collected: _Collected
 ) -> AuthConfig:
@@ -381,7 +389,7 @@ def _auth(
     ]
     allow += [AllowedServiceAccount(namespace=ns, name=sa, tenant="*") for ns, sa in callers]
     accounts = None
-    if allow:
+    if reviews_tokens(access, bool(callers)):
         accounts = ServiceAccountAuth(
             audience=audience(namespace, pool.metadata.name),
             allow=allow,
