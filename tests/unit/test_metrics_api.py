@@ -376,3 +376,17 @@ def test_the_leader_s_endpoint_slice_routes_the_service_to_it(ip: str, family: s
     assert slice_["endpoints"] == [{"addresses": [ip], "conditions": {"ready": True}}]
     # Matched to the Service's port by name; the number is the pod's.
     assert slice_["ports"] == [{"name": "https", "port": 6443, "protocol": "TCP"}]
+
+
+def test_the_apiservice_is_owned_by_the_chart_s_cluster_role_when_named() -> None:
+    service = apiservice.ServiceRef("agentpool-system", "svc", 443)
+    owned = apiservice.desired(service, b"CA", apiservice.Owner("rel-agentpool-metrics-api", "u1"))
+    assert owned["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "name": "rel-agentpool-metrics-api",
+            "uid": "u1",
+        }
+    ]
+    assert "ownerReferences" not in apiservice.desired(service, b"CA")["metadata"]
