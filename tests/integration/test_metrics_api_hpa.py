@@ -348,6 +348,21 @@ def _serves_discovery_and_refuses_strangers(
     insecure.load_cert_chain(stranger.cert_file, stranger.key_file)
     with pytest.raises(httpx.HTTPError):
         httpx.get(url, headers=headers, verify=insecure, timeout=5)
+    # With the front proxy's own certificate, the user it names is asked about: the API
+    # server's SubjectAccessReview allows the admin, and refuses a user without RBAC.
+    proxy = ssl.create_default_context()
+    proxy.check_hostname = False
+    proxy.verify_mode = ssl.CERT_NONE
+    pki = cluster_dir(NAME) / "pki"
+    proxy.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    admin = httpx.get(url, headers=headers, verify=proxy, timeout=5)
+    assert admin.status_code == 404  # allowed; there is no pool "nope"
+    nobody = httpx.get(
+        url, headers={"X-Remote-User": "nobody", "X-Remote-Group": "system:authenticated"},
+        verify=proxy, timeout=5,
+    )  # fmt: skip
+    assert nobody.status_code == 403, nobody.text
+    assert nobody.json()["reason"] == "Forbidden"
     # The leader routes the (selector-less) Service to itself.
     slice_ = json.loads(
         hpa_cluster.kubectl(
