@@ -27,7 +27,7 @@ from agentpool_operator.autoscaler.metrics_api.front_proxy import (
     common_name,
     server_context,
 )
-from agentpool_operator.autoscaler.metrics_api.server import MetricsApi
+from agentpool_operator.autoscaler.metrics_api.server import MetricsApi, ServingMetricsApi
 from agentpool_operator.autoscaler.metrics_api.serving_cert import (
     make_serving_cert,
     service_dns_names,
@@ -390,3 +390,46 @@ def test_the_apiservice_is_owned_by_the_chart_s_cluster_role_when_named() -> Non
         }
     ]
     assert "ownerReferences" not in apiservice.desired(service, b"CA")["metadata"]
+
+
+async def test_a_rotated_front_proxy_ca_replaces_the_listener(tmp_path: Path) -> None:
+    old, new = CertAuthority.create(tmp_path / "old"), CertAuthority.create(tmp_path / "new", "n")
+    settings = {
+        "current": FrontProxy.from_configmap({**CONFIGMAP, "requestheader-client-ca-file": old.pem})
+    }
+
+    async def read() -> FrontProxy | None:
+        return settings["current"]
+
+    assert settings["current"] is not None
+    cert_dir = tmp_path / "serving"
+    cert_dir.mkdir()
+    cert = make_serving_cert(service_dns_names("svc", "agentpool-system"), cert_dir)
+    port = _free_port()
+    server = ServingMetricsApi(
+        MetricsApi(LoadBoard(), settings["current"], Reviewer()),
+        cert,
+        read,
+        host="127.0.0.1",
+        port=port,
+    )
+    await server.start()
+    try:
+        served = Served(
+            f"https://127.0.0.1:{port}", LoadBoard(), old.client("front-proxy-client"),
+            old.client("x"), new.client("front-proxy-client"), cert.cert_file, Reviewer(), [0.0],
+        )  # fmt: skip
+        async with client_for(served, served.front_proxy) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+        assert not await server.refresh()  # unchanged
+        settings["current"] = FrontProxy.from_configmap(
+            {**CONFIGMAP, "requestheader-client-ca-file": new.pem}
+        )
+        assert await server.refresh()
+        async with client_for(served, served.front_proxy) as http:
+            with pytest.raises(httpx.HTTPError):
+                await http.get(BASE, headers=AS_HPA)
+        async with client_for(served, served.stranger_other_ca) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+    finally:
+        await server.cleanup()

@@ -12,6 +12,8 @@ leader only, so a standby would answer 404 for every pool.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +40,7 @@ from agentpool_operator.autoscaler.metrics_api.front_proxy import (
     server_context,
 )
 from agentpool_operator.autoscaler.metrics_api.serving_cert import (
+    ServingCert,
     make_serving_cert,
     service_dns_names,
 )
@@ -201,6 +204,78 @@ class MetricsApi:
         return items
 
 
+class ServingMetricsApi:
+    """The running server: its site, and the front-proxy settings kept current.
+
+    The API server's trust controller rewrites extension-apiserver-authentication when
+    the front proxy's CA or names change (a CA rotation); the settings are read again
+    every `refresh_seconds`, new names and headers apply at once, and a new CA replaces
+    the TLS listener (a context's trusted CAs cannot be removed in place)."""
+
+    def __init__(
+        self,
+        api: MetricsApi,
+        cert: ServingCert,
+        read: Callable[[], Awaitable[FrontProxy | None]],
+        *,
+        host: str,
+        port: int,
+        refresh_seconds: float = 60.0,
+    ) -> None:
+        self.api = api
+        self._cert = cert
+        self._read = read
+        self._host = host
+        self._port = port
+        self._refresh_seconds = refresh_seconds
+        self._runner = web.AppRunner(api.app(), access_log=None)
+        self._site: web.TCPSite | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        await self._listen()
+        self._task = asyncio.create_task(self._refresh_forever(), name="metrics-api-refresh")
+
+    async def _listen(self) -> None:
+        context = server_context(self._cert.cert_file, self._cert.key_file, self.api.proxy)
+        self._site = web.TCPSite(self._runner, self._host, self._port, ssl_context=context)
+        await self._site.start()
+
+    async def refresh(self) -> bool:
+        """Read the settings again; True when they changed."""
+        proxy = await self._read()
+        if proxy is None:
+            log.warning("the front proxy settings are gone; keeping the last ones")
+            return False
+        if proxy == self.api.proxy:
+            return False
+        new_ca = proxy.client_ca != self.api.proxy.client_ca
+        self.api.proxy = proxy
+        if new_ca and self._site is not None:
+            await self._site.stop()
+            await self._listen()
+        log.info(
+            "front proxy settings changed", new_ca=new_ca, allowed_names=list(proxy.allowed_names)
+        )
+        return True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the API server is away: keep serving, read later
+                log.warning("could not read the front proxy settings", error=repr(exc))
+
+    async def cleanup(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._runner.cleanup()
+
+
 async def serve_metrics_api(
     api_client: client.ApiClient,
     board: LoadBoard,
@@ -209,7 +284,7 @@ async def serve_metrics_api(
     service: ServiceRef,
     owner_cluster_role: str | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - the aggregator dials the pod IP
-) -> web.AppRunner | None:
+) -> ServingMetricsApi | None:
     """Serve on `port` and point the APIService at `service`; None (and a logged reason)
     when the cluster has no front proxy or another adapter owns the APIService."""
     proxy = await read_front_proxy(api_client)
@@ -221,20 +296,23 @@ async def serve_metrics_api(
         METRICS_API_SERVING.set(0)
         return None
     cert = make_serving_cert(service_dns_names(service.name, service.namespace))
-    api = MetricsApi(board, proxy, Authorizer(api_client))
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    context = server_context(cert.cert_file, cert.key_file, proxy)
-    await web.TCPSite(runner, host=host, port=port, ssl_context=context).start()
+    server = ServingMetricsApi(
+        MetricsApi(board, proxy, Authorizer(api_client)),
+        cert,
+        lambda: read_front_proxy(api_client),
+        host=host,
+        port=port,
+    )
+    await server.start()
     try:
         outcome = await claim(api_client, service, cert.cert_pem, owner_cluster_role)
     except ForeignAPIServiceError as exc:
         log.error("not serving custom metrics", reason=str(exc))
         METRICS_API_SERVING.set(0)
-        await runner.cleanup()
+        await server.cleanup()
         return None
     except Exception:
-        await runner.cleanup()
+        await server.cleanup()
         raise
     METRICS_API_SERVING.set(1)
     log.info(
@@ -244,4 +322,4 @@ async def serve_metrics_api(
         service=f"{service.namespace}/{service.name}:{service.port}",
         allowed_names=list(proxy.allowed_names),
     )
-    return runner
+    return server
