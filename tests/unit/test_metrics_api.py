@@ -3,6 +3,7 @@ APIService ownership rule, and the server over real TLS with a board the test fi
 
 from __future__ import annotations
 
+import datetime
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -431,5 +432,46 @@ async def test_a_rotated_front_proxy_ca_replaces_the_listener(tmp_path: Path) ->
                 await http.get(BASE, headers=AS_HPA)
         async with client_for(served, served.stranger_other_ca) as http:
             assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+    finally:
+        await server.cleanup()
+
+
+async def test_a_serving_certificate_near_its_end_is_renewed_trusted_first(tmp_path: Path) -> None:
+    ca = CertAuthority.create(tmp_path / "ca")
+    proxy = FrontProxy.from_configmap({**CONFIGMAP, "requestheader-client-ca-file": ca.pem})
+    assert proxy is not None
+    names = service_dns_names("svc", "agentpool-system")
+    cert_dir = tmp_path / "serving"
+    cert_dir.mkdir()
+    short = make_serving_cert(names, cert_dir, validity=datetime.timedelta(days=1))
+    published: list[bytes] = []
+
+    async def publish(bundle: bytes) -> None:
+        published.append(bundle)
+
+    async def read() -> FrontProxy | None:
+        return proxy
+
+    port = _free_port()
+    server = ServingMetricsApi(
+        MetricsApi(LoadBoard(), proxy, Reviewer()), short, read, host="127.0.0.1", port=port,
+        renew=lambda: make_serving_cert(names, cert_dir), publish_ca=publish,
+    )  # fmt: skip
+    await server.start()
+    try:
+        now = datetime.datetime.now(datetime.UTC)
+        assert await server.renew_cert(now)
+        renewed = server.cert
+        assert published == [short.cert_pem + renewed.cert_pem]
+        assert not short.cert_file.exists()
+        # The listener serves the new certificate (a client trusting only it gets in).
+        identity = ca.client("front-proxy-client")
+        served = Served(
+            f"https://127.0.0.1:{port}", LoadBoard(), identity, identity, identity,
+            renewed.cert_file, Reviewer(), [0.0],
+        )  # fmt: skip
+        async with client_for(served, identity) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+        assert not await server.renew_cert(now)  # a year left: nothing to do
     finally:
         await server.cleanup()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,6 +53,8 @@ log = structlog.get_logger(__name__)
 STALE_AFTER = 15.0
 """A pool whose load the loop has not read for this long has no value (404): the HPA then
 holds the pool's size (FailedGetObjectMetric) rather than act on an old reading."""
+RENEW_BEFORE = datetime.timedelta(days=30)
+"""A serving certificate (valid a year) is replaced this long before it ends."""
 REASONS = {404: "NotFound", 405: "MethodNotAllowed"}
 """aiohttp's own errors, as a Status's reason names them."""
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
@@ -221,9 +224,15 @@ class ServingMetricsApi:
         host: str,
         port: int,
         refresh_seconds: float = 60.0,
+        renew: Callable[[], ServingCert] | None = None,
+        publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
+        renew_before: datetime.timedelta = RENEW_BEFORE,
     ) -> None:
         self.api = api
-        self._cert = cert
+        self.cert = cert
+        self._renew = renew
+        self._publish_ca = publish_ca
+        self._renew_before = renew_before
         self._read = read
         self._host = host
         self._port = port
@@ -238,7 +247,7 @@ class ServingMetricsApi:
         self._task = asyncio.create_task(self._refresh_forever(), name="metrics-api-refresh")
 
     async def _listen(self) -> None:
-        context = server_context(self._cert.cert_file, self._cert.key_file, self.api.proxy)
+        context = server_context(self.cert.cert_file, self.cert.key_file, self.api.proxy)
         self._site = web.TCPSite(self._runner, self._host, self._port, ssl_context=context)
         await self._site.start()
 
@@ -260,13 +269,33 @@ class ServingMetricsApi:
         )
         return True
 
+    async def renew_cert(self, now: datetime.datetime) -> bool:
+        """A new serving certificate when this one ends within `renew_before`: the
+        APIService trusts both first (its caBundle may hold several), then the listener
+        switches, so that the aggregator never meets a certificate it does not trust."""
+        if self._renew is None or self._publish_ca is None:
+            return False
+        if now < self.cert.not_after - self._renew_before:
+            return False
+        new = self._renew()
+        await self._publish_ca(self.cert.cert_pem + new.cert_pem)
+        old, self.cert = self.cert, new
+        if self._site is not None:
+            await self._site.stop()
+            await self._listen()
+        for path in (old.cert_file, old.key_file):
+            path.unlink(missing_ok=True)
+        log.info("serving certificate renewed", not_after=new.not_after.isoformat())
+        return True
+
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_seconds)
             try:
                 await self.refresh()
-            except Exception as exc:  # the API server is away: keep serving, read later
-                log.warning("could not read the front proxy settings", error=repr(exc))
+                await self.renew_cert(datetime.datetime.now(datetime.UTC))
+            except Exception as exc:  # the API server is away: keep serving, try later
+                log.warning("could not refresh the metrics API's settings", error=repr(exc))
 
     async def cleanup(self) -> None:
         if self._task is not None:
@@ -295,13 +324,16 @@ async def serve_metrics_api(
         )
         METRICS_API_SERVING.set(0)
         return None
-    cert = make_serving_cert(service_dns_names(service.name, service.namespace))
+    names = service_dns_names(service.name, service.namespace)
+    cert = make_serving_cert(names)
     server = ServingMetricsApi(
         MetricsApi(board, proxy, Authorizer(api_client)),
         cert,
         lambda: read_front_proxy(api_client),
         host=host,
         port=port,
+        renew=lambda: make_serving_cert(names, cert.cert_file.parent),
+        publish_ca=lambda bundle: claim(api_client, service, bundle, owner_cluster_role),
     )
     await server.start()
     try:
