@@ -10,7 +10,10 @@ from pathlib import Path
 
 # Benchmarks that need more than this checkout (a running operator): run when named, or
 # in the full run only when their environment variable is set.
-OPT_IN = {"bench_operator": "AGENTPOOL_BENCH_OPERATOR"}
+OPT_IN = {
+    "bench_operator": "AGENTPOOL_BENCH_OPERATOR",
+    "bench_pod_runner": "AGENTPOOL_BENCH_POD_RUNNER",
+}
 
 
 def main(argv: list[str]) -> int:
