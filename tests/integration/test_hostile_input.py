@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -385,6 +387,56 @@ def test_redis_answering_with_errors_is_a_clean_502_for_that_key(
         assert key not in message
     assert gateway.put("/v1/memory/alice/fine", json={"value": 1}).status_code == 200
     assert gateway.get("/v1/memory/alice/fine").json()["value"] == 1
+
+
+def test_redis_that_stops_answering_is_a_prompt_503_and_recovers(tmp_path: Path) -> None:
+    """Redis frozen (SIGSTOP: connections open, no answer) is the timeout kind of Redis
+    error: writes, and reads only Redis could answer, are 503 within the socket timeout,
+    never a hang, a 500 or a false 404; thawed, the same requests succeed."""
+    server = RedisServer()
+    server.start()
+    assert server.process is not None
+    config = {
+        "pool": {"namespace": "tests", "name": "frozen"},
+        "memory": {"redis": {"url": server.url, "socketTimeoutSeconds": 0.5, "retryAttempts": 0}},
+        "tasks": {"enabled": True, "pollSeconds": 0.2},
+    }
+    try:
+        with (
+            running_runtime(config, tmp_path) as runtime,
+            runtime.client(runtime.gateway_token) as gateway,
+        ):
+            assert gateway.put("/v1/memory/alice/k", json={"value": 1}).status_code == 200
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                for method, path, body in [
+                    ("PUT", "/v1/memory/alice/k2", {"value": 2}),
+                    ("GET", "/v1/memory/alice/never-written", None),
+                    ("POST", "/v1/tasks", {"input": "m", "tenant": "alice"}),
+                ]:
+                    started = time.monotonic()
+                    answer = gateway.request(method, path, json=body)
+                    assert answer.status_code == 503, (method, path, answer.text)
+                    assert time.monotonic() - started < 8, "a frozen Redis made a request hang"
+                    assert_no_5xx_but_503(answer, runtime)
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            wait_until(
+                lambda: gateway.put("/v1/memory/alice/k2", json={"value": 2}).status_code == 200,
+                timeout=15,
+                what="writes served again once Redis answers",
+            )
+            assert gateway.get("/v1/memory/alice/k2").json()["value"] == 2
+    finally:
+        server.cleanup()
+
+
+def assert_no_5xx_but_503(response: httpx.Response, runtime: RuntimeProcess) -> None:
+    """A 503 in the one error shape, naming no Redis key; the process lives."""
+    assert runtime.alive(), runtime.log_tail()
+    error = response.json()["error"]
+    assert set(response.json()) == {"error"}
+    assert "agentpool" not in error["message"]
 
 
 def test_a_connection_cap_holds_and_frees(tmp_path: Path) -> None:
