@@ -124,6 +124,8 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._resync = resync_seconds
         self._loops = tuple(loops)
+        self.indexed = asyncio.Event()
+        """Set by the first event handler kopf calls: the indexes are populated."""
 
     def start(self) -> None:
         self._tasks = [
@@ -136,9 +138,18 @@ class Controller:
         if self.reviewers is not None:
             self._tasks.append(asyncio.create_task(self.reviewers.run(), name="token-reviewers"))
         # Started once the indexes exist (this runs in kopf's startup handler).
-        self._tasks.extend(asyncio.create_task(loop()) for loop in self._loops)
+        self._tasks.extend(asyncio.create_task(self._after_indexing(loop)) for loop in self._loops)
+
+    async def _after_indexing(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # kopf fills every index from its initial listing before it calls any event
+        # handler; a loop that read the indexes earlier would see pools without their
+        # Secrets or Deployments (a resync would render a "missing" Secret, the autoscaler
+        # count no ready replica).
+        await self.indexed.wait()
+        await loop()
 
     async def _resync_all(self) -> None:
+        await self.indexed.wait()
         # One timer for all pools (not one per object): catches anything a watch missed.
         while True:
             await asyncio.sleep(self._resync)
@@ -307,6 +318,7 @@ def register(
 
     @kopf.on.event(group, version, "agentpools", registry=registry)
     def pool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        controller.indexed.set()
         POOLS.set(controller.view.pool_count())
         controller.queue.add((_ns(namespace), name))
         controller.changed(pools_or_tools=True)
@@ -316,6 +328,7 @@ def register(
 
     @kopf.on.event(group, version, "agenttools", registry=registry)
     def tool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        controller.indexed.set()
         controller.tool_queue.add((_ns(namespace), name))
         controller.changed(pools_or_tools=True)
         for key in controller.pools_using_tool(_ns(namespace), body):
@@ -326,6 +339,7 @@ def register(
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(namespace: str | None, name: str, **_: Any) -> None:
+        controller.indexed.set()
         controller.changed(pools_or_tools=False)
         for key in controller.pools_referencing(_ns(namespace), "Secret", name):
             controller.queue.add(key)
@@ -334,6 +348,7 @@ def register(
     def configmap_changed(
         namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
     ) -> None:
+        controller.indexed.set()
         controller.changed(pools_or_tools=False)
         if labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY:
             return  # a child: children_idx's handler queues its pool
@@ -361,6 +376,7 @@ def _register_child(
         return {(_ns(namespace), pool): (kind, kept)}
 
     def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        controller.indexed.set()
         pool = labels.get(names.POOL_LABEL)
         if pool is not None:
             controller.queue.add((_ns(namespace), pool))

@@ -38,6 +38,7 @@ PLURALS: Mapping[str, str] = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "EndpointSlice": "endpointslices",
     "AgentPool": "agentpools",
     "AgentTool": "agenttools",
     "ClusterRoleBinding": "clusterrolebindings",

@@ -10,12 +10,15 @@ from collections.abc import Sequence
 
 import kopf
 import structlog
+from aiohttp import web
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
 from agentpool_operator.autoscaler.loop import Autoscaler
+from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
+from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
 from agentpool_operator.controller.reviewers import ReviewerBinding
@@ -30,6 +33,7 @@ from agentpool_operator.leader import (
     LeaseTiming,
     lead,
 )
+from agentpool_operator.metrics import METRICS_API_SERVING
 from agentpool_operator.render.config import RenderSettings
 from agentpool_operator.settings import OperatorSettings
 
@@ -57,6 +61,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="default: AGENTPOOL_METRICS_PORT or 9090; 0 disables",
+    )
+    parser.add_argument(
+        "--metrics-api-port",
+        type=int,
+        default=None,
+        help="serve custom.metrics.k8s.io (HPA mode) on this port, leader only; "
+        "default: AGENTPOOL_METRICS_API_PORT or 0 (off)",
     )
     parser.add_argument(
         "--health-port",
@@ -91,6 +102,8 @@ def operator_settings(args: argparse.Namespace, env: dict[str, str]) -> Operator
         update["leader_elect"] = False
     if args.metrics_port is not None:
         update["metrics_port"] = args.metrics_port
+    if args.metrics_api_port is not None:
+        update["metrics_api_port"] = args.metrics_api_port
     if args.health_port is not None:
         update["health_port"] = args.health_port
     return settings.model_copy(update=update)
@@ -108,6 +121,9 @@ def api_client() -> client.ApiClient:
 async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
     """Reconcile until `stop` is set (or SIGINT/SIGTERM)."""
     kube = KubeApi(api_client(), threads=settings.workers)
+    # The autoscaler loop writes each pool's load here; the metrics API serves it.
+    board = LoadBoard()
+    metrics_api = await _start_metrics_api(settings, board, kube)
     render = RenderSettings(
         default_redis_url=settings.default_redis_url,
         agent_port=settings.agent_port,
@@ -120,9 +136,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     reviewers = None
     if settings.token_reviewer_binding is not None:
         reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
-    autoscaler = Autoscaler(
-        view, kube, board=LoadBoard(), default_redis_url=settings.default_redis_url
-    )
+    autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
     controller = Controller(
         reconciler,
         view,
@@ -152,7 +166,40 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             stop_flag=stop,
         )
     finally:
+        if metrics_api is not None:
+            await metrics_api.cleanup()
         kube.close()
+
+
+async def _start_metrics_api(
+    settings: OperatorSettings, board: LoadBoard, kube: KubeApi
+) -> web.AppRunner | None:
+    """custom.metrics.k8s.io when enabled. Started inside `run`, so on the leader only:
+    the board is filled by the leader's autoscaler loop, and a standby would serve nothing;
+    in the cluster the leader also routes the metrics-API Service to itself."""
+    if not settings.metrics_api_port:
+        METRICS_API_SERVING.set(0)
+        return None
+    service = ServiceRef(
+        settings.operator_namespace, settings.metrics_api_service, settings.metrics_api_service_port
+    )
+    runner = None
+    try:
+        runner = await serve_metrics_api(
+            api_client(), board, port=settings.metrics_api_port, service=service
+        )
+        if runner is not None and settings.pod_ip:
+            endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)
+            await kube.apply(endpoints)
+    except Exception as exc:
+        # An optional feature: the pools keep being reconciled and autoscaled without it
+        # (a missing RBAC rule, say); the HPAs of mode HPA report FailedGetObjectMetric.
+        log.error("not serving custom metrics: could not start", error=repr(exc))
+        METRICS_API_SERVING.set(0)
+        if runner is not None:
+            await runner.cleanup()
+        return None
+    return runner
 
 
 async def serve(settings: OperatorSettings) -> None:

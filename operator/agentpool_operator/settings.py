@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator
 
 from agentpool_operator import __version__
 
@@ -47,6 +47,19 @@ class OperatorSettings(BaseModel):
     """Port of GET /healthz; 0 disables."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Port of GET /metrics; 0 disables."""
+    metrics_api_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the custom.metrics.k8s.io server (HPA mode's pool load, HTTPS); 0 (the
+    default) disables it. Served by the leader only."""
+    metrics_api_service: str = Field(
+        default="agentpool-operator-metrics-api", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    """The Service in operator_namespace that the operator's APIService points at."""
+    metrics_api_service_port: int = Field(default=443, ge=1, le=65535)
+    """That Service's port (the aggregator dials the Service, not the pod)."""
+    pod_ip: IPvAnyAddress | None = None
+    """This replica's pod IP (the chart passes it): with the metrics API on, the leader
+    points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
+    the one replica that has the load. Unset out of cluster (the Service is the user's)."""
     workers: int = Field(default=16, ge=1, le=256)
     """Pools reconciled at once."""
     agent_port: int = Field(default=8080, ge=1, le=65535)
@@ -88,6 +101,10 @@ class OperatorSettings(BaseModel):
             "health_port": "AGENTPOOL_HEALTH_PORT",
             "metrics_port": "AGENTPOOL_METRICS_PORT",
             "workers": "AGENTPOOL_WORKERS",
+            "metrics_api_port": "AGENTPOOL_METRICS_API_PORT",
+            "metrics_api_service": "AGENTPOOL_METRICS_API_SERVICE",
+            "metrics_api_service_port": "AGENTPOOL_METRICS_API_SERVICE_PORT",
+            "pod_ip": "AGENTPOOL_POD_IP",
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",

@@ -225,6 +225,42 @@ async def test_turns_are_measured(api: httpx.AsyncClient) -> None:
     assert "agentpool_turn_capacity 8.0" in metrics
 
 
+async def _samples(api: httpx.AsyncClient) -> dict[tuple[str, frozenset[Any]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await api.get("/metrics")).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_requests_are_counted_by_route_template_and_status(api: httpx.AsyncClient) -> None:
+    before = await _samples(api)
+    first = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    conversation = first.json()["conversationId"]
+    await api.get(f"/v1/conversations/{conversation}", params={"tenant": "alice"})
+    await api.get("/v1/conversations/nope", params={"tenant": "alice"})
+    await api.post("/v1/chat", content=b"{", headers={"content-type": "application/json"})
+    await api.get("/no/such/path/42")
+    after = await _samples(api)
+
+    def added(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    requests = "agentpool_http_requests_total"
+    template = "/v1/conversations/{conversation_id}"
+    assert added(requests, route="/v1/chat", method="POST", status="200") == 1
+    assert added(requests, route="/v1/chat", method="POST", status="422") == 1
+    assert added(requests, route=template, method="GET", status="200") == 1
+    assert added(requests, route=template, method="GET", status="404") == 1
+    assert added(requests, route="unmatched", method="GET", status="404") == 1
+    assert added("agentpool_http_request_duration_seconds_count", route="/v1/chat") == 2
+    assert not any(conversation in str(labels) for _, labels in after)  # ids are no labels
+
+
 async def test_another_pool_asks_this_one_through_pool_as_tool(api: httpx.AsyncClient) -> None:
     from agent_runtime.config.tools import AgentImplementation
     from agent_runtime.tools.agent import PoolTool

@@ -266,7 +266,71 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         "AgentpoolTaskQueueLag",
     }
     assert _by_kind(docs, "ServiceMonitor")[0]["metadata"]["labels"]["release"] == "prom"
-    assert _by_kind(docs, "PodMonitor")
+    [pods] = _by_kind(docs, "PodMonitor")
+    # Agent pods' series carry their pool (the dashboard filters by it).
+    [endpoint] = pods["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"][0]["targetLabel"] == "pool"
+    assert endpoint["honorLabels"] is True
+
+
+def test_template_with_the_metrics_api(cluster: Cluster) -> None:
+    docs = _template(cluster, "--set", "metricsApi.enabled=true")
+    # The operator, not the chart, writes the APIService (with its certificate's CA, and
+    # only if no other adapter owns it).
+    assert not _by_kind(docs, "APIService")
+    [service] = [s for s in _by_kind(docs, "Service") if s["metadata"]["name"].endswith("-api")]
+    assert service["metadata"]["name"] == "rel-agentpool-metrics-api"
+    assert "selector" not in service["spec"]  # the leader writes its EndpointSlice
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP"}]
+    [deployment] = _by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = _env(container)
+    assert env["AGENTPOOL_METRICS_API_PORT"] == "6443"
+    assert env["AGENTPOOL_METRICS_API_SERVICE"] == "rel-agentpool-metrics-api"
+    assert env["AGENTPOOL_METRICS_API_SERVICE_PORT"] == "443"
+    assert env["AGENTPOOL_POD_IP"] == {"fieldPath": "status.podIP"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics-api"] == 6443
+    [policy] = _by_kind(docs, "NetworkPolicy")
+    assert {"ports": [{"port": "metrics-api", "protocol": "TCP"}]} in policy["spec"]["ingress"]
+    bindings = {
+        (b["kind"], b["metadata"].get("namespace"), b["roleRef"]["name"])
+        for b in _by_kind(docs, "ClusterRoleBinding") + _by_kind(docs, "RoleBinding")
+    }
+    assert ("ClusterRoleBinding", None, "system:auth-delegator") in bindings
+    assert (
+        "RoleBinding",
+        "kube-system",
+        "extension-apiserver-authentication-reader",
+    ) in bindings
+    [apiservices] = [
+        r
+        for r in _by_kind(docs, "ClusterRole")
+        if r["metadata"]["name"] == "rel-agentpool-metrics-api"
+    ]
+    assert apiservices["rules"] == [
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "verbs": ["create"],
+        },
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "resourceNames": ["v1beta2.custom.metrics.k8s.io"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    [slices] = [
+        r for r in _by_kind(docs, "Role") if r["metadata"]["name"] == "rel-agentpool-metrics-api"
+    ]
+    assert slices["metadata"]["namespace"] == "agentpool-system"
+    assert slices["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["create", "patch"],
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -280,6 +344,8 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         (["--set", "redis.persistence.size=lots"], "/redis/persistence/size"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
         (["--set", "metrics.service.type=Ingress"], "/metrics/service/type"),
+        (["--set", "metricsApi.port=0"], "/metricsApi/port"),
+        (["--set-string", "metricsApi.enabled=yes"], "/metricsApi/enabled"),
         (["--set-string", "rbac.create=yes"], "/rbac/create"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[-1],
