@@ -3,8 +3,8 @@ by content across sessions), run with `buildah run` on a read-only root with onl
 writable. Each entry point starts in its image: the runtime serves /healthz against the
 test Redis as uid 65532 under tini, which reaps the orphans of its command tools; the
 operator serves /healthz against the test cluster and reconciles a pool to Ready; the
-tool-runner serves a call on its socket as uid 65533. Nothing outside /tmp is writable; no compiler, pip or apt; the sizes
-are reported.
+tool-runner serves a call on its socket as uid 65533. Nothing outside /tmp is writable;
+no compiler, pip or apt; the sizes are reported.
 
 Skipped, with the reason, only where buildah cannot be installed."""
 
