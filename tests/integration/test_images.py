@@ -405,6 +405,20 @@ def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
         operator_container.stop(proc)
 
 
+def test_operator_image_makes_the_metrics_apis_certificate(operator_container: Container) -> None:
+    """HPA mode's serving certificate comes from the openssl command (no cryptography
+    package in the operator image): it works there, on a read-only root, as uid 65532."""
+    probe = (
+        "from agentpool_operator.autoscaler.metrics_api.serving_cert import "
+        "make_serving_cert, service_dns_names\n"
+        "cert = make_serving_cert(service_dns_names('svc', 'agentpool-system'))\n"
+        "print(cert.cert_pem.decode().splitlines()[0], oct(cert.key_file.stat().st_mode))"
+    )
+    out = operator_container.run(["python3", "-c", probe])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["-----BEGIN", "CERTIFICATE-----", "0o100600"], out.stdout
+
+
 def test_tool_runner_serves_a_call_in_the_agent_image_as_uid_65533(
     agent_container: Container, tmp_path: Path, report: list[str]
 ) -> None:
