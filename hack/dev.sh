@@ -135,6 +135,7 @@ echo ">> starting the pod runner (log: $DEV_DIR/pod-runner.log)"
   --status-file="$DEV_DIR/pods.json" \
   --front="$NAMESPACE/customer-support=$SUPPORT_PORT" --front="$NAMESPACE/billing=$BILLING_PORT" \
   --alias="agentpool-redis.agentpool-system.svc:6379=127.0.0.1:$REDIS_PORT" \
+  ${AGENTPOOL_DEV_FORK_SERVER:+--fork-server} \
   >"$DEV_DIR/pod-runner.log" 2>&1 & echo $! >"$DEV_DIR/pod-runner.pid")
 wait_http "http://127.0.0.1:$RUNNER_STATUS_PORT/healthz" 30 "the pod runner" "$DEV_DIR/pod-runner.pid" "$DEV_DIR/pod-runner.log"
 echo ">> waiting for every Running pod's process to answer /readyz"
