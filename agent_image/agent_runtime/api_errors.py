@@ -19,6 +19,11 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent_runtime.agent.admission import AtCapacityError, DrainingError
+from agent_runtime.agent.approval import (
+    AlreadyDecidedError,
+    ApprovalPendingError,
+    HeldCallNotFoundError,
+)
 from agent_runtime.agent.conversations import ConversationBusyError, ConversationNotFoundError
 from agent_runtime.agent.model import ModelUnavailableError
 from agent_runtime.conversation.store import ConflictError
@@ -124,7 +129,8 @@ STATUS_DESCRIPTIONS: dict[int, str] = {
     403: "The credentials do not allow the tenant named.",
     404: "Not found.",
     409: "Conflicts with what is already there (an idempotency key used for other work, "
-    "a turn already running on the conversation).",
+    "a turn already running on the conversation, tool calls waiting for approval, a call "
+    "already decided).",
     408: "The body was not sent in time.",
     413: "The body is too large.",
     422: "The request is invalid (the issues say where).",
@@ -171,11 +177,18 @@ def error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, s
         status = 404
         message = f"no tool named {exc.tool!r}"  # the registered names are not the caller's
     elif isinstance(
-        exc, TaskNotFoundError | TasksDisabledError | ConversationNotFoundError | NoAgentError
+        exc,
+        TaskNotFoundError
+        | TasksDisabledError
+        | ConversationNotFoundError
+        | NoAgentError
+        | HeldCallNotFoundError,
     ):
         status = 404
     elif isinstance(exc, ConversationBusyError | ConflictError):
         status = 409  # one writer per conversation: the second turn is refused, not forked
+    elif isinstance(exc, ApprovalPendingError | AlreadyDecidedError):
+        status = 409  # held calls are decided once, and before the conversation goes on
     elif isinstance(exc, AtCapacityError):
         status = 503
         headers["Retry-After"] = "1"

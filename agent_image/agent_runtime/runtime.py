@@ -20,7 +20,7 @@ from pydantic import JsonValue
 from redis.asyncio import Redis
 
 from agent_runtime.agent.admission import Admission, AtCapacityError, DrainingError
-from agent_runtime.agent.approval import approval_rule
+from agent_runtime.agent.approval import ApprovalPendingError, approval_rule
 from agent_runtime.agent.conversations import (
     DEFAULT_LEASE_SECONDS,
     ConversationBusyError,
@@ -37,6 +37,7 @@ from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
 from agent_runtime.memory.hierarchy import MemoryHierarchy
 from agent_runtime.memory.keys import KeySpace
+from agent_runtime.tasks.errors import TaskFailedError
 from agent_runtime.tasks.model import Task
 from agent_runtime.tasks.queue import TaskQueue
 from agent_runtime.tasks.turns import turn_handler
@@ -211,11 +212,16 @@ class Runtime:
 
 def _turn_tasks(agent: Agent, admission: Admission) -> TaskHandler:
     """Tasks run as agent turns, each holding a turn slot like a chat request does; a task
-    that finds its conversation busy, the replica full or draining comes back later."""
+    that finds its conversation busy, the replica full or draining comes back later. One
+    whose conversation has tool calls waiting for approval fails at once, saying so: it
+    cannot run before a person decides, and retrying would only spend its deliveries."""
 
     async def run_turn(task: Task, conversation_id: str, message: str) -> JsonValue:
         with admission.turn():
-            outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+            try:
+                outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+            except ApprovalPendingError as exc:
+                raise TaskFailedError(str(exc)) from exc
         result: JsonValue = outcome.as_dict()
         return result
 

@@ -7,8 +7,10 @@
     POST   /v1/tools/{name}/call             {"arguments": {...}, "tenant": "..." (optional),
                                               "conversationId": "..." (optional)}
     GET    /v1/breakers                      every circuit breaker's state
-    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events]
-                                             turns and conversations (routes/chat.py)
+    POST   /v1/chat, /v1/chat/completions, GET /v1/conversations/{id}[/events],
+    GET|POST /v1/conversations/{id}/approvals
+                                             turns, conversations, held tool calls
+                                             (routes/chat.py)
     POST   /v1/drain                         stop taking turns, finish (routes/lifecycle.py)
     PUT    /v1/memory/{tenant}/{key}         {"value": ..., "importance": 0.5, "metadata": {}}
     GET    /v1/memory/{tenant}/{key}         which tier answered, and the value
@@ -55,6 +57,7 @@ from agent_runtime.config.limits import (
 )
 from agent_runtime.edge import EdgeLimits, RequestGuard
 from agent_runtime.memory.hierarchy import MemoryHierarchy
+from agent_runtime.request_metrics import RequestMetrics
 from agent_runtime.routes import chat, lifecycle
 from agent_runtime.routes.tasks import router as tasks_router
 from agent_runtime.runtime import Runtime
@@ -123,6 +126,7 @@ def create_app(
     app = FastAPI(title="Agentpool agent runtime", version="0.1.0", lifespan=lifespan)
     authenticator_ = install(app, config.auth)
     app.add_middleware(RequestGuard, limits=limits or EdgeLimits())
+    app.add_middleware(RequestMetrics)  # outermost: the guard's refusals are counted too
 
     def runtime(request: Request) -> Runtime:
         found: Runtime = request.app.state.runtime

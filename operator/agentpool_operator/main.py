@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import kopf
 import structlog
-from aiohttp import web
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
@@ -18,9 +17,10 @@ from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
 from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
-from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
+from agentpool_operator.autoscaler.metrics_api.server import ServingMetricsApi, serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.controller.reviewers import ReviewerBinding
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.handlers import Controller, IndexView, register
 from agentpool_operator.health import Leadership, serve_health
@@ -131,13 +131,18 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
+    reconciler = Reconciler(view, kube, render)
+    reviewers = None
+    if settings.token_reviewer_binding is not None:
+        reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
     autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
     controller = Controller(
-        Reconciler(view, kube, render),
+        reconciler,
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        reviewers,
         loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
@@ -149,6 +154,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         namespaces=namespaces or "all",
         agent_image=settings.agent_image,
         default_redis=settings.default_redis_url is not None,
+        token_reviewer_binding=settings.token_reviewer_binding or "not managed",
     )
     try:
         await kopf.operator(
@@ -166,7 +172,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
 
 async def _start_metrics_api(
     settings: OperatorSettings, board: LoadBoard, kube: KubeApi
-) -> web.AppRunner | None:
+) -> ServingMetricsApi | None:
     """custom.metrics.k8s.io when enabled. Started inside `run`, so on the leader only:
     the board is filled by the leader's autoscaler loop, and a standby would serve nothing;
     in the cluster the leader also routes the metrics-API Service to itself."""
@@ -179,7 +185,11 @@ async def _start_metrics_api(
     runner = None
     try:
         runner = await serve_metrics_api(
-            api_client(), board, port=settings.metrics_api_port, service=service
+            api_client(),
+            board,
+            port=settings.metrics_api_port,
+            service=service,
+            owner_cluster_role=settings.metrics_api_owner,
         )
         if runner is not None and settings.pod_ip:
             endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)

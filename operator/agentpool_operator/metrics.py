@@ -45,3 +45,8 @@ METRICS_API_REQUESTS = Counter(
     "Requests to the custom-metrics API, by HTTP status code.",
     ["code"],
 )
+TOKEN_REVIEWERS = Gauge(
+    "agentpool_operator_token_reviewers",
+    "ServiceAccounts the token-reviewer ClusterRoleBinding should name (pools that review "
+    "projected tokens).",
+)

@@ -56,6 +56,11 @@ class OperatorSettings(BaseModel):
     """The Service in operator_namespace that the operator's APIService points at."""
     metrics_api_service_port: int = Field(default=443, ge=1, le=65535)
     """That Service's port (the aggregator dials the Service, not the pod)."""
+    metrics_api_owner: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$"
+    )
+    """A ClusterRole (the chart's) made the owner of the APIService, so that deleting
+    the installation deletes the APIService; unset: it stays until deleted by hand."""
     pod_ip: IPvAnyAddress | None = None
     """This replica's pod IP (the chart passes it): with the metrics API on, the leader
     points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
@@ -70,6 +75,10 @@ class OperatorSettings(BaseModel):
     discovery_seconds: float = Field(default=300.0, gt=0, le=86_400)
     """How often every MCP server is asked again for its tools (off the reconcile path;
     a status is written only when the answer changes)."""
+    token_reviewer_binding: str | None = Field(default=None, min_length=1, max_length=253)
+    """The ClusterRoleBinding (made by the chart, to a ClusterRole that allows only
+    `create tokenreviews`) whose subjects the operator keeps equal to the ServiceAccounts
+    of the pools that review projected tokens; unset: not managed (bind them yourself)."""
     watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
     """How long one watch request lasts before kopf lists and watches again; unset: the
     API server's choice (minutes)."""
@@ -101,10 +110,12 @@ class OperatorSettings(BaseModel):
             "metrics_api_service": "AGENTPOOL_METRICS_API_SERVICE",
             "metrics_api_service_port": "AGENTPOOL_METRICS_API_SERVICE_PORT",
             "pod_ip": "AGENTPOOL_POD_IP",
+            "metrics_api_owner": "AGENTPOOL_METRICS_API_OWNER",
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
             "discovery_seconds": "AGENTPOOL_DISCOVERY_SECONDS",
+            "token_reviewer_binding": "AGENTPOOL_TOKEN_REVIEWER_BINDING",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
         return cls.model_validate(values)

@@ -2,7 +2,9 @@
 
 A conversation moves between replicas with its memory; a replica SIGKILLed while a
 non-idempotent tool runs leaves a conversation the other replica resumes without
-running the tool again; SIGTERM lets a running turn finish before the process exits.
+running the tool again; a call held for approval on one replica is approved on the
+other, and an approved call cut off by SIGKILL is not run twice; SIGTERM lets a running
+turn finish before the process exits.
 """
 
 from __future__ import annotations
@@ -87,7 +89,19 @@ async def stack(redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]
                         },
                         "http": {"url": f"{tool_url}/charge", "timeoutSeconds": 60},
                         "resilience": {"retry": {"enabled": False}},
-                    }
+                    },
+                    {
+                        "name": "payout",
+                        "description": "pay money out (not idempotent; a person approves)",
+                        "requireApproval": True,
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"amount": {"type": "number"}},
+                            "required": ["amount"],
+                        },
+                        "http": {"url": f"{tool_url}/charge", "timeoutSeconds": 60},
+                        "resilience": {"retry": {"enabled": False}},
+                    },
                 ]
             },
             "memory": {"redis": {"url": redis_url}},
@@ -199,6 +213,54 @@ async def test_sigkill_mid_tool_then_resume_does_not_charge_twice(stack: dict[st
     events = (await b.client.get(f"/v1/conversations/{conversation}/events?tenant=alice")).json()
     kinds = [e["event"].get("kind") for e in events["events"] if e["event"]["type"] == "error"]
     assert "interrupted" in kinds
+    assert "not run again" in response.text
+
+
+async def test_a_call_held_on_one_replica_is_approved_on_the_other(
+    stack: dict[str, Any],
+) -> None:
+    tools: ToolServer = stack["tools"]
+    a, b = await stack["start"]("a"), await stack["start"]("b")
+    held = (await chat(a, 'call payout {"amount": 9}')).json()
+    assert held["stopReason"] == "approvalRequired"
+    conversation, call_id = held["conversationId"], held["pendingApproval"][0]["callId"]
+    route = f"/v1/conversations/{conversation}/approvals"
+    decision = {"tenant": "alice", "decisions": [{"callId": call_id, "approve": True}]}
+    approved = await b.client.post(route, json=decision)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["answer"] == 'tool said: {"charged":9}'
+    again = await a.client.post(route, json=decision)
+    assert again.status_code == 409
+    assert tools.calls == [{"amount": 9}]
+
+
+async def test_sigkill_during_an_approved_call_does_not_pay_twice(stack: dict[str, Any]) -> None:
+    tools: ToolServer = stack["tools"]
+    a, b = await stack["start"]("a"), await stack["start"]("b")
+    held = (await chat(a, 'call payout {"amount": 5}')).json()
+    conversation, call_id = held["conversationId"], held["pendingApproval"][0]["callId"]
+    route = f"/v1/conversations/{conversation}/approvals"
+    decision = {"tenant": "alice", "decisions": [{"callId": call_id, "approve": True}]}
+    tools.hang = True
+    approving = asyncio.create_task(a.client.post(route, json=decision))
+
+    async def paying() -> bool:
+        return len(tools.calls) == 1
+
+    await async_wait_until(paying, timeout=15, what="the approved call to start")
+    a.proc.send_signal(signal.SIGKILL)
+    with pytest.raises(httpx.HTTPError):
+        await approving
+    tools.hang = False
+    # The grant is in the log: deciding again is refused, on any replica.
+    assert (await b.client.post(route, json=decision)).status_code == 409
+
+    async def resumed() -> httpx.Response | None:
+        response = await chat(b, "did it pay?", conversation)
+        return response if response.status_code == 200 else None  # 409 until the lease ends
+
+    response = await async_wait_until(resumed, timeout=15, what="the conversation to resume")
+    assert len(tools.calls) == 1  # the approved, non-idempotent call did not run again
     assert "not run again" in response.text
 
 

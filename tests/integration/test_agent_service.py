@@ -225,6 +225,42 @@ async def test_turns_are_measured(api: httpx.AsyncClient) -> None:
     assert "agentpool_turn_capacity 8.0" in metrics
 
 
+async def _samples(api: httpx.AsyncClient) -> dict[tuple[str, frozenset[Any]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await api.get("/metrics")).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_requests_are_counted_by_route_template_and_status(api: httpx.AsyncClient) -> None:
+    before = await _samples(api)
+    first = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    conversation = first.json()["conversationId"]
+    await api.get(f"/v1/conversations/{conversation}", params={"tenant": "alice"})
+    await api.get("/v1/conversations/nope", params={"tenant": "alice"})
+    await api.post("/v1/chat", content=b"{", headers={"content-type": "application/json"})
+    await api.get("/no/such/path/42")
+    after = await _samples(api)
+
+    def added(name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    requests = "agentpool_http_requests_total"
+    template = "/v1/conversations/{conversation_id}"
+    assert added(requests, route="/v1/chat", method="POST", status="200") == 1
+    assert added(requests, route="/v1/chat", method="POST", status="422") == 1
+    assert added(requests, route=template, method="GET", status="200") == 1
+    assert added(requests, route=template, method="GET", status="404") == 1
+    assert added(requests, route="unmatched", method="GET", status="404") == 1
+    assert added("agentpool_http_request_duration_seconds_count", route="/v1/chat") == 2
+    assert not any(conversation in str(labels) for _, labels in after)  # ids are no labels
+
+
 async def test_another_pool_asks_this_one_through_pool_as_tool(api: httpx.AsyncClient) -> None:
     from agent_runtime.config.tools import AgentImplementation
     from agent_runtime.tools.agent import PoolTool
@@ -328,3 +364,42 @@ async def test_a_task_runs_as_a_turn(model: ScriptedModel, redis_url: str) -> No
             finished = await async_wait_until(done, timeout=20, what="the task's turn")
             assert finished["result"]["answer"] == "echo: do it later"
             assert finished["result"]["stopReason"] == "answered"
+
+
+async def test_redis_answering_with_errors_is_a_listed_502_on_the_conversation_routes(
+    api: httpx.AsyncClient, redis_url: str
+) -> None:
+    """A conversation whose keys Redis holds as the wrong type (an operator's mistake, a
+    key clash) is a 502 for that conversation only, never a 500; and the OpenAPI document
+    says the conversation routes can answer 502."""
+    import redis.asyncio as aioredis
+
+    from agent_runtime.config import PoolIdentity
+    from agent_runtime.memory import KeySpace
+
+    first = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    conversation = first.json()["conversationId"]
+    keys = KeySpace("agentpool", PoolIdentity(namespace="tests", name="chat"))
+    async with aioredis.Redis.from_url(redis_url) as conn:
+        await conn.delete(keys.conversation_events(conversation))
+        await conn.set(keys.conversation_events(conversation), "not a stream")
+    tenant = {"tenant": "alice"}
+    answers = [
+        await api.get(f"/v1/conversations/{conversation}/events", params=tenant),
+        await api.post(
+            "/v1/chat", json={"message": "again", "tenant": "alice", "conversationId": conversation}
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 502, answer.text
+        assert "agentpool" not in answer.json()["error"]["message"]
+    other = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    assert other.status_code == 200, other.text
+    document = (await api.get("/openapi.json")).json()
+    for path, method in [
+        ("/v1/chat", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/conversations/{conversation_id}", "get"),
+        ("/v1/conversations/{conversation_id}/events", "get"),
+    ]:
+        assert "502" in document["paths"][path][method]["responses"], (method, path)

@@ -83,8 +83,12 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
             "ClusterRole",  # discovery (CRDs, namespaces)
             "ClusterRole",  # aggregated into edit/admin
             "ClusterRole",  # aggregated into view
+            "ClusterRole",  # create tokenreviews, for the pools that review tokens
+            "ClusterRole",  # the operator may keep that one binding's subjects
             "ClusterRoleBinding",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",  # the pools' token reviewers (no subjects in the chart)
+            "ClusterRoleBinding",  # the operator's token-reviewer manager role
             "Role",  # leader election: the Lease, in the release namespace
             "RoleBinding",
             "Deployment",
@@ -157,11 +161,44 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
         ("networking.k8s.io", "networkpolicies"): children,
         ("autoscaling", "horizontalpodautoscalers"): children,
         ("", "secrets"): {"get", "list", "watch"},  # resource versions, for rollouts
+        ("", "pods"): {"get", "patch"},  # the autoscaler's pod-deletion-cost
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
+    _assert_token_review_rbac(docs, "rel-agentpool")
+    assert env["AGENTPOOL_TOKEN_REVIEWER_BINDING"] == "rel-agentpool-token-reviewer"
     dashboard = _by_kind(docs, "ConfigMap")[0]
     assert json.loads(dashboard["data"]["agentpool.json"])["panels"]
+
+
+def _assert_token_review_rbac(docs: list[dict[str, Any]], fullname: str) -> None:
+    """One narrow role for the pools, one binding of it with no subjects (the operator's
+    to fill), and the operator allowed that binding and that role by name only."""
+    reviewer = f"{fullname}-token-reviewer"
+    roles = {r["metadata"]["name"]: r for r in _by_kind(docs, "ClusterRole")}
+    bindings = {b["metadata"]["name"]: b for b in _by_kind(docs, "ClusterRoleBinding")}
+    assert roles[reviewer]["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    assert bindings[reviewer]["roleRef"]["name"] == reviewer
+    assert "subjects" not in bindings[reviewer]
+    assert roles[f"{reviewer}-manager"]["rules"] == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterrolebindings"],
+            "resourceNames": [reviewer],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": [reviewer],
+            "verbs": ["bind"],
+        },
+    ]
+    manager = bindings[f"{reviewer}-manager"]
+    assert manager["roleRef"]["name"] == f"{reviewer}-manager"
+    assert [s["name"] for s in manager["subjects"]] == [fullname]
 
 
 def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> None:
@@ -174,8 +211,13 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         "team-b",
     ]
     assert len(_by_kind(docs, "RoleBinding")) == 3
-    # Only the read-only discovery role is bound cluster-wide.
-    [binding] = _by_kind(docs, "ClusterRoleBinding")
+    # Cluster-wide, only the read-only discovery role and the token-reviewer binding.
+    _assert_token_review_rbac(docs, "rel-agentpool")
+    [binding] = [
+        b
+        for b in _by_kind(docs, "ClusterRoleBinding")
+        if not b["metadata"]["name"].startswith("rel-agentpool-token-reviewer")
+    ]
     [cluster_role] = [
         r
         for r in _by_kind(docs, "ClusterRole")
@@ -224,7 +266,11 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         "AgentpoolTaskQueueLag",
     }
     assert _by_kind(docs, "ServiceMonitor")[0]["metadata"]["labels"]["release"] == "prom"
-    assert _by_kind(docs, "PodMonitor")
+    [pods] = _by_kind(docs, "PodMonitor")
+    # Agent pods' series carry their pool (the dashboard filters by it).
+    [endpoint] = pods["spec"]["podMetricsEndpoints"]
+    assert endpoint["relabelings"][0]["targetLabel"] == "pool"
+    assert endpoint["honorLabels"] is True
 
 
 def test_template_with_the_metrics_api(cluster: Cluster) -> None:
@@ -271,9 +317,17 @@ def test_template_with_the_metrics_api(cluster: Cluster) -> None:
             "apiGroups": ["apiregistration.k8s.io"],
             "resources": ["apiservices"],
             "resourceNames": ["v1beta2.custom.metrics.k8s.io"],
-            "verbs": ["get", "update"],
+            "verbs": ["get", "update", "delete"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": ["rel-agentpool-metrics-api"],
+            "verbs": ["get"],
         },
     ]
+    # That ClusterRole owns the APIService, so that uninstalling removes it.
+    assert env["AGENTPOOL_METRICS_API_OWNER"] == "rel-agentpool-metrics-api"
     [slices] = [
         r for r in _by_kind(docs, "Role") if r["metadata"]["name"] == "rel-agentpool-metrics-api"
     ]
@@ -357,6 +411,10 @@ def test_install_creates_everything_and_uninstall_removes_it(
         ("clusterrolebinding", fullname),
         ("clusterrole", f"{fullname}-discovery"),
         ("clusterrolebinding", f"{fullname}-discovery"),
+        ("clusterrole", f"{fullname}-token-reviewer"),
+        ("clusterrolebinding", f"{fullname}-token-reviewer"),
+        ("clusterrole", f"{fullname}-token-reviewer-manager"),
+        ("clusterrolebinding", f"{fullname}-token-reviewer-manager"),
     ]
     for kind, name in namespaced:
         cluster.kubectl("get", kind, name, "-n", namespace)
@@ -453,5 +511,14 @@ def test_watch_namespaces_limits_rbac_to_those_namespaces(
         assert can("list", "customresourcedefinitions")
         assert cluster.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
         cluster.kubectl("get", "role", fullname, "-n", namespace)
+        # RBAC itself: that one binding and that one role, by name, nothing else.
+        reviewer = f"{fullname}-token-reviewer"
+        assert can("patch", f"clusterrolebinding/{reviewer}")
+        assert can("bind", f"clusterrole/{reviewer}")
+        assert not can("create", "clusterrolebindings")
+        assert not can("delete", f"clusterrolebinding/{reviewer}")
+        assert not can("patch", f"clusterrolebinding/{fullname}-discovery")
+        assert not can("bind", "clusterrole/cluster-admin")
+        assert not can("create", "tokenreviews")  # the pools review, not the operator
     finally:
         cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")

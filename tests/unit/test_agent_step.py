@@ -53,9 +53,9 @@ def _simulate(
     state = fold(new_state("c"), [InputReceived(at=0, content="old question")])
     start = TurnStart.of(state, 0.0)
     state = fold(state, [InputReceived(at=0, content="hi")])
-    now, asked, held = 0.0, 0, ()
+    now, asked = 0.0, 0
     for _ in range(1000):
-        action = next_action(state, start, limits, now, held_for_approval=held)
+        action = next_action(state, start, limits, now)
         now += step_seconds
         if isinstance(action, Finish):
             return state, action, asked
@@ -68,11 +68,8 @@ def _simulate(
         assert isinstance(action, CallModel)
         reply = replies[asked % len(replies)]
         asked += 1
-        events, new_held = reply_events(
-            state, reply, now, needs_approval=lambda tool: tool == "approve_me"
-        )
+        events = reply_events(state, reply, now, needs_approval=lambda tool: tool == "approve_me")
         state = fold(state, events)  # raises if the events cannot follow the state
-        held = held + new_held
     raise AssertionError("the turn did not end")
 
 
@@ -90,12 +87,15 @@ def test_every_turn_ends_within_its_limits(
     if finish.reason == "approvalRequired":
         assert finish.pending_approval
         assert all(c.tool == "approve_me" for c in finish.pending_approval)
+        assert state.status == "awaitingApproval"
+    else:  # a held call always ends the turn before the model is asked again
+        assert not state.awaiting_approval
 
 
 @given(st.lists(calls, min_size=1, max_size=5))
 def test_call_ids_are_scoped_to_the_reply_and_unique(requested: list[RequestedCall]) -> None:
     state = fold(new_state("c"), [InputReceived(at=0, content="x")])
-    events, _ = reply_events(state, ModelReply("m", None, tuple(requested)), 1.0)
+    events = reply_events(state, ModelReply("m", None, tuple(requested)), 1.0)
     ids = [e.call_id for e in events if e.type == "toolCalled"]
     assert len(ids) == len(set(ids)) == len(requested)
     assert all(i.startswith(f"v{state.version + 1}.") for i in ids)
@@ -104,9 +104,8 @@ def test_call_ids_are_scoped_to_the_reply_and_unique(requested: list[RequestedCa
 
 def test_a_reply_without_calls_is_the_answer() -> None:
     state = fold(new_state("c"), [InputReceived(at=0, content="x")])
-    events, held = reply_events(state, ModelReply("m", "hello", (), 3, 4), 1.0)
+    events = reply_events(state, ModelReply("m", "hello", (), 3, 4), 1.0)
     after = fold(state, events)
-    assert held == ()
     assert after.status == "responded"
     assert after.prompt_tokens == 3
     assert next_action(after, TurnStart.of(state, 0), TurnLimits(), 1.0) == Finish(
@@ -117,7 +116,7 @@ def test_a_reply_without_calls_is_the_answer() -> None:
 def test_bad_arguments_go_back_to_the_model_as_the_result() -> None:
     state = fold(new_state("c"), [InputReceived(at=0, content="x")])
     reply = ModelReply("m", None, (RequestedCall("a", "lookup", "[1]"),))
-    after = fold(state, reply_events(state, reply, 1.0)[0])
+    after = fold(state, reply_events(state, reply, 1.0))
     assert after.tool_calls[0].status == "failed"
     assert "JSON object" in str(after.tool_calls[0].output)
     assert next_action(after, TurnStart.of(state, 0), TurnLimits(), 1.0) == CallModel()

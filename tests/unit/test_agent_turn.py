@@ -9,13 +9,25 @@ from typing import Any
 
 import pytest
 
+from agent_runtime.agent.approval import (
+    AlreadyDecidedError,
+    ApprovalPendingError,
+    Decision,
+    HeldCallNotFoundError,
+)
 from agent_runtime.agent.conversations import ConversationBusyError, MemoryConversations
 from agent_runtime.agent.model import ModelUnavailableError
 from agent_runtime.agent.step import ModelReply, RequestedCall
-from agent_runtime.agent.turn import DEGRADED_ANSWER, Agent, TurnRequest
+from agent_runtime.agent.turn import DEGRADED_ANSWER, Agent, DecisionRequest, TurnRequest
 from agent_runtime.config.agent import TurnLimits
 from agent_runtime.config.tools import ToolHints
-from agent_runtime.conversation.state import InputReceived, ModelCalled, ToolCalled
+from agent_runtime.conversation.state import (
+    ApprovalGranted,
+    ApprovalRequested,
+    InputReceived,
+    ModelCalled,
+    ToolCalled,
+)
 from agent_runtime.tools.registry import ToolRegistry
 from agent_runtime.tools.tool import CallContext
 
@@ -232,7 +244,7 @@ async def test_resume_does_not_rerun_a_non_idempotent_call(
 async def test_calls_needing_approval_are_not_run(
     registry: ToolRegistry, side_effects: list[dict[str, Any]]
 ) -> None:
-    agent, _, _ = make_agent(
+    agent, _, store = make_agent(
         tools_then_answer(call("charge", {"amount": 5})),
         registry,
         needs_approval=lambda tool: tool == "charge",
@@ -242,7 +254,157 @@ async def test_calls_needing_approval_are_not_run(
     assert out.pending_approval == [
         {"callId": "v2.call_1", "tool": "charge", "arguments": {"amount": 5}}
     ]
+    assert out.steps[0]["approval"] == "requested"
     assert side_effects == []
+    # Nothing new is taken until the held call is decided, and nothing is written.
+    before, _ = await store.load("c1")
+    with pytest.raises(ApprovalPendingError, match=r"v2\.call_1"):
+        await agent.run_turn(TurnRequest("c1", "alice", "hello?"))
+    assert (await store.load("c1"))[0] == before
+
+
+def approve(call_id: str, yes: bool = True, reason: str = "") -> DecisionRequest:
+    return DecisionRequest("c1", "alice", (Decision(call_id, yes, reason),), by="ops")
+
+
+async def test_an_approved_call_runs_once_and_the_turn_goes_on(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    agent, model, _ = make_agent(
+        tools_then_answer(call("charge", {"amount": 5})),
+        registry,
+        needs_approval=lambda tool: tool == "charge",
+    )
+    held = await agent.run_turn(TurnRequest("c1", "alice", "pay"))
+    streamed: list[dict[str, Any]] = []
+
+    async def emit(step: dict[str, Any]) -> None:
+        streamed.append(step)
+
+    out = await agent.decide(approve(held.pending_approval[0]["callId"]), emit)
+    assert (out.reason, out.answer) == ("answered", 'saw {"charged":5}')
+    assert side_effects == [{"tool": "charge", "amount": 5, "tenant": "alice"}]
+    assert out.steps == [
+        {
+            "callId": "v2.call_1",
+            "tool": "charge",
+            "arguments": {"amount": 5},
+            "approval": "granted",
+            "output": {"charged": 5},
+            "isError": False,
+        }
+    ]
+    assert [s["type"] for s in streamed][:3] == ["start", "approval", "toolResult"]
+    assert streamed[1] == {
+        "type": "approval",
+        "callId": "v2.call_1",
+        "decision": "granted",
+        "by": "ops",
+    }
+    assert out.usage["modelCalls"] == 1  # the resumed turn asked the model once more
+    with pytest.raises(AlreadyDecidedError):
+        await agent.decide(approve("v2.call_1"))
+    assert len(side_effects) == 1
+    # The next message is a new turn (this script asks for a charge again: held anew).
+    again = await agent.run_turn(TurnRequest("c1", "alice", "once more"))
+    assert again.reason == "approvalRequired"
+    assert again.pending_approval[0]["callId"] != "v2.call_1"
+    assert len(side_effects) == 1
+    assert len(model.seen) == 3
+
+
+async def test_a_refusal_is_the_calls_result_for_the_model(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    agent, model, store = make_agent(
+        tools_then_answer(call("charge", {"amount": 5})),
+        registry,
+        needs_approval=lambda tool: tool == "charge",
+    )
+    await agent.run_turn(TurnRequest("c1", "alice", "pay"))
+    out = await agent.decide(approve("v2.call_1", False, "over budget"))
+    assert out.reason == "answered"
+    assert side_effects == []
+    assert "over budget" in (out.answer or "")
+    assert out.steps[0]["approval"] == "refused"
+    tool_message = model.seen[-1][-1]
+    assert tool_message["role"] == "tool"
+    assert tool_message["tool_call_id"] == "v2.call_1"
+    assert "refused" in tool_message["content"]
+    state, events = await store.load("c1")
+    assert [e.type for _, e in events if e.type.startswith("approval")] == [
+        "approvalRequested",
+        "approvalRefused",
+    ]
+    assert state.status == "responded"
+
+
+async def test_some_calls_decided_leave_the_turn_waiting_for_the_rest(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    two = ModelReply(
+        "m",
+        None,
+        (
+            RequestedCall("a", "charge", '{"amount": 1}'),
+            RequestedCall("b", "charge", '{"amount": 2}'),
+        ),
+    )
+    agent, _, _ = make_agent(
+        tools_then_answer(two), registry, needs_approval=lambda tool: tool == "charge"
+    )
+    held = await agent.run_turn(TurnRequest("c1", "alice", "pay twice"))
+    assert [c["callId"] for c in held.pending_approval] == ["v2.a", "v2.b"]
+    first = await agent.decide(approve("v2.a"))
+    assert first.reason == "approvalRequired"
+    assert [c["callId"] for c in first.pending_approval] == ["v2.b"]
+    # An approved call runs at once (a logged grant means "may have run"); the model is
+    # asked only when every call of its reply has an outcome.
+    assert [e["amount"] for e in side_effects] == [1]
+    assert first.usage["modelCalls"] == 0
+    last = await agent.decide(approve("v2.b"))
+    assert last.reason == "answered"
+    assert [e["amount"] for e in side_effects] == [1, 2]
+
+
+async def test_an_approved_call_cut_off_by_a_crash_is_not_run_again(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    """A replica died after logging a grant (the call may have run): the next decision
+    settles it as interrupted instead of running it, and runs only its own call."""
+    store = MemoryConversations()
+    await store.claim("c1", "alice")
+    state, _ = await store.load("c1")
+    await store.append(
+        state,
+        InputReceived(at=0, content="pay twice"),
+        ModelCalled(at=0, model="m"),
+        ToolCalled(at=0, call_id="v2.a", tool="charge", arguments={"amount": 1}),
+        ApprovalRequested(at=0, call_id="v2.a"),
+        ToolCalled(at=0, call_id="v2.b", tool="charge", arguments={"amount": 2}),
+        ApprovalRequested(at=0, call_id="v2.b"),
+        ApprovalGranted(at=1, call_id="v2.a", by="ops"),
+    )
+    agent, _, _ = make_agent(lambda m: answer("ok"), registry, store)
+    out = await agent.decide(approve("v2.b"))
+    assert out.reason == "answered"
+    assert [e["amount"] for e in side_effects] == [2]
+    assert out.steps[0]["kind"] == "interrupted"
+
+
+async def test_deciding_another_tenants_conversation_is_not_found(registry: ToolRegistry) -> None:
+    from agent_runtime.agent.conversations import ConversationNotFoundError
+
+    agent, _, _ = make_agent(
+        tools_then_answer(call("charge", {"amount": 5})),
+        registry,
+        needs_approval=lambda tool: tool == "charge",
+    )
+    await agent.run_turn(TurnRequest("c1", "alice", "pay"))
+    with pytest.raises(ConversationNotFoundError):
+        await agent.decide(DecisionRequest("c1", "mallory", (Decision("v2.call_1", True),), "m"))
+    with pytest.raises(HeldCallNotFoundError):
+        await agent.decide(approve("v9.other"))
 
 
 async def test_model_down_gives_a_degraded_answer(registry: ToolRegistry) -> None:

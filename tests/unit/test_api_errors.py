@@ -6,6 +6,11 @@ import pytest
 from redis import exceptions as redis_errors
 
 from agent_runtime.agent.admission import AtCapacityError, DrainingError
+from agent_runtime.agent.approval import (
+    AlreadyDecidedError,
+    ApprovalPendingError,
+    HeldCallNotFoundError,
+)
 from agent_runtime.agent.conversations import ConversationBusyError, ConversationNotFoundError
 from agent_runtime.agent.model import ModelUnavailableError
 from agent_runtime.api_errors import InvalidRequestError, NoAgentError, error_response
@@ -60,6 +65,9 @@ from agent_runtime.tools.errors import (
         (NoAgentError(), 404),
         (ConversationBusyError("c"), 409),
         (ConflictError("c", 1, 2), 409),
+        (ApprovalPendingError("c", ["v2.call_1"]), 409),
+        (AlreadyDecidedError("v2.call_1", "succeeded"), 409),
+        (HeldCallNotFoundError("v9.x"), 404),
         (AtCapacityError(8), 503),
         (DrainingError(), 503),
         (ModelUnavailableError("all down"), 503),

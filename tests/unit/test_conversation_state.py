@@ -8,6 +8,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent_runtime.conversation.state import (
+    ApprovalGranted,
+    ApprovalRefused,
+    ApprovalRequested,
     ConversationState,
     ErrorOccurred,
     Event,
@@ -42,18 +45,24 @@ json_value = st.recursive(
 
 @st.composite
 def histories(draw: st.DrawFn, max_events: int = 40) -> list[Event]:
-    """Valid event sequences: tool results only for pending calls, no reply while waiting."""
+    """Valid event sequences: tool results only for pending calls, no reply while waiting,
+    no input or reply while a call waits for approval."""
     events: list[Event] = []
     pending: list[str] = []
+    held: list[str] = []
     made = 0
     at = draw(st.floats(0, 1e9))
     for _ in range(draw(st.integers(0, max_events))):
         at += draw(st.floats(0, 100))
-        choices = ["input", "model", "tool", "error"]
+        choices = ["model", "tool", "error"]
+        if not held:
+            choices.append("input")
         if pending:
-            choices += ["result", "result", "toolError"]
-        else:
+            choices += ["result", "result", "toolError", "hold"]
+        elif not held:
             choices.append("response")
+        if held:
+            choices += ["grant", "refuse"]
         kind = draw(st.sampled_from(choices))
         if kind == "input":
             events.append(InputReceived(at=at, content=draw(st.text(max_size=30))))
@@ -82,6 +91,17 @@ def histories(draw: st.DrawFn, max_events: int = 40) -> list[Event]:
         elif kind == "toolError":
             call_id = pending.pop(0)
             events.append(ErrorOccurred(at=at, kind="timeout", message="slow", call_id=call_id))
+        elif kind == "hold":
+            call_id = pending.pop()
+            held.append(call_id)
+            events.append(ApprovalRequested(at=at, call_id=call_id))
+        elif kind == "grant":
+            call_id = held.pop(0)
+            pending.append(call_id)
+            events.append(ApprovalGranted(at=at, call_id=call_id, by="ops"))
+        elif kind == "refuse":
+            call_id = held.pop()
+            events.append(ApprovalRefused(at=at, call_id=call_id, by="ops", reason="no"))
         elif kind == "response":
             events.append(ResponseGenerated(at=at, content=draw(st.text(max_size=30))))
         else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_runtime.conversation.state import (
+    ApprovalRefused,
     ContextSummarized,
     ErrorOccurred,
     Event,
@@ -24,6 +25,7 @@ from agent_runtime.conversation.state import (
     ResponseGenerated,
     ToolCalled,
     ToolResultReceived,
+    refusal_text,
 )
 from agent_runtime.memory import codec
 
@@ -87,6 +89,9 @@ def _render(events: Sequence[Versioned]) -> list[tuple[int, Message]]:
                 out.append(
                     (version, {"role": "tool", "tool_call_id": event.call_id, "content": text})
                 )
+        elif isinstance(event, ApprovalRefused):
+            text = f"error (approvalRefused): {refusal_text(event)}"
+            out.append((version, {"role": "tool", "tool_call_id": event.call_id, "content": text}))
         elif isinstance(event, ResponseGenerated):
             out.append((version, {"role": "assistant", "content": event.content}))
             open_assistant = None
@@ -162,7 +167,9 @@ def safe_cuts(events: Sequence[Versioned]) -> list[int]:
             break
         if isinstance(event, ToolCalled):
             open_calls.add(event.call_id)
-        elif isinstance(event, ToolResultReceived | ErrorOccurred) and event.call_id:
+        elif isinstance(event, ToolResultReceived | ErrorOccurred | ApprovalRefused) and (
+            event.call_id
+        ):
             open_calls.discard(event.call_id)
         # Not right after a model call: its text belongs with the tool calls that follow.
         if not open_calls and not isinstance(event, ModelCalled):

@@ -9,6 +9,11 @@ conversation that has a writer, on this replica or another, is refused at once w
 version check still refuses the stale writer's append. A crashed writer's lease expires
 after `lease_seconds`, and the next turn resumes the conversation.
 
+A turn opens with `turn()`: the owner claim (or check), the writer lease and the read of
+the state and events go to Redis in one pipelined round trip instead of four; on a
+loaded machine each round trip is a wake-up of two processes, the largest part of a
+turn's overhead (benchmarks/README.md).
+
 `MemoryConversations` keeps the same contract in one process, for a runtime without
 Redis and for unit tests.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -68,8 +74,12 @@ class Conversations(Protocol):
         """The current state and the retained events."""
         ...
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
-        """Version-checked append (`ConflictError` when `state` is not the latest)."""
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
+        """Version-checked append (`ConflictError` when `state` is not the latest).
+
+        `last`: the turn writes nothing after this; its writer lease may end with it."""
         ...
 
     async def claim(self, conversation_id: str, tenant: str) -> None:
@@ -82,6 +92,13 @@ class Conversations(Protocol):
 
     def writer(self, conversation_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the conversation's one writer slot (`ConversationBusyError` if taken)."""
+        ...
+
+    def turn(
+        self, conversation_id: str, tenant: str, *, start: bool
+    ) -> contextlib.AbstractAsyncContextManager[tuple[ConversationState, list[Versioned]]]:
+        """`claim` (`start`) or `check_owner`, then `writer`, then `load`: what a turn does
+        before its first step, with the same errors, in one step."""
         ...
 
 
@@ -102,14 +119,26 @@ class RedisConversations:
         self._keys = keys
         self._health = health
         self.lease_seconds = lease_seconds
+        self._held: dict[str, Any] = {}
+        """The lease (a redis-py Lock) of each conversation a turn here is writing."""
 
     async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
         state = await self.store.load(conversation_id)
         events = await self.store.events(conversation_id) if state.version else []
         return state, events
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
-        return await self.store.append(state, *events)
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
+        lock = self._held.get(state.conversation_id) if last else None
+        token = lock.local.token if lock is not None else None
+        if lock is None or token is None:
+            return await self.store.append(state, *events)
+        # The turn's last write ends its lease in the same round trip; `_holding` then
+        # has nothing left to release.
+        after = await self.store.append(state, *events, then_release=(lock.name, token))
+        lock.local.token = None
+        return after
 
     async def claim(self, conversation_id: str, tenant: str) -> None:
         name = self._keys.conversation_tenant(check_conversation_id(conversation_id))
@@ -131,33 +160,96 @@ class RedisConversations:
         if owner is None or owner.decode() != tenant:
             raise ConversationNotFoundError(conversation_id)
 
-    @contextlib.asynccontextmanager
-    async def writer(self, conversation_id: str) -> AsyncIterator[None]:
-        lock = self._client.lock(
+    def _lock(self, conversation_id: str) -> Any:
+        return self._client.lock(
             self._keys.conversation_writer(check_conversation_id(conversation_id)),
             timeout=self.lease_seconds,
             blocking=False,
             thread_local=False,
         )
 
+    @contextlib.asynccontextmanager
+    async def writer(self, conversation_id: str) -> AsyncIterator[None]:
+        lock = self._lock(conversation_id)
+
         async def acquire() -> bool:
             return bool(await lock.acquire())
 
         if not await self._health.call(acquire, what=f"writer lease of {conversation_id!r}"):
             raise ConversationBusyError(conversation_id)
+        async with self._holding(lock, conversation_id):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, conversation_id: str, tenant: str, *, start: bool
+    ) -> AsyncIterator[tuple[ConversationState, list[Versioned]]]:
+        owner_key = self._keys.conversation_tenant(check_conversation_id(conversation_id))
+        lock = self._lock(conversation_id)
+        token = uuid.uuid4().hex.encode()
+
+        async def begin() -> Any:
+            # In order on the server: the lease is taken before the read, so the state
+            # read is the one this writer appends after (the version check backs it).
+            async with self._client.pipeline(transaction=False) as pipe:
+                if start:
+                    pipe.set(owner_key, tenant, nx=True, get=True)
+                else:
+                    pipe.get(owner_key)
+                pipe.set(lock.name, token, nx=True, px=int(self.lease_seconds * 1000))
+                self.store.queue_load_all(pipe, conversation_id)
+                return await pipe.execute(raise_on_error=False)
+
+        owner, acquired, loaded = await self._health.call(
+            begin, what=f"start of a turn on {conversation_id!r}"
+        )
+        if acquired:
+            # The lease was taken with redis-py's own token scheme (SET NX PX), so its
+            # Lock renews and releases it as if `acquire` had taken it.
+            lock.local.token = token
+        try:
+            for reply in (owner, acquired):
+                if isinstance(reply, Exception):
+                    raise reply
+            if (owner is None and not start) or (owner is not None and owner.decode() != tenant):
+                raise ConversationNotFoundError(conversation_id)
+            if not acquired:
+                raise ConversationBusyError(conversation_id)
+            state, events = self.store.decode_load_all(conversation_id, loaded)
+        except BaseException:
+            if acquired:
+                with contextlib.suppress(LockError, RedisError, OSError):
+                    await lock.release()
+            raise
+        async with self._holding(lock, conversation_id):
+            yield state, events
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, lock: Any, conversation_id: str) -> AsyncIterator[None]:
+        """Renew the held lease while the body runs; release it after (unless the last
+        append already did)."""
+        # A turn whose last append ended its lease may still be finishing here when the
+        # next turn on the conversation starts: that one then keeps its lease to the end
+        # (released by its own token), never using another turn's lock.
+        mine = self._held.setdefault(conversation_id, lock) is lock
         renew = asyncio.create_task(self._renew(lock, conversation_id))
         try:
             yield
         finally:
+            if mine:
+                del self._held[conversation_id]
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-            with contextlib.suppress(LockError, RedisError, OSError):
-                await lock.release()
+            if lock.local.token is not None:
+                with contextlib.suppress(LockError, RedisError, OSError):
+                    await lock.release()
 
     async def _renew(self, lock: Any, conversation_id: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            if lock.local.token is None:
+                return  # ended by the turn's last append
             try:
                 await lock.reacquire()
             except (LockError, RedisError, OSError) as exc:
@@ -179,7 +271,9 @@ class MemoryConversations:
         events = list(self._events.get(check_conversation_id(conversation_id), []))
         return fold(new_state(conversation_id), (e for _, e in events)), events
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
         log_ = self._events.setdefault(state.conversation_id, [])
         current = log_[-1][0] if log_ else 0
         if current != state.version:
@@ -196,6 +290,17 @@ class MemoryConversations:
     async def check_owner(self, conversation_id: str, tenant: str) -> None:
         if self._owners.get(conversation_id) != tenant:
             raise ConversationNotFoundError(conversation_id)
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, conversation_id: str, tenant: str, *, start: bool
+    ) -> AsyncIterator[tuple[ConversationState, list[Versioned]]]:
+        if start:
+            await self.claim(conversation_id, tenant)
+        else:
+            await self.check_owner(conversation_id, tenant)
+        async with self.writer(conversation_id):
+            yield await self.load(conversation_id)
 
     @contextlib.asynccontextmanager
     async def writer(self, conversation_id: str) -> AsyncIterator[None]:

@@ -33,3 +33,9 @@ MODEL_BREAKER = Gauge(
 COMPACTIONS = Counter(
     "agentpool_context_compactions_total", "Summaries written, by who wrote them.", ["by"]
 )
+APPROVALS = Counter(
+    "agentpool_tool_approvals_total",
+    "Tool calls held for a person's approval and the decisions on them, by event "
+    "(approvalRequested, approvalGranted, approvalRefused).",
+    ["event"],
+)

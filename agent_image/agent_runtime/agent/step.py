@@ -18,6 +18,7 @@ from pydantic import JsonValue
 
 from agent_runtime.config.agent import TurnLimits
 from agent_runtime.conversation.state import (
+    ApprovalRequested,
     ConversationState,
     ErrorOccurred,
     Event,
@@ -37,9 +38,6 @@ StopReason = Literal[
     "failed",
 ]
 """Why a turn ended. Only `answered` carries the model's answer."""
-
-APPROVAL_REQUIRED = "approvalRequired"
-"""The error kind that marks a tool call held for a person's approval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +110,18 @@ def next_action(
     start: TurnStart,
     limits: TurnLimits,
     now: float,
-    *,
-    held_for_approval: tuple[str, ...] = (),
 ) -> Action:
     """What the turn does next, from the state the log folds to.
 
     Pending tool calls run before anything else (a turn never asks the model with a
-    call unanswered); a held call ends the turn; the limits are checked before each
-    model call, so a turn ends with a reason instead of overrunning.
+    call unanswered); a call held for approval ends the turn (a decision resumes it);
+    the limits are checked before each model call, so a turn ends with a reason instead
+    of overrunning.
     """
     if state.pending_tool_calls:
         return RunTools(state.pending_tool_calls)
-    if held_for_approval:
-        held = tuple(c for c in state.tool_calls if c.call_id in held_for_approval)
+    if state.awaiting_approval:
+        held = state.awaiting_approval
         return Finish(
             "approvalRequired",
             detail=f"{len(held)} tool call(s) wait for a person's approval",
@@ -193,11 +190,12 @@ def reply_events(
     now: float,
     *,
     needs_approval: Callable[[str], bool] = lambda _tool: False,
-) -> tuple[list[Event], tuple[str, ...]]:
-    """The events that record `reply` after `state`, and the call ids held for approval.
+) -> list[Event]:
+    """The events that record `reply` after `state`.
 
     Arguments that are not a JSON object do not reach a tool: the call is recorded and
     failed at once with the reason, which goes back to the model as the call's result.
+    A call to a tool that needs approval is recorded and held (`approvalRequested`).
     """
     called = ModelCalled(
         at=now,
@@ -210,9 +208,8 @@ def reply_events(
     events: list[Event] = [called]
     if not reply.tool_calls:
         events.append(ResponseGenerated(at=now, content=reply.content or ""))
-        return events, ()
+        return events
     version = state.version + 1
-    held: list[str] = []
     seen: set[str] = set()
     for requested in reply.tool_calls:
         call_id = scoped_call_id(version, requested.call_id)
@@ -226,17 +223,8 @@ def reply_events(
                 ErrorOccurred(at=now, kind="invalidArguments", message=problem, call_id=call_id)
             )
         elif needs_approval(requested.tool):
-            held.append(call_id)
-            events.append(
-                ErrorOccurred(
-                    at=now,
-                    kind=APPROVAL_REQUIRED,
-                    message=f"tool {requested.tool!r} needs a person's approval; "
-                    "the call was not run",
-                    call_id=call_id,
-                )
-            )
-    return events, tuple(held)
+            events.append(ApprovalRequested(at=now, call_id=call_id))
+    return events
 
 
 def parse_arguments(text: str) -> tuple[dict[str, JsonValue], str | None]:

@@ -3,6 +3,8 @@
     agent = Agent(instructions=..., model=ModelClient(config.model), registry=registry,
                   conversations=RedisConversations(...), limits=config.agent.limits)
     outcome = await agent.run_turn(TurnRequest("c-1", tenant="alice", message="hi"))
+    # a call held for approval (stopReason approvalRequired) is decided, and the turn goes on:
+    outcome = await agent.decide(DecisionRequest("c-1", "alice", (Decision(id, True),), by="ops"))
 
 Every step is appended to the conversation's log before the next one starts, under the
 conversation's one writer. That gives three guarantees:
@@ -29,6 +31,7 @@ import structlog
 from pydantic import JsonValue
 
 from agent_runtime.agent import metrics
+from agent_runtime.agent.approval import ApprovalPendingError, Decision, decision_events
 from agent_runtime.agent.context import (
     Versioned,
     current_view,
@@ -54,6 +57,9 @@ from agent_runtime.agent.step import (
 )
 from agent_runtime.config.agent import TurnLimits
 from agent_runtime.conversation.state import (
+    ApprovalGranted,
+    ApprovalRefused,
+    ApprovalRequested,
     ContextSummarized,
     ConversationState,
     ErrorOccurred,
@@ -64,6 +70,7 @@ from agent_runtime.conversation.state import (
     ToolCalled,
     ToolCallRecord,
     ToolResultReceived,
+    refusal_text,
 )
 from agent_runtime.memory import codec
 from agent_runtime.memory.hierarchy import MemoryHierarchy
@@ -99,6 +106,20 @@ class TurnRequest:
     conversation_id: str
     tenant: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    """A person's decisions on calls held for approval; `by` is who (the caller's subject)."""
+
+    conversation_id: str
+    tenant: str
+    decisions: tuple[Decision, ...]
+    by: str
+
+
+Opening = Callable[[ConversationState], list[Event]]
+"""The events a turn starts with, from the state it found (raises to refuse the turn)."""
 
 
 @dataclass(slots=True)
@@ -142,7 +163,6 @@ class _Turn:
     start: TurnStart
     emit: Emit | None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    held: tuple[str, ...] = ()
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     streamed: bool = False
     """Whether the answer's text already went out as deltas while the model wrote it."""
@@ -179,11 +199,53 @@ class Agent:
         self._clock = clock
 
     async def run_turn(self, request: TurnRequest, emit: Emit | None = None) -> TurnOutcome:
-        """Take `request.message`, think, call tools, answer: one turn, logged step by step."""
+        """Take `request.message`, think, call tools, answer: one turn, logged step by step.
+
+        `ApprovalPendingError` (nothing written) while calls of the conversation wait for
+        a decision: the model must see their outcome before anything new.
+        """
+
+        def opening(state: ConversationState) -> list[Event]:
+            if state.awaiting_approval:
+                raise ApprovalPendingError(
+                    state.conversation_id, (c.call_id for c in state.awaiting_approval)
+                )
+            return [InputReceived(at=self._clock(), content=request.message)]
+
+        return await self._drive(request, opening, emit, start=True)
+
+    async def decide(self, request: DecisionRequest, emit: Emit | None = None) -> TurnOutcome:
+        """Apply a person's decisions on held calls and resume the turn they ended.
+
+        The decisions are appended under the conversation's one writer and checked
+        against its log, so each call is decided once, on any replica (a second decision
+        is `AlreadyDecidedError`, nothing applied). Approved calls then run, refused ones
+        go back to the model as their results, and the turn goes on with fresh limits;
+        while some held calls are still undecided it ends `approvalRequired` again.
+        """
+
+        def opening(state: ConversationState) -> list[Event]:
+            events: list[Event] = []
+            events.extend(
+                decision_events(state, request.decisions, by=request.by, now=self._clock())
+            )
+            return events
+
+        turn = TurnRequest(request.conversation_id, request.tenant, message="")
+        return await self._drive(turn, opening, emit, start=False)
+
+    async def _drive(
+        self, request: TurnRequest, opening: Opening, emit: Emit | None, *, start: bool
+    ) -> TurnOutcome:
+        """Run a turn under the conversation's writer: load, open, loop, record the end.
+
+        `start`: the turn may start the conversation (its tenant becomes the owner);
+        otherwise the conversation must exist and be the tenant's.
+        """
         started = time.perf_counter()
-        await self.conversations.claim(request.conversation_id, request.tenant)
-        async with self.conversations.writer(request.conversation_id):
-            state, events = await self.conversations.load(request.conversation_id)
+        conversation = self.conversations.turn(request.conversation_id, request.tenant, start=start)
+        async with conversation as (state, events):
+            first = opening(state)  # refused here, the request is an HTTP error: nothing written
             turn = _Turn(request, state, events, TurnStart.of(state, self._clock()), emit)
             if emit is not None:
                 await emit(
@@ -196,7 +258,7 @@ class Agent:
             try:
                 finish = await within(
                     self.limits.turn_timeout_seconds,
-                    self._run(turn),
+                    self._run(turn, first),
                     expired=lambda: TurnTimeoutError(),
                 )
             except TurnTimeoutError:
@@ -209,21 +271,20 @@ class Agent:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _run(self, turn: _Turn) -> Finish:
+    async def _run(self, turn: _Turn, opening: Sequence[Event]) -> Finish:
+        # Calls an interrupted turn left pending are settled first, before the opening
+        # events (an approval's) can make new calls pending: those then run exactly once.
         if turn.state.pending_tool_calls:
             await self._resume(turn)
-        await self._append(turn, InputReceived(at=self._clock(), content=turn.request.message))
-        system = await self._system_prompt(turn.request)
+        await self._append(turn, *opening)
+        system = await self._system_prompt(turn.request.tenant, _recall_query(turn))
         tools = self.registry.openai_tools()
         while True:
-            action = next_action(
-                turn.state, turn.start, self.limits, self._clock(), held_for_approval=turn.held
-            )
+            action = next_action(turn.state, turn.start, self.limits, self._clock())
             if isinstance(action, Finish):
                 if action.reason in ("maxModelCalls", "maxTokens", "timeout"):
-                    await self._append(
-                        turn, limit_event(action.reason, action.detail, self._clock())
-                    )
+                    event = limit_event(action.reason, action.detail, self._clock())
+                    await self._append(turn, event, last=True)
                 return action
             if isinstance(action, RunTools):
                 await self._run_tools(turn, action.calls)
@@ -235,13 +296,12 @@ class Agent:
                 reply = await self.model.complete(messages, tools, on_delta=_deltas(turn))
             except ModelUnavailableError as exc:
                 detail = f"no model could answer: {exc}"
-                await self._append(turn, limit_event("degraded", detail, self._clock()))
+                event = limit_event("degraded", detail, self._clock())
+                await self._append(turn, event, last=True)
                 return Finish("degraded", answer=DEGRADED_ANSWER, detail=detail)
-            new, held = reply_events(
-                turn.state, reply, self._clock(), needs_approval=self.needs_approval
-            )
-            await self._append(turn, *new)
-            turn.held = turn.held + held
+            new = reply_events(turn.state, reply, self._clock(), needs_approval=self.needs_approval)
+            # An answer is the turn's last write (its lease ends in the same round trip).
+            await self._append(turn, *new, last=not reply.tool_calls)
 
     async def _timed_out(self, turn: _Turn) -> Finish:
         """Record the timeout; calls cut off mid-flight have an unknown outcome."""
@@ -261,7 +321,7 @@ class Agent:
             )
             for call in state.pending_tool_calls
         ]
-        await self._append(turn, *settle, limit_event("timeout", detail, now))
+        await self._append(turn, *settle, limit_event("timeout", detail, now), last=True)
         return Finish("timeout", detail=detail)
 
     async def _resume(self, turn: _Turn) -> None:
@@ -335,15 +395,13 @@ class Agent:
 
     # ------------------------------------------------------------------ context
 
-    async def _system_prompt(self, request: TurnRequest) -> str:
+    async def _system_prompt(self, tenant: str, query: str) -> str:
         parts = [self.instructions]
         if self.domain:
             parts.append(f"Domain: {self.domain}")
-        if self.memory is not None and self.recall_k:
+        if self.memory is not None and self.recall_k and query:
             try:
-                found = await self.memory.search(
-                    request.message, tenant=request.tenant, k=self.recall_k
-                )
+                found = await self.memory.search(query, tenant=tenant, k=self.recall_k)
             except Exception as exc:  # memory is help, not a precondition of answering
                 log.warning("memory recall skipped", error=str(exc))
                 found = []
@@ -373,13 +431,16 @@ class Agent:
 
     # ------------------------------------------------------------------ the log
 
-    async def _append(self, turn: _Turn, *events: Event) -> None:
+    async def _append(self, turn: _Turn, *events: Event, last: bool = False) -> None:
+        """Log `events` and stream their steps; `last`: the turn writes nothing after."""
         if not events:
             return
         before = turn.state.version
-        turn.state = await self.conversations.append(turn.state, *events)
+        turn.state = await self.conversations.append(turn.state, *events, last=last)
         turn.events.extend(zip(range(before + 1, turn.state.version + 1), events, strict=True))
         for event in events:
+            if isinstance(event, ApprovalRequested | ApprovalGranted | ApprovalRefused):
+                metrics.APPROVALS.labels(event.type).inc()
             step = _step(event, turn)
             if step is not None and turn.emit is not None:
                 await turn.emit(step)
@@ -404,6 +465,13 @@ class Agent:
                 for c in finish.pending_approval
             ],
         )
+
+
+def _recall_query(turn: _Turn) -> str:
+    """What memory is searched with: the message, or (a resumed turn) the last one."""
+    if turn.request.message:
+        return turn.request.message
+    return next((m.content for m in reversed(turn.state.messages) if m.role == "user"), "")
 
 
 def _deltas(turn: _Turn) -> OnDelta | None:
@@ -433,9 +501,29 @@ def _step(event: Event, turn: _Turn) -> dict[str, Any] | None:
         if event.call_id in turn.steps:
             turn.steps[event.call_id].update(result)
         return {"type": "toolResult", "callId": event.call_id, **result}
+    if isinstance(event, ApprovalRequested | ApprovalGranted):
+        call = _call(turn, event.call_id)
+        decision = "requested" if isinstance(event, ApprovalRequested) else "granted"
+        step = turn.steps.setdefault(event.call_id, _call_step(call))
+        step["approval"] = decision
+        by = {} if isinstance(event, ApprovalRequested) else {"by": event.by}
+        return {"type": "approval", "callId": event.call_id, "decision": decision, **by}
+    if isinstance(event, ApprovalRefused):
+        call = _call(turn, event.call_id)
+        result = {"output": refusal_text(event), "isError": True, "kind": "approvalRefused"}
+        turn.steps.setdefault(event.call_id, _call_step(call)).update(approval="refused", **result)
+        return {"type": "toolResult", "callId": event.call_id, **result}
     if isinstance(event, ResponseGenerated) and not turn.streamed:
         return {"type": "delta", "text": event.content}
     return None
+
+
+def _call(turn: _Turn, call_id: str) -> ToolCallRecord:
+    return next(c for c in turn.state.tool_calls if c.call_id == call_id)
+
+
+def _call_step(call: ToolCallRecord) -> dict[str, Any]:
+    return {"callId": call.call_id, "tool": call.tool, "arguments": call.arguments}
 
 
 def _jsonable(value: Any) -> JsonValue:

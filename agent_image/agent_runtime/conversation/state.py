@@ -38,7 +38,8 @@ class _Frozen(BaseModel):
 # --- state ---------------------------------------------------------------------------
 
 Role = Literal["system", "user", "assistant", "tool"]
-Status = Literal["idle", "thinking", "awaitingTools", "responded", "failed"]
+Status = Literal["idle", "thinking", "awaitingTools", "awaitingApproval", "responded", "failed"]
+CallStatus = Literal["pending", "awaitingApproval", "succeeded", "failed"]
 
 
 class Message(_Frozen):
@@ -55,7 +56,9 @@ class ToolCallRecord(_Frozen):
     call_id: str
     tool: str
     arguments: dict[str, JsonValue] = Field(default_factory=dict)
-    status: Literal["pending", "succeeded", "failed"] = "pending"
+    status: CallStatus = "pending"
+    """`pending` may be running (or was cut off); `awaitingApproval` was not run and waits
+    for a person's decision (`approvalGranted` makes it pending, `approvalRefused` ends it)."""
     output: JsonValue = None
 
 
@@ -84,6 +87,10 @@ class ConversationState(_Frozen):
     @property
     def pending_tool_calls(self) -> tuple[ToolCallRecord, ...]:
         return tuple(call for call in self.tool_calls if call.status == "pending")
+
+    @property
+    def awaiting_approval(self) -> tuple[ToolCallRecord, ...]:
+        return tuple(call for call in self.tool_calls if call.status == "awaitingApproval")
 
 
 # --- events --------------------------------------------------------------------------
@@ -151,6 +158,38 @@ class ErrorOccurred(_Event):
     fatal: bool = False
 
 
+class ApprovalRequested(_Event):
+    """A call the model asked for waits for a person's decision; it was not run."""
+
+    type: Literal["approvalRequested"] = "approvalRequested"
+    call_id: str = Field(min_length=1)
+
+
+class ApprovalGranted(_Event):
+    """A person approved a held call: it runs next (this event is the record that it may
+    have run, as `toolCalled` is for other calls)."""
+
+    type: Literal["approvalGranted"] = "approvalGranted"
+    call_id: str = Field(min_length=1)
+    by: str = Field(description="Who decided (the caller's subject).")
+    reason: str = ""
+
+
+class ApprovalRefused(_Event):
+    """A person refused a held call: it never runs, and the refusal is its result."""
+
+    type: Literal["approvalRefused"] = "approvalRefused"
+    call_id: str = Field(min_length=1)
+    by: str = Field(description="Who decided (the caller's subject).")
+    reason: str = ""
+
+
+def refusal_text(event: ApprovalRefused) -> str:
+    """What the model reads as the refused call's result."""
+    why = f": {event.reason}" if event.reason else ""
+    return f"a person refused this call, so it was not run{why}"
+
+
 class ContextSummarized(_Event):
     """Events up to `throughVersion` are summarised for the model (a derived view).
 
@@ -170,6 +209,9 @@ Event = Annotated[
     | ToolResultReceived
     | ResponseGenerated
     | ErrorOccurred
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalRefused
     | ContextSummarized,
     Field(discriminator="type"),
 ]
@@ -200,6 +242,9 @@ def new_state(conversation_id: str) -> ConversationState:
 def apply(state: ConversationState, event: Event) -> ConversationState:
     """The state after `event`: pure, total on valid histories, version + 1."""
     changes: dict[str, Any] = {"version": state.version + 1, "updated_at": event.at}
+    if isinstance(event, InputReceived | ResponseGenerated) and state.awaiting_approval:
+        held = ", ".join(call.call_id for call in state.awaiting_approval)
+        raise InvalidEventError(f"{event.type} while tool calls await approval: {held}")
     if isinstance(event, InputReceived):
         changes["messages"] = (*state.messages, Message(role=event.role, content=event.content))
         changes["status"] = "thinking"
@@ -232,6 +277,21 @@ def apply(state: ConversationState, event: Event) -> ConversationState:
             Message(role="assistant", content=event.content),
         )
         changes["status"] = "responded"
+    elif isinstance(event, ApprovalRequested):
+        calls = _move_call(state, event.call_id, "pending", "awaitingApproval")
+        changes["tool_calls"] = calls
+        changes["status"] = _status_after_tools(calls)
+    elif isinstance(event, ApprovalGranted):
+        calls = _move_call(state, event.call_id, "awaitingApproval", "pending")
+        changes["tool_calls"] = calls
+        changes["status"] = _status_after_tools(calls)
+    elif isinstance(event, ApprovalRefused):
+        text = refusal_text(event)
+        calls = _move_call(state, event.call_id, "awaitingApproval", "failed", output=text)
+        message = Message(role="tool", content=text, tool_call_id=event.call_id)
+        changes["tool_calls"] = calls
+        changes["messages"] = (*state.messages, message)
+        changes["status"] = _status_after_tools(calls)
     elif isinstance(event, ContextSummarized):
         if event.through_version > state.version:
             raise InvalidEventError(
@@ -267,8 +327,35 @@ def _finish_call(
     raise InvalidEventError(f"result for unknown tool call {call_id!r}")
 
 
+def _move_call(
+    state: ConversationState,
+    call_id: str,
+    from_status: CallStatus,
+    to_status: CallStatus,
+    *,
+    output: JsonValue = None,
+) -> tuple[ToolCallRecord, ...]:
+    """The calls with `call_id` moved between approval states (it must be in `from_status`)."""
+    for position, call in enumerate(state.tool_calls):
+        if call.call_id == call_id:
+            if call.status != from_status:
+                raise InvalidEventError(
+                    f"tool call {call_id!r} is {call.status}, not {from_status}"
+                )
+            update: dict[str, Any] = {"status": to_status}
+            if output is not None:
+                update["output"] = output
+            moved = call.model_copy(update=update)
+            return (*state.tool_calls[:position], moved, *state.tool_calls[position + 1 :])
+    raise InvalidEventError(f"no tool call {call_id!r}")
+
+
 def _status_after_tools(calls: tuple[ToolCallRecord, ...]) -> Status:
-    return "awaitingTools" if any(call.status == "pending" for call in calls) else "thinking"
+    if any(call.status == "pending" for call in calls):
+        return "awaitingTools"
+    if any(call.status == "awaitingApproval" for call in calls):
+        return "awaitingApproval"
+    return "thinking"
 
 
 def fold(state: ConversationState, events: Iterable[Event]) -> ConversationState:

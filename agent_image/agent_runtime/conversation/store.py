@@ -125,6 +125,21 @@ return {snap[1], snap[2], redis.call('XRANGE', KEYS[1], from, to)}
 """
 
 
+# KEYS: a lease. ARGV: its holder's token. Deletes the lease if the token still holds it
+# (redis-py's Lock releases the same way).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: events stream, snapshot hash. Returns {snapshot version or false, snapshot or
+# false, every retained event}: the state and the whole retained log in one read.
+_LOAD_ALL = """
+local snap = redis.call('HMGET', KEYS[2], 'version', 'state')
+return {snap[1], snap[2], redis.call('XRANGE', KEYS[1], '-', '+')}
+"""
+
+
 class ConversationStore:
     """Event log, snapshots and replay of a pool's conversations in Redis."""
 
@@ -170,7 +185,12 @@ class ConversationStore:
             self._keys.conversation_snapshot(conversation_id),
         ]
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+    async def append(
+        self,
+        state: ConversationState,
+        *events: Event,
+        then_release: tuple[str, bytes] | None = None,
+    ) -> ConversationState:
         """Append `events` after `state` (which must be the latest); return the new state.
 
         Raises `InvalidEventError` (nothing written) if the events cannot follow
@@ -178,6 +198,9 @@ class ConversationStore:
         `StoreUnavailableError` if Redis is unreachable (not acknowledged: the append
         may or may not have landed). Retrying the same append is safe: when exactly
         these events already follow `state`, it succeeds without writing them twice.
+
+        `then_release=(key, token)`: in the same round trip, after the append, delete
+        `key` if it still holds `token` (a writer's last append ends its lease).
         """
         if not events:
             return state
@@ -194,7 +217,15 @@ class ConversationStore:
         ]
 
         async def write() -> Any:
-            return await self._append(keys=names, args=args)
+            if then_release is None:
+                return await self._append(keys=names, args=args)
+            # EVAL, not the registered script: in a pipeline that would cost a SCRIPT
+            # EXISTS round trip first; Redis caches the compiled script by its digest.
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.eval(_APPEND, len(names), *names, *args)
+                pipe.eval(_RELEASE, 1, then_release[0], then_release[1])
+                appended, _ = await pipe.execute()
+            return appended
 
         done, version = await self._health.call(
             write, what=f"append to conversation {state.conversation_id!r}"
@@ -240,13 +271,53 @@ class ConversationStore:
         snap_version, snap_payload, entries = await self._health.call(
             read, what=f"load of conversation {conversation_id!r}"
         )
+        state, _ = self._fold_entries(
+            conversation_id, snap_version, snap_payload, entries, use_snapshot=use_snapshot
+        )
+        if to_version is not None and state.version != to_version:
+            await self._explain_missing(conversation_id, to_version)
+        return state
+
+    def queue_load_all(self, pipe: Any, conversation_id: str) -> None:
+        """Queue on `pipe` (a redis-py pipeline) the read `decode_load_all` decodes: the
+        latest snapshot and every retained event, so a caller can batch it with its own
+        commands. EVAL, not a registered script: a pipeline would first ask Redis whether
+        the script is loaded, a round trip of its own; Redis caches the compiled script."""
+        events, _, snapshot = self._names(conversation_id)
+        pipe.eval(_LOAD_ALL, 2, events, snapshot)
+
+    def decode_load_all(
+        self, conversation_id: str, reply: Any
+    ) -> tuple[ConversationState, list[tuple[int, Event]]]:
+        """The current state and the retained events, from what `queue_load_all` read
+        (each event decoded once)."""
+        if isinstance(reply, Exception):
+            raise reply
+        snap_version, snap_payload, entries = reply
+        return self._fold_entries(conversation_id, snap_version, snap_payload, entries)
+
+    def _fold_entries(
+        self,
+        conversation_id: str,
+        snap_version: Any,
+        snap_payload: Any,
+        entries: Any,
+        *,
+        use_snapshot: bool = True,
+    ) -> tuple[ConversationState, list[tuple[int, Event]]]:
+        """Fold the events after the snapshot onto it; every entry decoded, in order."""
         state = new_state(conversation_id)
         if snap_version is not None and snap_payload is not None:
             state = decode_snapshot(snap_payload)
             if state.version != int(snap_version) or state.conversation_id != conversation_id:
                 raise CorruptHistoryError(f"snapshot of {conversation_id!r} does not match")
+        decoded: list[tuple[int, Event]] = []
         for entry_id, fields in entries:
             version = int(entry_id.split(b"-")[0])
+            event = decode_event(_event_payload(fields))
+            decoded.append((version, event))
+            if version <= state.version:
+                continue  # covered by the snapshot
             if version != state.version + 1:
                 if state.version == 0 or not use_snapshot:
                     raise HistoryUnavailableError(
@@ -257,10 +328,8 @@ class ConversationStore:
                     f"conversation {conversation_id!r} has a gap: expected version "
                     f"{state.version + 1}, found {version}"
                 )
-            state = apply(state, decode_event(_event_payload(fields)))
-        if to_version is not None and state.version != to_version:
-            await self._explain_missing(conversation_id, to_version)
-        return state
+            state = apply(state, event)
+        return state, decoded
 
     async def _explain_missing(self, conversation_id: str, version: int) -> None:
         name = self._keys.conversation_version(conversation_id)

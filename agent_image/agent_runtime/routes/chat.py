@@ -7,6 +7,10 @@
                                          toolResult, delta, end
     GET  /v1/conversations/{id}?tenant=  history, version, status, usage
     GET  /v1/conversations/{id}/events?tenant=&after=   the log, as (version, event)
+    GET  /v1/conversations/{id}/approvals?tenant=       the tool calls waiting for a decision
+    POST /v1/conversations/{id}/approvals {"decisions": [{"callId", "approve", "reason"?}],
+                                         "tenant"?, "stream"?} -> the resumed turn's answer
+                                         (the same body or stream as /v1/chat)
     POST /v1/chat/completions            OpenAI-compatible facade: the pool as a model
                                          (tenant: `user` or the credentials'; the
                                          `X-Agentpool-Conversation` header, else a new one)
@@ -25,17 +29,18 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal, Self
 
 import structlog
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 from agent_runtime.access import CallerDep
-from agent_runtime.agent.turn import Agent, TurnOutcome, TurnRequest
+from agent_runtime.agent.approval import Decision
+from agent_runtime.agent.turn import Agent, DecisionRequest, Emit, TurnOutcome, TurnRequest
 from agent_runtime.api_errors import InvalidRequestError, NoAgentError, openapi_responses
 from agent_runtime.config.limits import CONVERSATION_ID_MAX_CHARS, TENANT_PATTERN
 from agent_runtime.conversation.state import check_conversation_id
@@ -66,6 +71,34 @@ class ChatRequest(_Body):
         default=None, min_length=1, max_length=CONVERSATION_ID_MAX_CHARS
     )
     stream: bool = False
+
+
+class DecisionBody(_Body):
+    call_id: str = Field(
+        min_length=1, max_length=512, description="The held call's id (`pendingApproval`)."
+    )
+    approve: bool = Field(description="true runs the call; false refuses it.")
+    reason: str = Field(
+        default="", max_length=2000, description="Why; a refusal's reason is shown to the model."
+    )
+
+
+class ApprovalsRequest(_Body):
+    decisions: list[DecisionBody] = Field(min_length=1, max_length=256)
+    tenant: str | None = Field(
+        default=None,
+        pattern=TENANT_PATTERN,
+        description="The tenant to act in; may be left out when the credentials carry one.",
+    )
+    stream: bool = False
+
+    @model_validator(mode="after")
+    def _one_decision_per_call(self) -> Self:
+        ids = [d.call_id for d in self.decisions]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"each call is decided once; named more than once: {twice}")
+        return self
 
 
 class CompletionMessage(BaseModel):
@@ -99,12 +132,17 @@ def _agent(request: Request) -> Agent:
 
 
 async def _run(
-    request: Request, turn: TurnRequest, stream: bool
+    request: Request,
+    turn: TurnRequest,
+    stream: bool,
+    drive: Callable[[Agent, Emit | None], Awaitable[TurnOutcome]] | None = None,
 ) -> TurnOutcome | AsyncIterator[dict[str, Any]]:
     """Run a turn in its own task (a client that goes away does not cut it short).
 
-    Streaming: wait until the turn has started (or failed to start, which raises here
-    and becomes an HTTP error), then hand back the stream of its steps.
+    `drive` runs it (default: `Agent.run_turn(turn)`); `turn` names the conversation
+    and tenant for the logs. Streaming: wait until the turn has started (or failed to
+    start, which raises here and becomes an HTTP error), then hand back the stream of
+    its steps.
     """
     runtime, agent = _runtime(request), _agent(request)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
@@ -123,7 +161,9 @@ async def _run(
         ):
             try:
                 with runtime.admission.turn():
-                    return await agent.run_turn(turn, emit if stream else None)
+                    if drive is None:
+                        return await agent.run_turn(turn, emit if stream else None)
+                    return await drive(agent, emit if stream else None)
             finally:
                 steps.put_nowait(None)
 
@@ -160,7 +200,7 @@ def _sse(steps: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     )
 
 
-@router.post("/v1/chat", response_model=None, responses=openapi_responses(403, 404, 409))
+@router.post("/v1/chat", response_model=None, responses=openapi_responses(403, 404, 409, 502))
 async def chat(
     body: ChatRequest, request: Request, caller: CallerDep
 ) -> dict[str, Any] | StreamingResponse:
@@ -173,7 +213,7 @@ async def chat(
     return _sse(result)
 
 
-@router.get("/v1/conversations/{conversation_id}", responses=openapi_responses(403, 404))
+@router.get("/v1/conversations/{conversation_id}", responses=openapi_responses(403, 404, 502))
 async def conversation(
     conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
@@ -199,7 +239,9 @@ async def conversation(
     }
 
 
-@router.get("/v1/conversations/{conversation_id}/events", responses=openapi_responses(403, 404))
+@router.get(
+    "/v1/conversations/{conversation_id}/events", responses=openapi_responses(403, 404, 502)
+)
 async def conversation_events(
     conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
@@ -222,8 +264,67 @@ async def conversation_events(
     }
 
 
+@router.get("/v1/conversations/{conversation_id}/approvals", responses=openapi_responses(403, 404))
+async def approvals(
+    conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
+    request: Request,
+    caller: CallerDep,
+    requested: Annotated[str | None, Query(alias="tenant", pattern=TENANT_PATTERN)] = None,
+) -> dict[str, Any]:
+    """The tool calls of the conversation that wait for a person's decision."""
+    tenant = caller.tenant(requested)
+    conversations = _runtime(request).conversations
+    check_conversation_id(conversation_id)
+    await conversations.check_owner(conversation_id, tenant)
+    state, _ = await conversations.load(conversation_id)
+    return {
+        "conversationId": conversation_id,
+        "version": state.version,
+        "pendingApproval": [
+            {"callId": c.call_id, "tool": c.tool, "arguments": c.arguments}
+            for c in state.awaiting_approval
+        ],
+    }
+
+
 @router.post(
-    "/v1/chat/completions", response_model=None, responses=openapi_responses(403, 404, 409)
+    "/v1/conversations/{conversation_id}/approvals",
+    response_model=None,
+    responses=openapi_responses(403, 404, 409),
+)
+async def decide(
+    conversation_id: Annotated[str, Path(min_length=1, max_length=CONVERSATION_ID_MAX_CHARS)],
+    body: ApprovalsRequest,
+    request: Request,
+    caller: CallerDep,
+) -> dict[str, Any] | StreamingResponse:
+    """Approve or refuse held tool calls, and resume the turn they ended.
+
+    Approved calls run (once: a call already decided is 409, nothing applied), refused
+    ones go back to the model as their results; the answer is the resumed turn's, as
+    from `POST /v1/chat`. 404 for a call the conversation never had.
+    """
+    tenant = caller.tenant(body.tenant)
+    check_conversation_id(conversation_id)
+    decision = DecisionRequest(
+        conversation_id,
+        tenant,
+        tuple(Decision(d.call_id, d.approve, d.reason) for d in body.decisions),
+        by=caller.subject,
+    )
+
+    async def drive(agent: Agent, emit: Emit | None) -> TurnOutcome:
+        return await agent.decide(decision, emit)
+
+    turn = TurnRequest(conversation_id, tenant=tenant, message="")
+    result = await _run(request, turn, body.stream, drive)
+    if isinstance(result, TurnOutcome):
+        return result.as_dict()
+    return _sse(result)
+
+
+@router.post(
+    "/v1/chat/completions", response_model=None, responses=openapi_responses(403, 404, 409, 502)
 )
 async def chat_completions(
     body: CompletionRequest,

@@ -62,6 +62,8 @@ KEY_PREFIX: str = MemoryConfig.model_fields["key_prefix"].default
 PUBLISH_INTERVAL_SECONDS = 1.0
 """What the operator renders as `load.publishIntervalSeconds` (render/config.py)."""
 STALE_SECONDS = stale_after(PUBLISH_INTERVAL_SECONDS)
+WATCH_LAG_SECONDS = 5.0
+"""How long a scale this loop wrote may take to come back through the watch."""
 
 
 class PoolView(Protocol):
@@ -85,6 +87,8 @@ class PoolState:
     pending: scale_down.PendingScaleDown | None = None
     last_written: float | None = None
     last_scale: tuple[str, str] | None = None
+    written: tuple[int, float] | None = None
+    """The replicas this loop last wrote, and when."""
     signature: tuple[Any, ...] | None = None
     """What the status last written (or found current) was made of: an equal one next
     tick costs no status document at all."""
@@ -103,13 +107,22 @@ class Seen:
     why_no_target: str
 
 
+def queued_tasks(pool: api.AgentPool, reading: Reading, now: float) -> int:
+    """The tasks waiting, with signal ActiveTurnsAndQueuedTasks (else 0): the count the
+    replicas publish (they read the queue properly), the queue's own length when none
+    reports (a pool at zero)."""
+    scaling = pool.spec.scaling
+    if scaling.mode == "Operator" and scaling.operator_settings.signal == "ActiveTurns":
+        return 0
+    fresh = [s.queued_tasks for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
+    return max(fresh, default=reading.queue_length)
+
+
 def pool_load(
-    samples: Mapping[str, LoadSample], queue_length: int, ready: int, capacity: int, now: float
+    samples: Mapping[str, LoadSample], queued: int, ready: int, capacity: int, now: float
 ) -> tuple[int, int]:
-    """(demand, load percent): turns running on replicas that still report, plus queued
-    tasks (the replicas' published count; the queue's own length when none reports)."""
+    """(demand, load percent): turns running on replicas that still report, plus `queued`."""
     fresh = [s for s in samples.values() if now - s.at <= STALE_SECONDS]
-    queued = max((s.queued_tasks for s in fresh), default=queue_length)
     demand = sum(s.active_turns for s in fresh) + queued
     slots = ready * capacity
     return demand, (math.ceil(demand * 100 / slots) if slots else demand * 100)
@@ -269,7 +282,7 @@ class Autoscaler:
             return
         demand, percent = pool_load(
             reading.samples,
-            reading.queue_length,
+            queued_tasks(pool.pool, reading, now),
             pool.ready,
             pool.pool.spec.concurrency_per_replica,
             now,
@@ -285,6 +298,14 @@ class Autoscaler:
         if state is None:
             state = PoolState(history=History(started_at=now), last_scale=_last_scale(pool.body))
             self._states[pool.key] = state
+        written = state.written
+        if written is not None and pool.replicas != written[0]:
+            if now - written[1] < WATCH_LAG_SECONDS:
+                # Our own write, not yet back through the watch: judge from what we wrote,
+                # or the same scale would be written (and announced) twice.
+                pool = dataclasses.replace(pool, replicas=written[0])
+            else:
+                state.written = None  # someone else has scaled it since
         writes: list[Awaitable[None]] = []
         annotations = pool.pool.metadata.annotations
         pinned = annotations.get(api.PAUSED_REPLICAS_ANNOTATION)
@@ -316,7 +337,7 @@ class Autoscaler:
         if reading is not None:
             demand, percent = pool_load(
                 samples,
-                reading.queue_length,
+                queued_tasks(pool.pool, reading, now),
                 pool.ready,
                 pool.pool.spec.concurrency_per_replica,
                 now,
@@ -363,10 +384,7 @@ class Autoscaler:
         replicas = pool.replicas
         assert replicas is not None
         believed = state.pending.target if state.pending is not None else replicas
-        queued = 0
-        if reading is not None:
-            fresh = [s for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
-            queued = max((s.queued_tasks for s in fresh), default=reading.queue_length)
+        queued = queued_tasks(pool.pool, reading, now) if reading is not None else 0
         observation = Observation(
             samples=tuple(reading.samples.values()) if reading is not None else None,
             queued_tasks=queued,
@@ -420,6 +438,7 @@ class Autoscaler:
         assert pool.replicas is not None
         before = pool.replicas
         await self._kube.scale(meta.namespace, meta.name, replicas, manager=MANAGER)
+        state.written = (replicas, now)
         direction = "up" if replicas > before else "down"
         metrics.SCALES.labels(direction).inc()
         message = f"{before} -> {replicas}: {reason}"
