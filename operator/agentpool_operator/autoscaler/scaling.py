@@ -626,6 +626,14 @@ def decide(
                 if highest >= cur:
                     held = [p.at for p in recent if p.recommendation >= cur]
                     down_stab_until = held[-1] + s.down.window
+                    if s.min_replicas == 0:
+                        # The cooldown to zero is not held by this window: it may come first.
+                        quiet_from = (
+                            last_demand_at if last_demand_at is not None else history.started_at
+                        )
+                        zero_at = quiet_from + s.cooldown
+                        if zero_at < down_stab_until:
+                            down_stab_until = zero_at if zero_at > now else None
         wanted = highest if highest < cur else cur
     limiter: str | None = None
     if wanted != recommendation:
