@@ -775,7 +775,19 @@ def test_noisy_constant_load_only_climbs_to_its_peak_and_stays(
     assert len(pool.changes()) == before, pool.decisions[-1].reason
 
 
-fallback_specs = specs().filter(lambda s: s.operator_settings.fallback is not None)
+@given(band_specs, st.integers(0, 60), st.integers(0, 1000), st.integers(0, 5))
+@settings(max_examples=50)
+def test_a_one_reading_spike_never_moves_the_pool(
+    spec: api.ScalingSpec, work: int, spike: int, silent: int
+) -> None:
+    """A spike that fills no more than the slots (no queue: no panic) and lasts one
+    reading moves nothing, from any settled pool."""
+    pool = Pool(spec, replicas=spec.min_replicas)
+    pool.settle(work)
+    before = len(pool.changes())
+    pool.tick(min(spike, pool.replicas * CAP), silent=min(silent, pool.replicas))
+    pool.tick(work)
+    assert len(pool.changes()) == before, pool.decisions[-2].reason
 
 
 @given(st.data(), specs(), st.integers(0, 150), st.integers(1, 30))

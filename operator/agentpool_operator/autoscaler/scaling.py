@@ -13,7 +13,9 @@ One tick, in order:
    replica's turns still run) + the pool's queue, read once by the loop (the samples'
    own `queuedTasks` are ignored: the queue is pool-wide). Two needs, in replicas, at the
    target load: `up` counts silent replicas empty, `down` counts them full (the HPA rule:
-   missing data never makes the pool grow, and never lets it shrink).
+   missing data never makes the pool grow, and never lets it shrink). A draining replica
+   that is still ready is not reporting, so it counts full for scale-down too (and its
+   turns in the demand): a pool being drained is not shrunk further on its account.
 2. **Load policy** (the recommendation):
    - *panic*: every slot busy and work queued (`demand >= ready x capacity` with queued
      tasks), or demand with no replica ready, or a pool at zero with demand: the current
@@ -25,8 +27,10 @@ One tick, in order:
      replicas full), measured against today's ready capacity, stayed below
      `scaleDownLoadPercent`; then to the largest `down` need of that window: the size at
      which the window's peak is at most the target, so the same load cannot ask for a
-     scale-up again. A load-based need never goes below 1; 0 comes only from the rule
-     for zero below. Between `scaleDownLoadPercent` and `targetLoadPercent`, nothing.
+     scale-up again. A load-based need never goes below 1 (an idle pool at
+     minReplicas 1 is not "limited"; at minReplicas 3 it is: the load asks for 1); 0
+     comes only from the rule for zero below. Between `scaleDownLoadPercent` and
+     `targetLoadPercent`, nothing. Every other tick recommends the current size.
    - *zero* (minReplicas 0): no demand and no silent replica over the whole scale-down
      window, and no demand at all for `cooldownPeriodSeconds` (since the operator
      started if it never saw any): the recommendation is 0, and the scale-down
@@ -51,9 +55,17 @@ One tick, in order:
    outside the range (condition ScalingLimited).
 
 Load unknown (`samples` None, Redis unreachable): the pool holds its size (clamped),
-`load_known` is False; from `fallback.failureThreshold` consecutive failed reads with
-`fallback.replicas` set, the pool goes to that size through the step limits (the
-windows read load, and there is none). One good read resets the count.
+`load_known` is False, and no point is recorded; from `fallback.failureThreshold`
+consecutive failed reads with `fallback.replicas` set, the pool goes to that size
+through the step limits and a Disabled direction, but not the windows nor the restart
+guard (they are about load, and there is none: the size is the one the user declared
+for this case). One good read resets the count.
+
+History: `points` are kept for the longest window (with the defaults the 120 s of the
+scale-down stabilization: 120 points at one tick a second), `events` for the longest
+step-limit period. The returned history assumes the new size gets written: a loop whose
+write failed should keep the history it passed in (else a change that did not happen
+uses up the step limits).
 
 `up_blocked_until` / `down_blocked_until`: when the next change in that direction may
 happen at the earliest, if that is later than now: the step limits' periods and the
@@ -61,9 +73,15 @@ restart guard always; a stabilization window when it is what holds back a change
 load asks for. None when nothing blocks by time (a Disabled direction is a setting, not
 a deadline: None too).
 
-Speed: the loop calls this for every pool every second, so the spec is compiled once per
-spec object (an identity memo; API objects are frozen) and the windows are read with
-C-level `bisect`/`max`/`min` over the points.
+The reason is one sentence, "<why>: <before> -> <after>" or "<why>: holding <n>", with
+"(<what limited it>; asks <n>)" when behavior or the range changed the recommendation;
+on holding ticks it carries the load of the tick, so it is for scale events and logs,
+not for a condition message that should stay the same while nothing changes.
+
+Speed: the loop calls this for every pool every second (goal: well under 50 us a pool;
+`benchmarks/bench_autoscaler.py`), so the spec is resolved once per spec object (an
+identity memo; API objects are frozen), the scale-down window is read only on ticks where
+it can matter, and windows are read with C-level `bisect`/`max`/`min` over the points.
 """
 
 from __future__ import annotations
