@@ -191,6 +191,22 @@ def test_a_step_moves_the_pool_on_its_second_reading_and_a_spike_not_at_all() ->
     assert d.history.events[-1] == ScaleEvent(pool.now, 2, 3)
 
 
+def test_one_second_windows_still_read_two_readings() -> None:
+    spec = quick(
+        scale_up_window_seconds=1,
+        scale_down_window_seconds=1,
+        up=api.ScalingRules(stabilization_window_seconds=0, policies=[pods(100, 1)]),
+        down=api.ScalingRules(stabilization_window_seconds=0, policies=[pods(100, 1)]),
+    )
+    pool = Pool(spec, replicas=2)
+    pool.run(4, 5)
+    assert pool.tick(8).replicas == 2
+    assert pool.tick(8).replicas == 3
+    for dt in (2.5, 2.5):  # slower ticks than every window: still the last two readings
+        pool.tick(12, dt=dt)
+    assert pool.replicas == math.ceil(12 / (CAP * 0.7)) == 5
+
+
 def test_every_slot_busy_with_work_queued_scales_at_once() -> None:
     pool = Pool(quick(), replicas=2)
     pool.run(2, 5)
@@ -773,6 +789,35 @@ def test_noisy_constant_load_only_climbs_to_its_peak_and_stays(
     for work in data.draw(st.lists(st.integers(low, high), min_size=150, max_size=150)):
         pool.tick(work)
     assert len(pool.changes()) == before, pool.decisions[-1].reason
+
+
+@given(
+    specs(min_replicas=st.integers(1, 3), rules=st.none()),
+    st.integers(0, 60),
+    st.integers(1, 400),
+    st.sampled_from([0.5, 1.0, 1.5, 3.0, 10.0]),
+)
+@settings(max_examples=50)
+def test_a_step_up_moves_the_pool_by_its_second_reading(
+    spec: api.ScalingSpec, work: int, step: int, dt: float
+) -> None:
+    """With the default scale-up behavior (no stabilization window), a load that asks for
+    more replicas moves the pool once its readings fill scaleUpWindowSeconds, and never
+    later than its second reading when ticks are slower than that; on its first when it
+    fills every slot and queues work."""
+    pool = Pool(spec, replicas=spec.min_replicas)
+    pool.settle(work)
+    n = pool.replicas
+    higher = work + step
+    need = math.ceil(higher * 100 / (CAP * spec.operator_settings.target_load_percent))
+    assume(need > n and n < spec.max_replicas)
+    first = pool.tick(higher, dt=dt)
+    if higher > n * CAP:
+        assert first.replicas > n, first.reason
+    readings = max(2, math.ceil(spec.operator_settings.scale_up_window_seconds / dt))
+    for _ in range(readings - 1):
+        pool.tick(higher, dt=dt)
+    assert pool.replicas > n, pool.decisions[-1].reason
 
 
 @given(band_specs, st.integers(0, 60), st.integers(0, 1000), st.integers(0, 5))

@@ -398,7 +398,8 @@ def _ceil_div(a: int, b: int) -> int:
 def _prune_points(points: tuple[Point, ...], keep: int, now: float) -> tuple[Point, ...]:
     cutoff = now - keep
     if points and points[0].at <= cutoff:
-        return points[bisect_right(points, cutoff, key=_at) :]
+        # The last reading stays, however old: the scale-up window reads two at least.
+        return points[min(bisect_right(points, cutoff, key=_at), len(points) - 1) :]
     return points
 
 
