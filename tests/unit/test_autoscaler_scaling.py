@@ -448,6 +448,20 @@ def test_a_new_operator_does_not_scale_down_before_a_full_window() -> None:
     assert fresh.tick(20).replicas == 8
 
 
+def test_a_restart_delays_a_scale_down_by_the_guard_not_by_guard_and_window() -> None:
+    # Defaults: 60 s window, 120 s stabilization: the guard is 120 s from the first
+    # reading; the recommendations made meanwhile fill the stabilization window.
+    pool = Pool(scaling(), replicas=8)
+    pool.run(2, 119)
+    assert pool.replicas == 8
+    assert pool.decisions[-1].down_blocked_until == 121.0
+    pool.tick(2)
+    assert pool.now == 120
+    assert pool.replicas == 8
+    pool.tick(2)
+    assert pool.replicas == 4
+
+
 def test_the_guard_covers_the_scale_down_stabilization_too() -> None:
     down = api.ScalingRules(stabilization_window_seconds=90, policies=[pods(100, 1)])
     pool = Pool(quick(down=down, scale_down_window_seconds=30), replicas=10)

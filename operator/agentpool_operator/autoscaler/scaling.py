@@ -39,7 +39,10 @@ One tick, in order:
    - *restart and outage guard*: no scale-down (zero included) until a full
      `max(scaleDownWindowSeconds, scaleDown.stabilizationWindowSeconds)` of readings has
      been seen since the operator started, or since the load came back after an outage
-     of `fallback.failureThreshold` failed reads. Scale-up is never held by it.
+     of `fallback.failureThreshold` failed reads. Scale-up is never held by it. It
+     holds the scale-down, not the recommendations recorded meanwhile: when it ends,
+     the stabilization window already holds a full window of them (a restart delays a
+     scale-down by the guard, not by the guard and then the window).
 3. **Behavior**, as the HPA applies it: the stabilization windows over the recorded
    recommendations (the least of the scale-up window, the largest of the scale-down
    window, the current size in between), then the step limits (Pods / Percent per
@@ -569,7 +572,7 @@ def decide(
     # The scale-down window's peak, read only when it can matter: the common ticks (in
     # the band, or a pool already at one replica) skip the scan.
     peak_full = full_demand
-    if guard_ok and not going_up and (zero_now or (low_now and cur > 1)):
+    if not going_up and (zero_now or (low_now and cur > 1)):
         window = points[bisect_right(points, now - s.down_window, key=_at) :]
         if window:
             peak_full = max(full_demand, max(map(_full, window)))
@@ -590,13 +593,12 @@ def decide(
     elif (
         zero_now
         and peak_full == 0
-        and guard_ok
         and now - (last_demand_at if last_demand_at is not None else history.started_at)
         >= s.cooldown
     ):
         recommendation, zero = 0, True
         why = f"no demand for {s.cooldown} s"
-    elif guard_ok and cur > 1 and peak_full * 100 < s.scale_down_load * slots:
+    elif cur > 1 and peak_full * 100 < s.scale_down_load * slots:
         # The size at which the window's peak is the target load: no bounce back up.
         peak_down = _ceil_div(peak_full * 100, per_replica)
         target_size = peak_down if peak_down > 1 else 1
@@ -621,6 +623,15 @@ def decide(
             why = f"load {pct}, below {s.scale_down_load}% for less than {s.down_window} s"
         else:
             why = f"load {pct}, within {s.scale_down_load}-{s.target}%"
+
+    # The restart and outage guard holds the scale-down, not the record of it: once a full
+    # window has been seen, the stabilization window already holds true recommendations
+    # (so a restart delays a scale-down by the guard, not by the guard and the window).
+    recorded = recommendation
+    if recommendation < cur and not guard_ok:
+        left = s.guard - (now - max(history.started_at, seen_since))
+        why = f"load {pct}; no scale-down for {left:.0f} s (a full {s.guard} s window first)"
+        recommendation, zero = cur, False
 
     # 3. Behavior: the stabilization windows (HPA's rule), then the step limits.
     wanted = cur
@@ -661,7 +672,7 @@ def decide(
     if step is not None:
         limiter = step
 
-    point = Point(now, up_need, down_need, full_demand, recommendation)
+    point = Point(now, up_need, down_need, full_demand, recorded)
     return _finish(
         s,
         current=cur,
