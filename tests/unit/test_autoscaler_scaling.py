@@ -755,7 +755,7 @@ band_specs = specs(min_replicas=st.integers(1, 3))
 
 
 @given(band_specs, st.integers(1, 120), st.lists(st.floats(0, 1), min_size=300, max_size=300))
-@settings(max_examples=50)
+@settings(max_examples=30)
 def test_noise_inside_the_band_moves_nothing_after_convergence(
     spec: api.ScalingSpec, work: int, noise: list[float]
 ) -> None:
@@ -773,7 +773,7 @@ def test_noise_inside_the_band_moves_nothing_after_convergence(
 
 
 @given(band_specs, st.integers(1, 120), st.integers(0, 60), st.data())
-@settings(max_examples=50)
+@settings(max_examples=30)
 def test_noisy_constant_load_only_climbs_to_its_peak_and_stays(
     spec: api.ScalingSpec, mean: int, noise_percent: int, data: st.DataObject
 ) -> None:
@@ -811,7 +811,7 @@ def test_noisy_constant_load_only_climbs_to_its_peak_and_stays(
     st.integers(1, 400),
     st.sampled_from([0.5, 1.0, 1.5, 3.0, 10.0]),
 )
-@settings(max_examples=50)
+@settings(max_examples=30)
 def test_a_step_up_moves_the_pool_by_its_second_reading(
     spec: api.ScalingSpec, work: int, step: int, dt: float
 ) -> None:
@@ -835,7 +835,7 @@ def test_a_step_up_moves_the_pool_by_its_second_reading(
 
 
 @given(band_specs, st.integers(0, 60), st.integers(0, 1000), st.integers(0, 5))
-@settings(max_examples=50)
+@settings(max_examples=30)
 def test_a_one_reading_spike_never_moves_the_pool(
     spec: api.ScalingSpec, work: int, spike: int, silent: int
 ) -> None:
@@ -874,7 +874,7 @@ def test_unknown_load_holds_or_goes_toward_the_fallback(
 
 
 @given(specs(min_replicas=st.just(0)), st.integers(1, 60), st.integers(1, 100))
-@settings(max_examples=60)
+@settings(max_examples=30)
 def test_zero_after_the_cooldown_and_back_at_once(
     spec: api.ScalingSpec, busy: int, work: int
 ) -> None:
