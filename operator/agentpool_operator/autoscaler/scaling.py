@@ -74,7 +74,9 @@ uses up the step limits).
 happen at the earliest, if that is later than now: the step limits' periods and the
 restart guard always; a stabilization window when it is what holds back a change the
 load asks for. None when nothing blocks by time (a Disabled direction is a setting, not
-a deadline: None too).
+a deadline: None too). The rule for zero has its own clock, the cooldown, and is not held
+by the scale-down stabilization window: a pool idle for its cooldown may go toward zero
+before `down_blocked_until`.
 
 The reason is one sentence, "<why>: <before> -> <after>" or "<why>: holding <n>", with
 "(<what limited it>; asks <n>)" when behavior or the range changed the recommendation;
