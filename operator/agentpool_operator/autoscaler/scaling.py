@@ -75,8 +75,8 @@ happen at the earliest, if that is later than now: the step limits' periods and 
 restart guard always; a stabilization window when it is what holds back a change the
 load asks for. None when nothing blocks by time (a Disabled direction is a setting, not
 a deadline: None too). The rule for zero has its own clock, the cooldown, and is not held
-by the scale-down stabilization window: a pool idle for its cooldown may go toward zero
-before `down_blocked_until`.
+by the scale-down stabilization window: while that window holds a pool with minReplicas
+0, the deadline reported is the earlier of the window's end and the cooldown's.
 
 The reason is one sentence, "<why>: <before> -> <after>" or "<why>: holding <n>", with
 "(<what limited it>; asks <n>)" when behavior or the range changed the recommendation;
