@@ -147,7 +147,7 @@ async def test_a_step_scales_up_then_idle_returns_to_min_draining_the_idle_repli
 
         async def limited() -> bool:
             found = await pools.condition("step", "ScalingLimited")
-            return found == ("True", "TooFewReplicas")
+            return found == ("True", "TooManyReplicas")
 
         # The status is written beside the scale, not before it: wait for it too.
         await async_wait_until(limited, timeout=10, what="ScalingLimited True")
