@@ -29,6 +29,7 @@ import pytest
 from kubernetes import client, config
 
 from agentpool_operator.autoscaler.metrics_api import apiservice
+from hack.pod_runner import pod_runner_process
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import (
     TEST_CLUSTER,
@@ -37,11 +38,14 @@ from tests.support.cluster import (
     cluster_dir,
     release_cluster,
 )
+from tests.support.load_generator import LoadGenerator
 from tests.support.operator_identity import operator_login, remove_chart_rbac
 from tests.support.operator_process import OperatorProcess, operator_running
 from tests.support.pki import CertAuthority
 from tests.support.redis_server import free_port
 from tests.support.replicas import SimulatedReplicas
+from tests.support.scripted_model import scripted_model_process
+from tests.support.served_pool import TOKEN, create_served_pool, pool_replicas
 from tests.support.wait import async_wait_until, wait_until
 
 HPA_SYNC_SECONDS = int(os.environ.get("AGENTPOOL_TEST_HPA_SYNC_SECONDS", "2"))
@@ -286,12 +290,31 @@ def test_the_operator_on_the_chart_s_rbac_serves_discovery_and_refuses_strangers
         hpa_cluster, api, namespace=OPERATOR_NAMESPACE, directory=tmp_path, release=release,
         watch_namespaces=[ns], values=values,
     )  # fmt: skip
-    env = {**_operator_env(port), "KUBECONFIG": str(login.kubeconfig), "AGENTPOOL_POD_IP": POD_IP}
+    owner = f"{release}-agentpool-metrics-api"  # the chart's ClusterRole
+    env = {
+        **_operator_env(port),
+        "KUBECONFIG": str(login.kubeconfig),
+        "AGENTPOOL_POD_IP": POD_IP,
+        "AGENTPOOL_METRICS_API_OWNER": owner,
+    }
     try:
         with operator_running(hpa_cluster, [ns], tmp_path / "op.log", env) as op:
             _serves_discovery_and_refuses_strangers(hpa_cluster, ns, port, tmp_path, op)
+        found = json.loads(
+            hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json").stdout
+        )
+        [reference] = found["metadata"]["ownerReferences"]
+        assert (reference["kind"], reference["name"]) == ("ClusterRole", owner)
     finally:
         remove_chart_rbac(hpa_cluster, namespace=OPERATOR_NAMESPACE, release=release, values=values)
+    # Uninstalling (the ClusterRole goes) removes the APIService the operator made.
+    wait_until(
+        lambda: (
+            hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, check=False).returncode != 0
+        ),
+        timeout=60,
+        what="the garbage collector to delete the APIService",
+    )
 
 
 def _serves_discovery_and_refuses_strangers(
@@ -329,6 +352,21 @@ def _serves_discovery_and_refuses_strangers(
     insecure.load_cert_chain(stranger.cert_file, stranger.key_file)
     with pytest.raises(httpx.HTTPError):
         httpx.get(url, headers=headers, verify=insecure, timeout=5)
+    # With the front proxy's own certificate, the user it names is asked about: the API
+    # server's SubjectAccessReview allows the admin, and refuses a user without RBAC.
+    proxy = ssl.create_default_context()
+    proxy.check_hostname = False
+    proxy.verify_mode = ssl.CERT_NONE
+    pki = cluster_dir(NAME) / "pki"
+    proxy.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    admin = httpx.get(url, headers=headers, verify=proxy, timeout=5)
+    assert admin.status_code == 404  # allowed; there is no pool "nope"
+    nobody = httpx.get(
+        url, headers={"X-Remote-User": "nobody", "X-Remote-Group": "system:authenticated"},
+        verify=proxy, timeout=5,
+    )  # fmt: skip
+    assert nobody.status_code == 403, nobody.text
+    assert nobody.json()["reason"] == "Forbidden"
     # The leader routes the (selector-less) Service to itself.
     slice_ = json.loads(
         hpa_cluster.kubectl(
@@ -378,3 +416,66 @@ def test_an_apiservice_another_adapter_owns_is_not_taken_over(
         assert after["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
         with pytest.raises(httpx.HTTPError):  # nothing listens
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2)
+
+
+async def test_the_real_hpa_scales_a_served_pool_on_the_turns_of_real_agent_processes(
+    hpa_cluster: Cluster,
+    api: client.ApiClient,
+    ns: str,
+    no_apiservice: None,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The same kind of pool as tests/integration/test_autoscaling_e2e.py, in mode HPA:
+    real agent processes (the pod runner), callers through the pool's front, the load
+    they publish served to the real HPA controller, which scales the pool up (the new
+    pods take turns) and back to minReplicas when the load stops."""
+    scaling = {
+        "mode": "HPA",
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "hpa": {
+            "metric": "Load",
+            "targetPercent": 50,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+        },
+    }
+    port = free_port()
+    with (
+        scripted_model_process(tmp_path / "model.log", think_seconds=1.0) as model,
+        operator_running(hpa_cluster, [ns], tmp_path / "operator.log", _operator_env(port)),
+        pod_runner_process(hpa_cluster.kubeconfig, [ns], tmp_path / "runner") as runner,
+    ):
+        create_served_pool(api, ns, "support", model, redis_url, concurrency=4, scaling=scaling)
+        await asyncio.to_thread(
+            wait_until, lambda: _available(hpa_cluster), timeout=60, what="APIService Available"
+        )
+        front = await asyncio.to_thread(runner.front_url, ns, "support")
+        first = await asyncio.to_thread(runner.wait_serving, ns, "support", 1, timeout=90)
+        async with LoadGenerator(front, TOKEN) as load:
+            # 8 callers on 4 slots: 100 % against 50 %: the HPA doubles, then again.
+            load.set_users(8)
+            up, up_seconds = await _replicas_change(api, ns, 1)
+            assert up > 1
+
+            async def at(count: int) -> bool:
+                return await asyncio.to_thread(pool_replicas, api, ns, "support") == count
+
+            await async_wait_until(lambda: at(4), timeout=90, what="the HPA to reach 4")
+            pods = await asyncio.to_thread(runner.wait_serving, ns, "support", 4, timeout=90)
+            new = {p.pod for p in pods} - {p.pod for p in first}
+
+            async def new_pods_took_turns() -> bool:
+                status = await asyncio.to_thread(runner.pool, ns, "support")
+                return all(p.served >= 1 for p in status.pods if p.pod in new)
+
+            await async_wait_until(new_pods_took_turns, timeout=30, what="turns on new pods")
+            await load.drain()
+            await async_wait_until(lambda: at(1), timeout=90, what="back to minReplicas 1")
+            await asyncio.to_thread(runner.wait_serving, ns, "support", 1, timeout=90)
+        assert load.stats.failed == [], load.stats.failed
+    print(
+        f"\nHPA sync {HPA_SYNC_SECONDS}s, real agents: load step to the HPA's first write "
+        f"{up_seconds:.1f}s; turns {load.stats.ok} answered, {load.stats.refused} 503s "
+        "retried, 0 cut"
+    )
