@@ -22,6 +22,8 @@ RUNNER_STATUS_PORT="${AGENTPOOL_DEV_RUNNER_PORT:-18090}"
 SUPPORT_PORT=18081
 BILLING_PORT=18082
 mkdir -p "$DEV_DIR"
+# `python -m hack.pod_runner` and `-m tests.support...` import from the checkout.
+cd "$REPO_ROOT"
 
 # stop_pidfile FILE: stop what a previous `make dev` left running (one per dev cluster).
 stop_pidfile() {
@@ -98,9 +100,8 @@ else
   MODEL_URL="http://127.0.0.1:$MODEL_PORT/v1"
   MODEL_SAID="the scripted model server on $MODEL_URL (no LLM: it echoes; think time ${THINK_SECONDS}s; set AGENTPOOL_DEV_MODEL_URL for a real one)"
   echo ">> starting the scripted model server on $MODEL_URL (log: $DEV_DIR/model.log)"
-  # `exec`: the pid written is the server's own (a subshell's would leave it running).
-  (cd "$REPO_ROOT" && exec nohup "$VENV_BIN/python" -m tests.support.scripted_model \
-    --port="$MODEL_PORT" --think-seconds="$THINK_SECONDS" >"$DEV_DIR/model.log" 2>&1) &
+  nohup "$VENV_BIN/python" -m tests.support.scripted_model --port="$MODEL_PORT" \
+    --think-seconds="$THINK_SECONDS" >"$DEV_DIR/model.log" 2>&1 &
   echo $! >"$DEV_DIR/model.pid"
   wait_http "http://127.0.0.1:$MODEL_PORT/docs" 30 "the scripted model server" "$DEV_DIR/model.pid" "$DEV_DIR/model.log"
 fi
@@ -141,12 +142,13 @@ kubectl -n "$NAMESPACE" wait --for=condition=Ready agentpools --all --timeout=18
 # The kubelet's and kube-proxy's parts: a process per Running agent pod, a port per pool.
 stop_pidfile "$DEV_DIR/pod-runner.pid"
 echo ">> starting the pod runner (log: $DEV_DIR/pod-runner.log)"
-(cd "$REPO_ROOT" && exec nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
+nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
   --namespace="$NAMESPACE" --workdir="$DEV_DIR/pods" --status-port="$RUNNER_STATUS_PORT" \
   --status-file="$DEV_DIR/pods.json" \
   --front="$NAMESPACE/customer-support=$SUPPORT_PORT" --front="$NAMESPACE/billing=$BILLING_PORT" \
   --alias="agentpool-redis.agentpool-system.svc:6379=127.0.0.1:$REDIS_PORT" \
-  >"$DEV_DIR/pod-runner.log" 2>&1) &
+  ${AGENTPOOL_DEV_FORK_SERVER:+--fork-server} \
+  >"$DEV_DIR/pod-runner.log" 2>&1 &
 echo $! >"$DEV_DIR/pod-runner.pid"
 wait_http "http://127.0.0.1:$RUNNER_STATUS_PORT/healthz" 30 "the pod runner" "$DEV_DIR/pod-runner.pid" "$DEV_DIR/pod-runner.log"
 echo ">> waiting for every Running pod's process to answer /readyz"
