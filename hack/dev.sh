@@ -62,6 +62,19 @@ for i in $(seq 1 30); do
   sleep 1
 done
 
+# The chart's token-reviewer ClusterRole (create tokenreviews) and its one binding, whose
+# subjects the operator keeps (pools that review projected tokens: billing, which
+# customer-support calls as a tool). The operator runs as the admin here, so the chart's
+# role for the operator itself is not needed.
+"$BIN/helm" template agentpool-dev "$REPO_ROOT/charts/agentpool" --namespace agentpool-system \
+  --show-only templates/rbac-token-review.yaml \
+  | "$VENV_BIN/python" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["metadata"]["name"] == "agentpool-dev-token-reviewer"]
+print(yaml.safe_dump_all(docs))' \
+  | kubectl apply --server-side --field-manager=agentpool-dev -f - >/dev/null
+# An earlier `make dev` bound billing by hand: the operator's binding does that now.
+kubectl delete clusterrolebinding "agentpool-dev-$NAMESPACE-billing-token-review" --ignore-not-found >/dev/null
+
 # One operator per dev cluster: a previous `make dev` leaves it running; restart it so it
 # runs this checkout's code.
 stop_pidfile "$DEV_DIR/operator.pid"
@@ -69,6 +82,7 @@ echo ">> starting the operator (log: $DEV_DIR/operator.log)"
 KUBECONFIG="$KUBECONFIG_PATH" \
 AGENTPOOL_AGENT_IMAGE="${AGENTPOOL_AGENT_IMAGE:-ghcr.io/agentpool/agent:dev}" \
 AGENTPOOL_OPERATOR_NAMESPACE=agentpool-system \
+AGENTPOOL_TOKEN_REVIEWER_BINDING=agentpool-dev-token-reviewer \
   nohup "$VENV_BIN/agentpool-operator" --standalone --metrics-port=19090 --health-port=18080 \
   --log-format=json >"$DEV_DIR/operator.log" 2>&1 &
 echo $! >"$DEV_DIR/operator.pid"
@@ -119,13 +133,6 @@ for path in sorted(pathlib.Path(folder).glob("*.yaml")):
 print(yaml.safe_dump_all(docs, sort_keys=False))
 PY
 kubectl -n "$NAMESPACE" apply --server-side --force-conflicts --field-manager=agentpool-dev -f "$DEV_DIR/examples.yaml" >/dev/null
-# customer-support calls billing as a tool with a projected token; billing checks it by
-# TokenReview, which its ServiceAccount may do only when bound to a role that allows it.
-# Installed by the chart, the operator keeps such a binding itself
-# (AGENTPOOL_TOKEN_REVIEWER_BINDING); the dev operator runs without the chart.
-kubectl create clusterrolebinding "agentpool-dev-$NAMESPACE-billing-token-review" \
-  --clusterrole=system:auth-delegator --serviceaccount="$NAMESPACE:billing" --dry-run=client -o yaml \
-  | kubectl apply --server-side --field-manager=agentpool-dev -f - >/dev/null
 echo ">> waiting for every pool to be Ready"
 kubectl -n "$NAMESPACE" wait --for=condition=Ready agentpools --all --timeout=180s >/dev/null || {
   kubectl -n "$NAMESPACE" get agentpools -o wide >&2
