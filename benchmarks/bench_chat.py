@@ -186,7 +186,11 @@ def main() -> None:
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # e.g. still draining turns whose clients left
+                proc.kill()
+                proc.wait()
         redis.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
 

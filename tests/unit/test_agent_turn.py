@@ -460,3 +460,27 @@ async def test_long_history_is_summarised_and_the_log_kept(registry: ToolRegistr
     last = model.seen[-1]
     assert any("SUMMARY" in (m.get("content") or "") for m in last)
     assert last[-1]["content"].startswith("question 5")
+
+
+async def test_a_task_turn_logs_with_its_pool_tenant_conversation_and_task(
+    registry: ToolRegistry,
+) -> None:
+    import structlog
+
+    from agent_runtime.agent.admission import Admission
+    from agent_runtime.runtime import _turn_tasks
+    from agent_runtime.tasks import Task
+
+    seen: list[dict[str, Any]] = []
+
+    def script(messages: list[dict[str, Any]]) -> ModelReply:
+        seen.append(structlog.contextvars.get_contextvars())
+        return answer("done")
+
+    agent, _, _ = make_agent(script, registry)
+    handle = _turn_tasks(agent, Admission(2), "ns/pool")
+    result = await handle(Task(id="t1", tenant="alice", input="go", conversation_id="c9"))
+    assert isinstance(result, dict)
+    assert result["answer"] == "done"
+    assert seen == [{"pool": "ns/pool", "tenant": "alice", "conversation": "c9", "task": "t1"}]
+    assert structlog.contextvars.get_contextvars() == {}
