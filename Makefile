@@ -61,9 +61,12 @@ test: lint binaries redis ## lint, then every test (unit + integration)
 dev: $(STAMP) binaries ## the local cluster, the operator and the sample pools, Ready
 	@hack/dev.sh
 
-dev-down: ## stop the local dev cluster and its operator
-	@pid=$${AGENTPOOL_CACHE:-$$HOME/.cache/agentpool}/dev/$(CLUSTER_DEV)/operator.pid; \
-	 if [ -f $$pid ]; then kill $$(cat $$pid) 2>/dev/null || true; rm -f $$pid; fi
+dev-down: ## stop the local dev cluster, its operator, pod runner, model server and redis
+	@dir=$${AGENTPOOL_CACHE:-$$HOME/.cache/agentpool}/dev/$(CLUSTER_DEV); \
+	 for name in pod-runner operator model redis; do \
+	   pid=$$dir/$$name.pid; [ -f $$pid ] || continue; p=$$(cat $$pid); kill $$p 2>/dev/null || true; \
+	   for _ in $$(seq 1 100); do kill -0 $$p 2>/dev/null || break; sleep 0.1; done; rm -f $$pid; \
+	 done
 	@hack/cluster.sh down $(CLUSTER_DEV)
 
 bench: $(STAMP) redis ## run the benchmarks (results: benchmarks/README.md)

@@ -8,9 +8,13 @@ import pkgutil
 import sys
 from pathlib import Path
 
-# Benchmarks that need more than this checkout (a running operator): run when named, or
-# in the full run only when their environment variable is set.
-OPT_IN = {"bench_operator": "AGENTPOOL_BENCH_OPERATOR"}
+# Benchmarks that need more than this checkout (a running operator; buildah and a cluster):
+# run when named, or in the full run only when their environment variable is set.
+OPT_IN = {
+    "bench_operator": "AGENTPOOL_BENCH_OPERATOR",
+    "bench_images": "AGENTPOOL_BENCH_IMAGES",
+    "bench_pod_runner": "AGENTPOOL_BENCH_POD_RUNNER",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agentpool_operator import api
 from agentpool_operator.controller.queue import WorkQueue
 from agentpool_operator.controller.reconcile import PoolKey, ReconcileError, Reconciler
+from agentpool_operator.controller.reviewers import ReviewerBinding
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.controller.view import Body
 from agentpool_operator.kube import KubeError
@@ -110,6 +111,7 @@ class Controller:
         workers: int,
         resync_seconds: float = 600.0,
         tools: ToolReconciler | None = None,
+        reviewers: ReviewerBinding | None = None,
         loops: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.queue: WorkQueue[PoolKey] = WorkQueue()
@@ -117,10 +119,13 @@ class Controller:
         self.view = view
         self.reconciler = reconciler
         self.tools = tools
+        self.reviewers = reviewers
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._resync = resync_seconds
         self._loops = tuple(loops)
+        self.indexed = asyncio.Event()
+        """Set by the first event handler kopf calls: the indexes are populated."""
 
     def start(self) -> None:
         self._tasks = [
@@ -130,15 +135,28 @@ class Controller:
         if self.tools is not None:
             self._tasks.append(asyncio.create_task(self._work_tools(), name="tools"))
             self._tasks.append(asyncio.create_task(self.tools.discoverer.run(), name="discovery"))
+        if self.reviewers is not None:
+            self._tasks.append(asyncio.create_task(self.reviewers.run(), name="token-reviewers"))
         # Started once the indexes exist (this runs in kopf's startup handler).
-        self._tasks.extend(asyncio.create_task(loop()) for loop in self._loops)
+        self._tasks.extend(asyncio.create_task(self._after_indexing(loop)) for loop in self._loops)
+
+    async def _after_indexing(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # kopf fills every index from its initial listing before it calls any event
+        # handler; a loop that read the indexes earlier would see pools without their
+        # Secrets or Deployments (a resync would render a "missing" Secret, the autoscaler
+        # count no ready replica).
+        await self.indexed.wait()
+        await loop()
 
     async def _resync_all(self) -> None:
+        await self.indexed.wait()
         # One timer for all pools (not one per object): catches anything a watch missed.
         while True:
             await asyncio.sleep(self._resync)
             for key in self.view.pool_keys():
                 self.queue.add(key)
+            if self.reviewers is not None:
+                self.reviewers.resync()
 
     async def stop(self) -> None:
         if self.tools is not None:
@@ -157,6 +175,16 @@ class Controller:
         await _drain(self.tool_queue, self.tools.reconcile, "tool")
 
     # ------------------------------------------------------------------ what to queue
+
+    def changed(self, *, pools_or_tools: bool) -> None:
+        """Any watched object changed (the indexes hold a full listing by now); a pool or
+        tool may change who reviews tokens."""
+        if self.reviewers is None:
+            return
+        if pools_or_tools:
+            self.reviewers.touch()
+        else:
+            self.reviewers.indexes_ready()
 
     def pools_using_tool(self, namespace: str, tool_body: Mapping[str, Any]) -> list[PoolKey]:
         try:
@@ -290,15 +318,19 @@ def register(
 
     @kopf.on.event(group, version, "agentpools", registry=registry)
     def pool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        controller.indexed.set()
         POOLS.set(controller.view.pool_count())
         controller.queue.add((_ns(namespace), name))
+        controller.changed(pools_or_tools=True)
         # The pools it calls let its ServiceAccount in: their auth config follows.
         for key in controller.pools_called_by(_ns(namespace), body):
             controller.queue.add(key)
 
     @kopf.on.event(group, version, "agenttools", registry=registry)
     def tool_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        controller.indexed.set()
         controller.tool_queue.add((_ns(namespace), name))
+        controller.changed(pools_or_tools=True)
         for key in controller.pools_using_tool(_ns(namespace), body):
             controller.queue.add(key)
         target = ((body.get("spec") or {}).get("agent") or {}).get("poolName")
@@ -307,6 +339,8 @@ def register(
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(namespace: str | None, name: str, **_: Any) -> None:
+        controller.indexed.set()
+        controller.changed(pools_or_tools=False)
         for key in controller.pools_referencing(_ns(namespace), "Secret", name):
             controller.queue.add(key)
 
@@ -314,6 +348,8 @@ def register(
     def configmap_changed(
         namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
     ) -> None:
+        controller.indexed.set()
+        controller.changed(pools_or_tools=False)
         if labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY:
             return  # a child: children_idx's handler queues its pool
         for key in controller.pools_referencing(_ns(namespace), "ConfigMap", name):
@@ -340,6 +376,7 @@ def _register_child(
         return {(_ns(namespace), pool): (kind, kept)}
 
     def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        controller.indexed.set()
         pool = labels.get(names.POOL_LABEL)
         if pool is not None:
             controller.queue.add((_ns(namespace), pool))

@@ -3,7 +3,9 @@
 Every write is a server-side apply under one field manager with `force` (the operator
 owns what it renders and takes it back from a hand edit), except the few that cannot be:
 deletes, Events, and the first write of `spec.replicas` (a conditional merge patch).
-Reads come from kopf's watch streams (the indexes in `controller.cache`), never from here.
+Reads come from kopf's watch streams (the indexes in `handlers.py`), except a few by
+name: the token-reviewer ClusterRoleBinding (`get_cluster_object`, a kind the operator may
+not watch) and the autoscaler's pods and Secrets.
 
 The `kubernetes` client is synchronous; its calls run on a bounded thread pool so the
 event loop (kopf's watches, the work queue) never blocks on a request.
@@ -36,8 +38,10 @@ PLURALS: Mapping[str, str] = {
     "PodDisruptionBudget": "poddisruptionbudgets",
     "NetworkPolicy": "networkpolicies",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "EndpointSlice": "endpointslices",
     "AgentPool": "agentpools",
     "AgentTool": "agenttools",
+    "ClusterRoleBinding": "clusterrolebindings",
     "Pod": "pods",
     "Secret": "secrets",
 }
@@ -58,6 +62,12 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = f"{base}/namespaces/{quote(namespace)}/{PLURALS[kind]}"
     return path if name is None else f"{path}/{quote(name)}"
+
+
+def cluster_object_path(api_version: str, kind: str, name: str) -> str:
+    """The REST path of a cluster-scoped object."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    return f"{base}/{PLURALS[kind]}/{quote(name)}"
 
 
 class KubeApi:
@@ -119,6 +129,33 @@ class KubeApi:
         """Server-side apply `obj` (force: the operator's fields are the operator's)."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        return await self._call(
+            "apply",
+            obj["kind"],
+            "PATCH",
+            path,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def get_cluster_object(
+        self, api_version: str, kind: str, name: str
+    ) -> dict[str, Any] | None:
+        """One cluster-scoped object (None: it does not exist). The only read made here:
+        the operator may read such an object by name but not watch its kind."""
+        try:
+            return await self._call(
+                "get", kind, "GET", cluster_object_path(api_version, kind, name)
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def apply_cluster_object(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a cluster-scoped object (force, as `apply`)."""
+        path = cluster_object_path(obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
         return await self._call(
             "apply",
             obj["kind"],

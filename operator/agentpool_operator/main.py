@@ -16,8 +16,11 @@ from prometheus_client import start_http_server
 from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
 from agentpool_operator.autoscaler.loop import Autoscaler
+from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
+from agentpool_operator.autoscaler.metrics_api.server import ServingMetricsApi, serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
+from agentpool_operator.controller.reviewers import ReviewerBinding
 from agentpool_operator.controller.tool_status import ToolReconciler
 from agentpool_operator.handlers import Controller, IndexView, register
 from agentpool_operator.health import Leadership, serve_health
@@ -29,6 +32,7 @@ from agentpool_operator.leader import (
     LeaseTiming,
     lead,
 )
+from agentpool_operator.metrics import METRICS_API_SERVING
 from agentpool_operator.render.config import RenderSettings
 from agentpool_operator.settings import OperatorSettings
 
@@ -56,6 +60,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="default: AGENTPOOL_METRICS_PORT or 9090; 0 disables",
+    )
+    parser.add_argument(
+        "--metrics-api-port",
+        type=int,
+        default=None,
+        help="serve custom.metrics.k8s.io (HPA mode) on this port, leader only; "
+        "default: AGENTPOOL_METRICS_API_PORT or 0 (off)",
     )
     parser.add_argument(
         "--health-port",
@@ -90,6 +101,8 @@ def operator_settings(args: argparse.Namespace, env: dict[str, str]) -> Operator
         update["leader_elect"] = False
     if args.metrics_port is not None:
         update["metrics_port"] = args.metrics_port
+    if args.metrics_api_port is not None:
+        update["metrics_api_port"] = args.metrics_api_port
     if args.health_port is not None:
         update["health_port"] = args.health_port
     return settings.model_copy(update=update)
@@ -107,6 +120,9 @@ def api_client() -> client.ApiClient:
 async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> None:
     """Reconcile until `stop` is set (or SIGINT/SIGTERM)."""
     kube = KubeApi(api_client(), threads=settings.workers)
+    # The autoscaler loop writes each pool's load here; the metrics API serves it.
+    board = LoadBoard()
+    metrics_api = await _start_metrics_api(settings, board, kube)
     render = RenderSettings(
         default_redis_url=settings.default_redis_url,
         agent_port=settings.agent_port,
@@ -115,15 +131,18 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     )
     view = IndexView()
     discoverer = Discoverer(interval=settings.discovery_seconds)
-    autoscaler = Autoscaler(
-        view, kube, board=LoadBoard(), default_redis_url=settings.default_redis_url
-    )
+    reconciler = Reconciler(view, kube, render)
+    reviewers = None
+    if settings.token_reviewer_binding is not None:
+        reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
+    autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
     controller = Controller(
-        Reconciler(view, kube, render),
+        reconciler,
         view,
         settings.workers,
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
+        reviewers,
         loops=[autoscaler.run],
     )
     discoverer.on_change = controller.tool_queue.add
@@ -135,6 +154,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         namespaces=namespaces or "all",
         agent_image=settings.agent_image,
         default_redis=settings.default_redis_url is not None,
+        token_reviewer_binding=settings.token_reviewer_binding or "not managed",
     )
     try:
         await kopf.operator(
@@ -145,7 +165,44 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             stop_flag=stop,
         )
     finally:
+        if metrics_api is not None:
+            await metrics_api.cleanup()
         kube.close()
+
+
+async def _start_metrics_api(
+    settings: OperatorSettings, board: LoadBoard, kube: KubeApi
+) -> ServingMetricsApi | None:
+    """custom.metrics.k8s.io when enabled. Started inside `run`, so on the leader only:
+    the board is filled by the leader's autoscaler loop, and a standby would serve nothing;
+    in the cluster the leader also routes the metrics-API Service to itself."""
+    if not settings.metrics_api_port:
+        METRICS_API_SERVING.set(0)
+        return None
+    service = ServiceRef(
+        settings.operator_namespace, settings.metrics_api_service, settings.metrics_api_service_port
+    )
+    runner = None
+    try:
+        runner = await serve_metrics_api(
+            api_client(),
+            board,
+            port=settings.metrics_api_port,
+            service=service,
+            owner_cluster_role=settings.metrics_api_owner,
+        )
+        if runner is not None and settings.pod_ip:
+            endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)
+            await kube.apply(endpoints)
+    except Exception as exc:
+        # An optional feature: the pools keep being reconciled and autoscaled without it
+        # (a missing RBAC rule, say); the HPAs of mode HPA report FailedGetObjectMetric.
+        log.error("not serving custom metrics: could not start", error=repr(exc))
+        METRICS_API_SERVING.set(0)
+        if runner is not None:
+            await runner.cleanup()
+        return None
+    return runner
 
 
 async def serve(settings: OperatorSettings) -> None:

@@ -35,3 +35,18 @@ API_LATENCY = Histogram(
 )
 POOLS = Gauge("agentpool_operator_pools", "AgentPools the operator knows.")
 LEADER = Gauge("agentpool_operator_leader", "1 while this replica holds the Lease.")
+METRICS_API_SERVING = Gauge(
+    "agentpool_operator_metrics_api_serving",
+    "1 while this replica serves custom.metrics.k8s.io (HPA mode); 0 when it is off, "
+    "refused (another adapter owns the APIService) or the cluster has no front proxy.",
+)
+METRICS_API_REQUESTS = Counter(
+    "agentpool_operator_metrics_api_requests_total",
+    "Requests to the custom-metrics API, by HTTP status code.",
+    ["code"],
+)
+TOKEN_REVIEWERS = Gauge(
+    "agentpool_operator_token_reviewers",
+    "ServiceAccounts the token-reviewer ClusterRoleBinding should name (pools that review "
+    "projected tokens).",
+)

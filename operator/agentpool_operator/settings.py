@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator
 
 from agentpool_operator import __version__
 
@@ -47,6 +47,24 @@ class OperatorSettings(BaseModel):
     """Port of GET /healthz; 0 disables."""
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Port of GET /metrics; 0 disables."""
+    metrics_api_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the custom.metrics.k8s.io server (HPA mode's pool load, HTTPS); 0 (the
+    default) disables it. Served by the leader only."""
+    metrics_api_service: str = Field(
+        default="agentpool-operator-metrics-api", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    """The Service in operator_namespace that the operator's APIService points at."""
+    metrics_api_service_port: int = Field(default=443, ge=1, le=65535)
+    """That Service's port (the aggregator dials the Service, not the pod)."""
+    metrics_api_owner: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$"
+    )
+    """A ClusterRole (the chart's) made the owner of the APIService, so that deleting
+    the installation deletes the APIService; unset: it stays until deleted by hand."""
+    pod_ip: IPvAnyAddress | None = None
+    """This replica's pod IP (the chart passes it): with the metrics API on, the leader
+    points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
+    the one replica that has the load. Unset out of cluster (the Service is the user's)."""
     workers: int = Field(default=16, ge=1, le=256)
     """Pools reconciled at once."""
     agent_port: int = Field(default=8080, ge=1, le=65535)
@@ -57,6 +75,10 @@ class OperatorSettings(BaseModel):
     discovery_seconds: float = Field(default=300.0, gt=0, le=86_400)
     """How often every MCP server is asked again for its tools (off the reconcile path;
     a status is written only when the answer changes)."""
+    token_reviewer_binding: str | None = Field(default=None, min_length=1, max_length=253)
+    """The ClusterRoleBinding (made by the chart, to a ClusterRole that allows only
+    `create tokenreviews`) whose subjects the operator keeps equal to the ServiceAccounts
+    of the pools that review projected tokens; unset: not managed (bind them yourself)."""
     watch_timeout_seconds: int | None = Field(default=None, ge=1, le=3600)
     """How long one watch request lasts before kopf lists and watches again; unset: the
     API server's choice (minutes)."""
@@ -84,10 +106,16 @@ class OperatorSettings(BaseModel):
             "health_port": "AGENTPOOL_HEALTH_PORT",
             "metrics_port": "AGENTPOOL_METRICS_PORT",
             "workers": "AGENTPOOL_WORKERS",
+            "metrics_api_port": "AGENTPOOL_METRICS_API_PORT",
+            "metrics_api_service": "AGENTPOOL_METRICS_API_SERVICE",
+            "metrics_api_service_port": "AGENTPOOL_METRICS_API_SERVICE_PORT",
+            "pod_ip": "AGENTPOOL_POD_IP",
+            "metrics_api_owner": "AGENTPOOL_METRICS_API_OWNER",
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
             "discovery_seconds": "AGENTPOOL_DISCOVERY_SECONDS",
+            "token_reviewer_binding": "AGENTPOOL_TOKEN_REVIEWER_BINDING",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var, "").strip()}
         return cls.model_validate(values)

@@ -183,7 +183,7 @@ async def test_redis_stopped_holds_the_pool_and_it_recovers(
     await _replicas_become(pools, "held", 1, within=30)
     async with SimulatedReplicas(kube_api, redis_url, namespace, "held", CAPACITY) as sim:
         await _running(sim, 1)
-        sim.queued = 2
+        sim.queued = 3  # 3 turns' worth at a 50 % target of 2 slots: 3 replicas
         await _replicas_become(pools, "held", 3, within=15)
 
         async def active_is(status: str, reason: str) -> bool:
@@ -195,8 +195,7 @@ async def test_redis_stopped_holds_the_pool_and_it_recovers(
             await async_wait_until(
                 lambda: active_is("False", "LoadUnavailable"), timeout=15, what="LoadUnavailable"
             )
-            # Held: no replica removed while the load cannot be read (the samples say 2
-            # queued turns; nothing says otherwise).
+            # Held: no replica removed while the load cannot be read.
             assert await pools.replicas("held") == 3
         finally:
             redis_server.start()
@@ -276,7 +275,7 @@ async def test_a_restarted_operator_waits_a_full_window_before_scaling_down(
         with operator_running(cluster, [namespace], tmp_path / "op1.log"):
             await _replicas_become(pools, "restart", 1, within=30)
             await _running(sim, 1)
-            sim.queued = 4
+            sim.queued = 6
             await _replicas_become(pools, "restart", 5, within=15)
             sim.queued = 0
         # Idle now, and the first operator is gone: the next one must see a full window.

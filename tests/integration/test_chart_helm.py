@@ -83,8 +83,12 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
             "ClusterRole",  # discovery (CRDs, namespaces)
             "ClusterRole",  # aggregated into edit/admin
             "ClusterRole",  # aggregated into view
+            "ClusterRole",  # create tokenreviews, for the pools that review tokens
+            "ClusterRole",  # the operator may keep that one binding's subjects
             "ClusterRoleBinding",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",  # the pools' token reviewers (no subjects in the chart)
+            "ClusterRoleBinding",  # the operator's token-reviewer manager role
             "Role",  # leader election: the Lease, in the release namespace
             "RoleBinding",
             "Deployment",
@@ -157,11 +161,44 @@ def test_template_with_defaults_is_cluster_wide_and_restricted(cluster: Cluster)
         ("networking.k8s.io", "networkpolicies"): children,
         ("autoscaling", "horizontalpodautoscalers"): children,
         ("", "secrets"): {"get", "list", "watch"},  # resource versions, for rollouts
+        ("", "pods"): {"get", "patch"},  # the autoscaler's pod-deletion-cost
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
+    _assert_token_review_rbac(docs, "rel-agentpool")
+    assert env["AGENTPOOL_TOKEN_REVIEWER_BINDING"] == "rel-agentpool-token-reviewer"
     dashboard = _by_kind(docs, "ConfigMap")[0]
     assert json.loads(dashboard["data"]["agentpool.json"])["panels"]
+
+
+def _assert_token_review_rbac(docs: list[dict[str, Any]], fullname: str) -> None:
+    """One narrow role for the pools, one binding of it with no subjects (the operator's
+    to fill), and the operator allowed that binding and that role by name only."""
+    reviewer = f"{fullname}-token-reviewer"
+    roles = {r["metadata"]["name"]: r for r in _by_kind(docs, "ClusterRole")}
+    bindings = {b["metadata"]["name"]: b for b in _by_kind(docs, "ClusterRoleBinding")}
+    assert roles[reviewer]["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    assert bindings[reviewer]["roleRef"]["name"] == reviewer
+    assert "subjects" not in bindings[reviewer]
+    assert roles[f"{reviewer}-manager"]["rules"] == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterrolebindings"],
+            "resourceNames": [reviewer],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": [reviewer],
+            "verbs": ["bind"],
+        },
+    ]
+    manager = bindings[f"{reviewer}-manager"]
+    assert manager["roleRef"]["name"] == f"{reviewer}-manager"
+    assert [s["name"] for s in manager["subjects"]] == [fullname]
 
 
 def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> None:
@@ -174,8 +211,13 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         "team-b",
     ]
     assert len(_by_kind(docs, "RoleBinding")) == 3
-    # Only the read-only discovery role is bound cluster-wide.
-    [binding] = _by_kind(docs, "ClusterRoleBinding")
+    # Cluster-wide, only the read-only discovery role and the token-reviewer binding.
+    _assert_token_review_rbac(docs, "rel-agentpool")
+    [binding] = [
+        b
+        for b in _by_kind(docs, "ClusterRoleBinding")
+        if not b["metadata"]["name"].startswith("rel-agentpool-token-reviewer")
+    ]
     [cluster_role] = [
         r
         for r in _by_kind(docs, "ClusterRole")
@@ -231,6 +273,74 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
     assert endpoint["honorLabels"] is True
 
 
+def test_template_with_the_metrics_api(cluster: Cluster) -> None:
+    docs = _template(cluster, "--set", "metricsApi.enabled=true")
+    # The operator, not the chart, writes the APIService (with its certificate's CA, and
+    # only if no other adapter owns it).
+    assert not _by_kind(docs, "APIService")
+    [service] = [s for s in _by_kind(docs, "Service") if s["metadata"]["name"].endswith("-api")]
+    assert service["metadata"]["name"] == "rel-agentpool-metrics-api"
+    assert "selector" not in service["spec"]  # the leader writes its EndpointSlice
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP"}]
+    [deployment] = _by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = _env(container)
+    assert env["AGENTPOOL_METRICS_API_PORT"] == "6443"
+    assert env["AGENTPOOL_METRICS_API_SERVICE"] == "rel-agentpool-metrics-api"
+    assert env["AGENTPOOL_METRICS_API_SERVICE_PORT"] == "443"
+    assert env["AGENTPOOL_POD_IP"] == {"fieldPath": "status.podIP"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics-api"] == 6443
+    [policy] = _by_kind(docs, "NetworkPolicy")
+    assert {"ports": [{"port": "metrics-api", "protocol": "TCP"}]} in policy["spec"]["ingress"]
+    bindings = {
+        (b["kind"], b["metadata"].get("namespace"), b["roleRef"]["name"])
+        for b in _by_kind(docs, "ClusterRoleBinding") + _by_kind(docs, "RoleBinding")
+    }
+    assert ("ClusterRoleBinding", None, "system:auth-delegator") in bindings
+    assert (
+        "RoleBinding",
+        "kube-system",
+        "extension-apiserver-authentication-reader",
+    ) in bindings
+    [apiservices] = [
+        r
+        for r in _by_kind(docs, "ClusterRole")
+        if r["metadata"]["name"] == "rel-agentpool-metrics-api"
+    ]
+    assert apiservices["rules"] == [
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "verbs": ["create"],
+        },
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "resourceNames": ["v1beta2.custom.metrics.k8s.io"],
+            "verbs": ["get", "update", "delete"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": ["rel-agentpool-metrics-api"],
+            "verbs": ["get"],
+        },
+    ]
+    # That ClusterRole owns the APIService, so that uninstalling removes it.
+    assert env["AGENTPOOL_METRICS_API_OWNER"] == "rel-agentpool-metrics-api"
+    [slices] = [
+        r for r in _by_kind(docs, "Role") if r["metadata"]["name"] == "rel-agentpool-metrics-api"
+    ]
+    assert slices["metadata"]["namespace"] == "agentpool-system"
+    assert slices["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["create", "patch"],
+        }
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
@@ -242,6 +352,8 @@ def test_template_with_non_default_values(cluster: Cluster, tmp_path: Path) -> N
         (["--set", "redis.persistence.size=lots"], "/redis/persistence/size"),
         (["--set", "metrics.port=70000"], "/metrics/port"),
         (["--set", "metrics.service.type=Ingress"], "/metrics/service/type"),
+        (["--set", "metricsApi.port=0"], "/metricsApi/port"),
+        (["--set-string", "metricsApi.enabled=yes"], "/metricsApi/enabled"),
         (["--set-string", "rbac.create=yes"], "/rbac/create"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[-1],
@@ -299,6 +411,10 @@ def test_install_creates_everything_and_uninstall_removes_it(
         ("clusterrolebinding", fullname),
         ("clusterrole", f"{fullname}-discovery"),
         ("clusterrolebinding", f"{fullname}-discovery"),
+        ("clusterrole", f"{fullname}-token-reviewer"),
+        ("clusterrolebinding", f"{fullname}-token-reviewer"),
+        ("clusterrole", f"{fullname}-token-reviewer-manager"),
+        ("clusterrolebinding", f"{fullname}-token-reviewer-manager"),
     ]
     for kind, name in namespaced:
         cluster.kubectl("get", kind, name, "-n", namespace)
@@ -395,5 +511,14 @@ def test_watch_namespaces_limits_rbac_to_those_namespaces(
         assert can("list", "customresourcedefinitions")
         assert cluster.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
         cluster.kubectl("get", "role", fullname, "-n", namespace)
+        # RBAC itself: that one binding and that one role, by name, nothing else.
+        reviewer = f"{fullname}-token-reviewer"
+        assert can("patch", f"clusterrolebinding/{reviewer}")
+        assert can("bind", f"clusterrole/{reviewer}")
+        assert not can("create", "clusterrolebindings")
+        assert not can("delete", f"clusterrolebinding/{reviewer}")
+        assert not can("patch", f"clusterrolebinding/{fullname}-discovery")
+        assert not can("bind", "clusterrole/cluster-admin")
+        assert not can("create", "tokenreviews")  # the pools review, not the operator
     finally:
         cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")

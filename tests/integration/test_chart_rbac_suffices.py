@@ -31,6 +31,11 @@ def _ready(api: client.ApiClient, namespace: str, name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def _subjects(api: client.ApiClient, binding: str) -> list[tuple[str, str]]:
+    found = client.RbacAuthorizationV1Api(api).read_cluster_role_binding(binding)
+    return [(s.namespace, s.name) for s in found.subjects or []]
+
+
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 def test_the_operator_runs_on_the_chart_s_rbac_without_a_refusal(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str, tmp_path: Path, mode: str
@@ -49,7 +54,12 @@ def test_the_operator_runs_on_the_chart_s_rbac_without_a_refusal(
     )
     try:
         window = AuditWindow.starting_now(audit_log_path(TEST_CLUSTER), user=login.user)
-        env = {"KUBECONFIG": str(login.kubeconfig), "AGENTPOOL_OPERATOR_NAMESPACE": namespace}
+        binding = f"{release}-agentpool-token-reviewer"
+        env = {
+            "KUBECONFIG": str(login.kubeconfig),
+            "AGENTPOOL_OPERATOR_NAMESPACE": namespace,
+            "AGENTPOOL_TOKEN_REVIEWER_BINDING": binding,  # as the chart sets it
+        }
         with operator_running(cluster, watched, tmp_path / "operator.log", env) as operator:
             cluster.kubectl("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples"))
             for pool in POOLS:
@@ -58,6 +68,12 @@ def test_the_operator_runs_on_the_chart_s_rbac_without_a_refusal(
                     timeout=120,
                     what=f"pool {pool} Ready (operator log: {operator.log})",
                 )
+            # customer-support asks billing through an agent tool: billing reviews tokens.
+            wait_until(
+                lambda: _subjects(kube_api, binding) == [(namespace, "billing")],
+                timeout=30,
+                what="billing's ServiceAccount in the token-reviewer binding",
+            )
         window.close()
         flush(window.path, kube_api)
         events = window.events()
@@ -65,5 +81,9 @@ def test_the_operator_runs_on_the_chart_s_rbac_without_a_refusal(
         assert not refused, f"the chart's RBAC refused the operator: {refused}"
         # Control: the operator did its work under this identity.
         assert window.writes().by_request[("patch", "apps/deployments")] >= len(POOLS)
+        assert (
+            window.writes().by_request[("patch", "rbac.authorization.k8s.io/clusterrolebindings")]
+            == 1
+        )
     finally:
         remove_chart_rbac(cluster, namespace=namespace, release=release)

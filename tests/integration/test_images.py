@@ -1,8 +1,10 @@
 """The two images as users run them: built here with buildah (hack/build-images.sh, cached
 by content across sessions), run with `buildah run` on a read-only root with only /tmp
-writable. Each entry point starts in its image; the runtime serves /healthz against the
-test Redis as uid 65532 under tini, which reaps the orphans of its command tools; nothing
-outside /tmp is writable; no compiler, pip or apt; the sizes are reported.
+writable. Each entry point starts in its image: the runtime serves /healthz against the
+test Redis as uid 65532 under tini, which reaps the orphans of its command tools; the
+operator serves /healthz against the test cluster and reconciles a pool to Ready; the
+tool-runner starts. Nothing outside /tmp is writable; no compiler, pip or apt; the sizes
+are reported.
 
 Skipped, with the reason, only where buildah cannot be installed."""
 
@@ -13,11 +15,17 @@ import secrets
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client as kube
 
+from tests.integration.crd_install import install_crds
+from tests.support.cluster import Cluster
 from tests.support.images import (
+    KUBECONFIG_DIR,
     REPO_ROOT,
     BuildahUnavailableError,
     BuiltImages,
@@ -28,7 +36,10 @@ from tests.support.images import (
     descendants,
     image_config,
     proc_status,
+    readable_by_the_image,
     top_contributors,
+    wait_answering,
+    write_kubeconfig,
 )
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import wait_until
@@ -43,6 +54,7 @@ VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["
 SIZE_LIMITS_MB = {"agent": 250, "operator": 150}
 ORPHAN_SECONDS = 2
 MOUNT = "/etc/agentpool"  # where the operator mounts the runtime's config
+GROUP, API_VERSION = "agentpool.dev", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +136,7 @@ def agent(
     (config_dir / "tokens.json").write_text(json.dumps(tokens))
     config = {**agent_config(redis_server.url), "auth": {"tokensFile": f"{MOUNT}/tokens.json"}}
     (config_dir / "config.json").write_text(json.dumps(config))
-    # uid 65532 reads them, as it reads the operator's ConfigMap and Secret in a pod.
-    config_dir.chmod(0o755)
-    for name in ("config.json", "tokens.json"):
-        (config_dir / name).chmod(0o644)
+    readable_by_the_image(config_dir)
     port = free_port()
     log = config_dir / "agent.log"
     argv = [
@@ -144,21 +153,21 @@ def agent(
         headers={"Authorization": f"Bearer {token}"},
     )
 
-    def healthy() -> bool:
-        if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
-            pytest.fail(f"the agent container exited:\n{log.read_text()[-3000:]}")
-        return client.get("/healthz").status_code == 200
-
     try:
-        wait_until(healthy, timeout=60, what="agentpool-agent in its image to serve /healthz")
+        wait_answering(
+            proc,
+            f"http://127.0.0.1:{port}/healthz",
+            log,
+            timeout=60,
+            what="agentpool-agent in its image to serve /healthz",
+        )
         report.append(
             f"agentpool-agent in its image: /healthz after {time.monotonic() - start:.2f}s"
         )
         yield client, proc.pid
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        agent_container.stop(proc)
 
 
 def test_image_config_runs_non_root_under_tini_with_labels(images: BuiltImages) -> None:
@@ -231,7 +240,7 @@ def test_tini_adopts_and_reaps_orphans(agent_container: Container) -> None:
 
 
 @pytest.mark.parametrize("name", ["agent", "operator"])
-def test_root_is_read_only_but_tmp_and_no_build_tools(
+def test_root_is_read_only_but_tmp_and_no_build_tools_or_caches(
     name: str, agent_container: Container, operator_container: Container
 ) -> None:
     container = agent_container if name == "agent" else operator_container
@@ -254,6 +263,11 @@ def test_root_is_read_only_but_tmp_and_no_build_tools(
     # As root too (a pod could run with runAsUser 0), the root file system refuses writes.
     as_root = container.run(["sh", "-c", "touch /etc/x /opt/x 2>&1; true"], user="0:0")
     assert as_root.stdout.count("Read-only file system") == 2, as_root.stdout
+    # No package manager's caches or lists (apt's, pip's) are left in the image.
+    for inside in ("var/cache", "var/lib/apt/lists", "root/.cache", "tmp/.cache"):
+        path = container.root / inside
+        left = sorted(entry.name for entry in path.iterdir()) if path.is_dir() else []
+        assert left == [], f"{name}: /{inside} holds {left}"
 
 
 def test_each_image_carries_only_its_own_extras(
@@ -268,26 +282,122 @@ def test_each_image_carries_only_its_own_extras(
         "        return False\n"
         "print(' '.join(m for m in sys.argv[1:] if has(m)))"
     )
-    agent_only = ["fastapi", "numpy", "usearch", "redis", "openai"]
+    # redis: the runtime's memory and tasks, the operator's autoscaler (load samples).
+    both = ["redis", "pydantic"]
+    agent_only = ["fastapi", "numpy", "usearch", "openai"]
     operator_only = ["kopf", "kubernetes", "agentpool_operator"]
     neither = ["kubernetes.aio", "pytest", "hypothesis", "mypy"]
-    every = [*agent_only, *operator_only, *neither]
+    every = [*both, *agent_only, *operator_only, *neither]
     in_agent = agent_container.run(["python3", "-c", probe, *every])
-    assert in_agent.stdout.split() == agent_only, in_agent.stderr
+    assert in_agent.stdout.split() == [*both, *agent_only], in_agent.stderr
     in_operator = operator_container.run(["python3", "-c", probe, *every])
-    assert in_operator.stdout.split() == operator_only, in_operator.stderr
+    assert in_operator.stdout.split() == [*both, *operator_only], in_operator.stderr
 
 
-def test_operator_entry_point_starts_in_its_image(
-    operator_container: Container, report: list[str]
+def _pool_ready(custom: kube.CustomObjectsApi, namespace: str, name: str) -> bool:
+    pool: Any = custom.get_namespaced_custom_object(
+        GROUP, API_VERSION, namespace, "agentpools", name
+    )
+    conditions = (pool.get("status") or {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_operator_serves_healthz_and_reconciles_a_pool_in_its_image(
+    images: BuiltImages,
+    operator_container: Container,
+    cluster: Cluster,
+    kube_api: kube.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    report: list[str],
 ) -> None:
+    """The operator as the chart runs it, but out of cluster: its image, a read-only root,
+    uid 65532, a kubeconfig mounted read-only (as a Secret would be) and the settings in
+    the environment. /healthz answers, and a pool gets its children and becomes Ready:
+    the image's kopf, kubernetes client and operator code really talk to the API server
+    (chroot isolation shares the host's network, so its loopback address works)."""
+    install_crds(cluster)
+    config_dir = tmp_path / "operator-config"
+    config_dir.mkdir()
+    kubeconfig = write_kubeconfig(cluster, config_dir)
+    health, metrics = free_port(), free_port()
+    argv = [
+        *operator_container.entrypoint(),
+        f"--namespace={namespace}",
+        "--standalone",
+        f"--health-port={health}",
+        f"--metrics-port={metrics}",
+        "--log-format=json",
+    ]
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "AGENTPOOL_AGENT_IMAGE": images.refs["agent"],
+        "AGENTPOOL_OPERATOR_NAMESPACE": "agentpool-system",
+    }
+    log = tmp_path / "operator.log"
     start = time.monotonic()
-    out = operator_container.run([*operator_container.entrypoint(), "--help"])
-    elapsed = time.monotonic() - start
-    assert out.returncode == 0, out.stderr
-    assert "agentpool-operator" in out.stdout
-    assert "--health-port" in out.stdout
-    report.append(f"agentpool-operator --help in its image: {elapsed:.2f}s")
+    proc = operator_container.popen(
+        argv, log, volumes=[f"{config_dir}:{KUBECONFIG_DIR}:ro"], env=env
+    )
+
+    healthz = f"http://127.0.0.1:{health}/healthz"
+    try:
+        wait_answering(proc, healthz, log, timeout=60, what="agentpool-operator's /healthz")
+        healthy_after = time.monotonic() - start
+        (operator,) = (
+            p
+            for p in descendants(proc.pid)
+            if "/opt/agentpool/bin/agentpool-operator" in cmdline(p)
+        )
+        status = proc_status(operator)
+        assert status is not None
+        assert status["Uid"].split()[0] == UID
+        core, custom = kube.CoreV1Api(kube_api), kube.CustomObjectsApi(kube_api)
+        core.create_namespaced_secret(
+            namespace,
+            kube.V1Secret(metadata=kube.V1ObjectMeta(name="llm"), string_data={"api-key": "k"}),
+        )
+        pool = {
+            "apiVersion": f"{GROUP}/{API_VERSION}",
+            "kind": "AgentPool",
+            "metadata": {"name": "imaged"},
+            "spec": {
+                "instructions": "Help.",
+                "model": {
+                    "baseUrl": "http://llm.example.com/v1",
+                    "name": "m",
+                    "apiKeySecretRef": {"name": "llm", "key": "api-key"},
+                },
+            },
+        }
+        created = time.monotonic()
+        custom.create_namespaced_custom_object(GROUP, API_VERSION, namespace, "agentpools", pool)
+
+        def ready() -> bool:
+            if proc.poll() is not None:  # pytest.fail is no Exception: wait_until lets it through
+                pytest.fail(f"the operator container exited:\n{log.read_text()[-3000:]}")
+            return _pool_ready(custom, namespace, "imaged")
+
+        wait_until(ready, timeout=90, what="the pool Ready, reconciled by the imaged operator")
+        ready_after = time.monotonic() - created
+        for kind in ("deployment", "service", "serviceaccount"):
+            child = json.loads(
+                cluster.kubectl("-n", namespace, "get", kind, "imaged", "-o", "json").stdout
+            )
+            assert child["metadata"]["ownerReferences"][0]["kind"] == "AgentPool", kind
+            if kind == "deployment":
+                (agent,) = (
+                    c
+                    for c in child["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "agent"
+                )
+                assert agent["image"] == images.refs["agent"]  # the settings came from the env
+        report.append(
+            f"agentpool-operator in its image: /healthz after {healthy_after:.2f}s; "
+            f"a new pool Ready {ready_after:.2f}s after it was created"
+        )
+    finally:
+        operator_container.stop(proc)
 
 
 def test_tool_runner_entry_point_starts_in_the_agent_image(

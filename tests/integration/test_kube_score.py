@@ -23,6 +23,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "watchNamespaces": ["team-a", "team-b"],
         "metrics": {"serviceMonitor": {"enabled": True}},
         "prometheusRule": {"enabled": True},
+        "metricsApi": {"enabled": True},
     },
 }
 

@@ -1,6 +1,7 @@
 """Quiet: with nothing changing, the operator makes no write request at all, across
-re-lists of its watches and a restart. (The operator's own request counter is checked
-here; the API server's audit log check lives with the audit plumbing.)"""
+re-lists of its watches and a restart (its only reads outside the watches are of the
+token-reviewer binding, by name, at start and at each resync). The operator's own
+request counter is checked here, and the API server's audit log."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ RECONCILES = "agentpool_operator_reconciles_total"
 FAST_RELIST = {"AGENTPOOL_WATCH_TIMEOUT_SECONDS": "2", "AGENTPOOL_RESYNC_SECONDS": "1"}
 
 
+def _writes(op: OperatorProcess) -> float:
+    """The operator's requests to the API server other than reads."""
+    return op.metric(WRITES) - op.metric(WRITES, 'verb="get"')
+
+
 def _settled(op: OperatorProcess, quiet_for: float = 3.0) -> float:
     """Wait until the operator's write count has not moved for `quiet_for` seconds."""
-    seen = {"value": op.metric(WRITES), "since": time.monotonic()}
+    seen = {"value": _writes(op), "since": time.monotonic()}
 
     def still() -> bool:
-        now = op.metric(WRITES)
+        now = _writes(op)
         if now != seen["value"]:
             seen.update(value=now, since=time.monotonic())
         return time.monotonic() - seen["since"] >= quiet_for
@@ -70,14 +76,14 @@ def test_an_idle_cluster_sees_no_write_across_relists_and_a_restart(
             timeout=60,
             what="three rounds of resyncs reconciled",
         )
-        assert op.metric(WRITES) == writes, op.tail()
+        assert _writes(op) == writes, op.tail()
     with operator_running(cluster, [namespace], log, FAST_RELIST) as op:
         wait_until(
             lambda: op.metric(RECONCILES, UNCHANGED) >= 2 * len(pools),
             timeout=60,
             what="the restarted operator to reconcile every pool twice",
         )
-        assert op.metric(WRITES) == 0, op.tail()
+        assert _writes(op) == 0, op.tail()
         assert op.metric(RECONCILES, 'result="changed"') == 0
 
 
@@ -85,8 +91,10 @@ def test_the_api_servers_audit_log_shows_no_write_by_the_operator_when_idle(
     cluster: Cluster, namespace: str, kube_api: client.ApiClient, tmp_path: Path
 ) -> None:
     """The same, judged by the API server: the operator runs as the chart's
-    ServiceAccount with the chart's RBAC and leader election on; over an idle window that
-    includes resyncs and a restart, its only writes are Lease renewals (counted apart)."""
+    ServiceAccount with the chart's RBAC and leader election on, managing the chart's
+    token-reviewer binding (pool a calls pool b as a tool, so b reviews tokens); over an
+    idle window that includes resyncs and a restart, its only writes are Lease renewals
+    (counted apart)."""
     from tests.support.audit import AuditWindow, audit_log_path, flush
     from tests.support.operator_identity import operator_login, remove_chart_rbac
 
@@ -101,17 +109,38 @@ def test_the_api_servers_audit_log_shows_no_write_by_the_operator_when_idle(
         "AGENTPOOL_LEADER_ELECT": "true",
         "AGENTPOOL_OPERATOR_NAMESPACE": namespace,
         "AGENTPOOL_POD_NAME": "quiet",
+        "AGENTPOOL_TOKEN_REVIEWER_BINDING": f"{release}-agentpool-token-reviewer",
     }
     kube = Api(kube_api, namespace)
     kube.secret("llm", {"api-key": "k"})
-    for name in ("a", "b"):
-        kube.create("agentpools", name, {"instructions": name, "model": MODEL})
+    kube.create("agenttools", "ask-b", {"description": "d", "agent": {"poolName": "b"}})
+    kube.create(
+        "agentpools",
+        "a",
+        {"instructions": "a", "model": MODEL, "tools": {"refs": [{"name": "ask-b"}]}},
+    )
+    kube.create("agentpools", "b", {"instructions": "b", "model": MODEL})
+    rbac = client.RbacAuthorizationV1Api(kube_api)
     log = tmp_path / "operator.log"
     path = audit_log_path()
     try:
         with operator_running(cluster, [namespace], log, env, standalone=False) as op:
             for name in ("a", "b"):
                 wait_until(lambda name=name: _ready(kube, name), timeout=90, what=f"{name} Ready")
+            wait_until(
+                lambda: (
+                    [
+                        (x.namespace, x.name)
+                        for x in rbac.read_cluster_role_binding(
+                            env["AGENTPOOL_TOKEN_REVIEWER_BINDING"]
+                        ).subjects
+                        or []
+                    ]
+                    == [(namespace, "b")]
+                ),
+                timeout=30,
+                what="b in the token-reviewer binding",
+            )
             _settled(op)
             flush(path, kube_api)
             window = AuditWindow.starting_now(path, user=login.user)
@@ -127,6 +156,13 @@ def test_the_api_servers_audit_log_shows_no_write_by_the_operator_when_idle(
                 timeout=60,
                 what="the restarted operator to reconcile both pools twice",
             )
+            # It reads the binding by name (at start and at each resync), writes nothing.
+            wait_until(
+                lambda: op.metric(WRITES, 'kind="ClusterRoleBinding",verb="get"') >= 2,
+                timeout=30,
+                what="the binding read at start and at a resync",
+            )
+            assert op.metric(WRITES, 'kind="ClusterRoleBinding",verb="apply"') == 0
         flush(path, kube_api)
         window.close()
         counts = window.writes()

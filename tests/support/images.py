@@ -4,14 +4,21 @@ tmpfs on /tmp, as a pod runs them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from tests.support.cluster import Cluster
+from tests.support.wait import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
@@ -131,6 +138,7 @@ class Container:
         read_only: bool = True,
         volumes: Sequence[str] = (),
         user: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> list[str]:
         # /run: buildah bind-mounts /run/.containerenv, which it cannot create on a
         # read-only root (a pod needs no /run).
@@ -140,6 +148,8 @@ class Container:
             run += ["--volume", volume]
         if user is not None:
             run += ["--user", user]
+        for key, value in (env or {}).items():
+            run += ["--env", f"{key}={value}"]
         run += [self.name, "--", *argv]
         if not read_only:
             return run
@@ -150,6 +160,25 @@ class Container:
             return subprocess.Popen(
                 self.command(argv, **kwargs), stdout=out, stderr=subprocess.STDOUT
             )
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        """Stops what `popen` started, and everything under it. buildah answers SIGTERM by
+        killing tini outright, which orphans the entry point (it went on running as uid
+        65532); so SIGTERM goes to the container's tini, which forwards it to its child as
+        PID 1 does when a kubelet stops a pod. Whatever is left after `timeout` is killed."""
+        tree = {pid: cmdline(pid) for pid in descendants(proc.pid)}
+        inits = [pid for pid, argv in tree.items() if argv[:1] == ["/usr/bin/tini"]]
+        for pid in inits or [proc.pid]:
+            _signal(pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+        for pid, argv in tree.items():
+            if cmdline(pid) == argv:  # the same process, not a reused pid
+                _signal(pid, signal.SIGKILL)
 
     def run(
         self, argv: Sequence[str], *, timeout: float = 60, **kwargs: Any
@@ -169,6 +198,54 @@ class Container:
         if not marker:
             raise RuntimeError(f"{argv} did not run: {out.stderr[-2000:]}")
         return subprocess.CompletedProcess(out.args, int(status), stdout, out.stderr)
+
+
+class ContainerExitedError(AssertionError):
+    """The process under test exited while it was awaited."""
+
+
+def wait_answering(
+    proc: subprocess.Popen[bytes], url: str, log: Path, *, timeout: float, what: str
+) -> None:
+    """Waits until GET `url` answers 200; fails at once, with the log's tail, if `proc`
+    exits first."""
+
+    def answered_or_exited() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answered_or_exited, timeout=timeout, interval=0.05, what=what)
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise ContainerExitedError(f"{what}: the process exited ({proc.returncode}):\n{tail}")
+
+
+def readable_by_the_image(directory: Path) -> None:
+    """Opens `directory` and its files to the image's uid 65532, which reads them as it
+    reads a mounted ConfigMap or Secret in a pod (pytest's tmp_path is private to root)."""
+    directory.chmod(0o755)
+    for entry in directory.iterdir():
+        entry.chmod(0o644)
+
+
+# The operator's kubeconfig goes on /mnt: a kubelet creates a mount point on a read-only
+# root, buildah cannot, and /mnt is an empty directory in both bases.
+KUBECONFIG_DIR = "/mnt"
+
+
+def write_kubeconfig(cluster: Cluster, directory: Path) -> str:
+    """Writes the cluster's kubeconfig, flattened (the certificates inline, no paths into
+    the host's file system), into `directory` for the operator in its image; returns the
+    KUBECONFIG value inside the container (mount `directory` on KUBECONFIG_DIR). The API
+    server's loopback address works there: chroot isolation shares the host's network."""
+    flat = cluster.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
+    (directory / "kubeconfig").write_text(flat)
+    readable_by_the_image(directory)
+    return f"{KUBECONFIG_DIR}/kubeconfig"
 
 
 # /proc, read directly: chroot isolation shares the host's PID namespace, so the
@@ -203,6 +280,11 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
 
 def cmdline(pid: int) -> list[str]:

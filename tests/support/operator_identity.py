@@ -31,10 +31,14 @@ def chart_rbac(
     namespace: str,
     release: str,
     watch_namespaces: Sequence[str] = (),
+    values: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The chart's identity objects for a release, as `helm template` renders them."""
+    """The chart's identity objects for a release, as `helm template` renders them
+    (`values`: more `--set` assignments, e.g. "metricsApi.enabled=true")."""
     args = ["template", release, str(CHART), "--namespace", namespace]
     args += ["--set", "rbac.aggregateToDefaultRoles=false"]
+    for value in values:
+        args += ["--set", value]
     if watch_namespaces:
         args += ["--set", "watchNamespaces={" + ",".join(watch_namespaces) + "}"]
     out = cluster.helm(*args)
@@ -49,6 +53,7 @@ def operator_login(
     directory: Path,
     release: str = "ap",
     watch_namespaces: Sequence[str] = (),
+    values: Sequence[str] = (),
 ) -> ServiceAccountLogin:
     """Apply the chart's RBAC for `release` in `namespace`; a kubeconfig acting as it.
 
@@ -56,7 +61,11 @@ def operator_login(
     when tests run side by side, and `remove_chart_rbac` afterwards.
     """
     objects = chart_rbac(
-        cluster, namespace=namespace, release=release, watch_namespaces=watch_namespaces
+        cluster,
+        namespace=namespace,
+        release=release,
+        watch_namespaces=watch_namespaces,
+        values=values,
     )
     cluster.kubectl(
         "apply", "--server-side", "--field-manager=agentpool-tests", "-f", "-",
@@ -79,14 +88,23 @@ def operator_login(
     return login
 
 
-def remove_chart_rbac(cluster: Cluster, *, namespace: str, release: str = "ap") -> None:
-    """Delete the cluster-scoped objects `operator_login` applied (the namespaced ones go
-    with their namespace)."""
-    for obj in chart_rbac(cluster, namespace=namespace, release=release):
+def remove_chart_rbac(
+    cluster: Cluster, *, namespace: str, release: str = "ap", values: Sequence[str] = ()
+) -> None:
+    """Delete the cluster-scoped objects `operator_login` applied, and those in other
+    namespaces than the release's (kube-system's RoleBinding of the metrics API); the
+    release namespace's go with it."""
+    for obj in chart_rbac(cluster, namespace=namespace, release=release, values=values):
+        where = obj["metadata"].get("namespace")
         if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
             cluster.kubectl(
                 "delete", obj["kind"].lower(), obj["metadata"]["name"], "--ignore-not-found"
             )
+        elif where and where != namespace:
+            cluster.kubectl(
+                "-n", where, "delete", obj["kind"].lower(), obj["metadata"]["name"],
+                "--ignore-not-found",
+            )  # fmt: skip
 
 
 def _allowed(

@@ -12,15 +12,26 @@ With `"stream": true` the same answer comes as chunks: the text word by word, ea
 call in one piece, then the usage. `ScriptedModel.mode` switches the whole server to
 "down" (HTTP 500) or adds `delay` seconds to every answer; `requests` records what it
 was asked.
+
+Standalone, it stands in for an LLM (make dev without a model, the pod runner's tests,
+the autoscaling benchmark), with a think time added to every answer:
+
+    python -m tests.support.scripted_model --port 18070 --think-seconds 0.5
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -137,3 +148,66 @@ async def chunks(reply: dict[str, Any]) -> AsyncIterator[bytes]:
     }
     yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+@contextmanager
+def scripted_model_process(log: Path, *, think_seconds: float = 0.0) -> Iterator[str]:
+    """The standalone server as a child process; yields its base URL (`.../v1`)."""
+    from tests.support.redis_server import REPO_ROOT, free_port
+    from tests.support.wait import wait_until
+
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.support.scripted_model", f"--port={port}"]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*argv, f"--think-seconds={think_seconds}"],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    try:
+        wait_until(up, timeout=30, what="the scripted model server")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.scripted_model",
+        description="A scripted OpenAI-compatible chat-completions server (no LLM).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18070)
+    parser.add_argument(
+        "--think-seconds",
+        type=float,
+        default=0.0,
+        help='added to every answer, as an LLM\'s time to answer ("slow N" adds N more)',
+    )
+    args = parser.parse_args(argv)
+    model = ScriptedModel(delay=args.think_seconds)
+    # The list of requests is for in-process tests; a long-running server keeps none.
+    model.requests = _Discard()
+    model.headers = _Discard()
+    uvicorn.run(model.app(), host=args.host, port=args.port, log_level="warning")
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    """A list that keeps nothing (a standalone server answers for hours)."""
+
+    def append(self, item: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

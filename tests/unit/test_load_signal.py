@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from agent_runtime.config.agent import AgentSettings, TurnLimits
 from agent_runtime.config.drain import pre_stop_command, termination_grace_period_seconds
@@ -62,3 +66,35 @@ def test_drain_rendering_covers_the_longest_turn() -> None:
         "--drain-timeout=90",
     ]
     assert termination_grace_period_seconds(agent) == 105
+
+
+_VALUES = st.one_of(
+    st.integers(min_value=-2, max_value=3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["activeTurns", "capacity", "queuedTasks", "draining", "at", "x"]),
+        _VALUES,
+    )
+)
+def test_the_fast_decoding_accepts_only_what_validation_accepts_and_agrees(
+    body: dict[str, object],
+) -> None:
+    """decode_sample skips pydantic for well-formed samples: never a different answer."""
+    raw = json.dumps({"v": 1, **body})
+    try:
+        expected: LoadSample | None = LoadSample.model_validate(body)
+    except ValidationError:
+        expected = None
+    found = decode_sample(raw)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert found.model_dump() == expected.model_dump() or math.isnan(expected.at)

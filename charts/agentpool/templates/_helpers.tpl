@@ -28,6 +28,12 @@ app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ClusterRole (create tokenreviews) and its one ClusterRoleBinding, whose subjects
+the operator keeps equal to the ServiceAccounts of the pools that review tokens. */}}
+{{- define "agentpool.tokenReviewerName" -}}
+{{- printf "%s-token-reviewer" (include "agentpool.fullname" .) -}}
+{{- end -}}
+
 {{- define "agentpool.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}

@@ -463,7 +463,8 @@ class NetworkPolicySpec(ApiModel):
     """Whether the operator makes one."""
     allowed_callers: list[NetworkPeer] = Field(default_factory=list, max_length=MAX_LIST)
     """Who may call the pool's API. The operator's namespace is always allowed (it drains
-    pods before removing them). Defaults to every pod of the pool's namespace."""
+    pods before removing them), and so are the pods of the pools of the namespace that use
+    this pool as a tool. Defaults to every pod of the pool's namespace."""
 
 
 # ---------------------------------------------------------------------------- access
@@ -502,8 +503,9 @@ class AccessSpec(ApiModel):
     restart. Defaults to none."""
     service_accounts: list[CallerServiceAccount] = Field(default_factory=list, max_length=MAX_LIST)
     """ServiceAccounts allowed to call with a projected token whose audience is
-    agentpool/NAMESPACE/POOL (checked by TokenReview: the pool's ServiceAccount needs the
-    system:auth-delegator ClusterRole). Defaults to none."""
+    agentpool/NAMESPACE/POOL (checked by TokenReview; the operator lets the pool's
+    ServiceAccount create TokenReviews through the chart's token-reviewer binding).
+    Defaults to none."""
 
 
 # ---------------------------------------------------------------------------- the pool

@@ -18,7 +18,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -62,6 +62,8 @@ KEY_PREFIX: str = MemoryConfig.model_fields["key_prefix"].default
 PUBLISH_INTERVAL_SECONDS = 1.0
 """What the operator renders as `load.publishIntervalSeconds` (render/config.py)."""
 STALE_SECONDS = stale_after(PUBLISH_INTERVAL_SECONDS)
+WATCH_LAG_SECONDS = 5.0
+"""How long a scale this loop wrote may take to come back through the watch."""
 
 
 class PoolView(Protocol):
@@ -85,8 +87,11 @@ class PoolState:
     pending: scale_down.PendingScaleDown | None = None
     last_written: float | None = None
     last_scale: tuple[str, str] | None = None
-    redis_url: str | None = None
-    notes: list[str] = field(default_factory=list)
+    written: tuple[int, float] | None = None
+    """The replicas this loop last wrote, and when."""
+    signature: tuple[Any, ...] | None = None
+    """What the status last written (or found current) was made of: an equal one next
+    tick costs no status document at all."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,22 @@ class Seen:
     why_no_target: str
 
 
+def queued_tasks(pool: api.AgentPool, reading: Reading, now: float) -> int:
+    """The tasks waiting, with signal ActiveTurnsAndQueuedTasks (else 0): the count the
+    replicas publish (they read the queue properly), the queue's own length when none
+    reports (a pool at zero)."""
+    scaling = pool.spec.scaling
+    if scaling.mode == "Operator" and scaling.operator_settings.signal == "ActiveTurns":
+        return 0
+    fresh = [s.queued_tasks for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
+    return max(fresh, default=reading.queue_length)
+
+
 def pool_load(
-    samples: Mapping[str, LoadSample], queue_length: int, ready: int, capacity: int, now: float
+    samples: Mapping[str, LoadSample], queued: int, ready: int, capacity: int, now: float
 ) -> tuple[int, int]:
-    """(demand, load percent): turns running on replicas that still report, plus queued
-    tasks (the replicas' published count; the queue's own length when none reports)."""
+    """(demand, load percent): turns running on replicas that still report, plus `queued`."""
     fresh = [s for s in samples.values() if now - s.at <= STALE_SECONDS]
-    queued = max((s.queued_tasks for s in fresh), default=queue_length)
     demand = sum(s.active_turns for s in fresh) + queued
     slots = ready * capacity
     return demand, (math.ceil(demand * 100 / slots) if slots else demand * 100)
@@ -138,6 +152,7 @@ class Autoscaler:
         self._parsed = ParseCache()
         self._states: dict[str, PoolState] = {}
         self._secret_urls: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._seen: dict[str, tuple[str, Seen]] = {}
 
     async def run(self) -> None:
         """Tick every interval until cancelled."""
@@ -157,8 +172,11 @@ class Autoscaler:
     async def tick(self, now: float) -> None:
         started = time.perf_counter()
         seen = [s for s in [await self._see(ns, name) for ns, name in self._view.pool_keys()] if s]
-        for gone in set(self._states) - {s.key for s in seen}:
+        present = {s.key for s in seen}
+        for gone in set(self._states) - present:
             del self._states[gone]
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
         for gone in set(self.board.keys()) - {s.key for s in seen}:
             self.board.forget(gone)
         targets = [s.target for s in seen if s.target is not None]
@@ -183,13 +201,28 @@ class Autoscaler:
         body = self._view.pool(namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return None
+        deployment = self._view.children(namespace, name).get("Deployment") or {}
+        ready = deployment.get("status", {}).get("readyReplicas") or 0
+        ready = ready if isinstance(ready, int) else 0
+        key = f"{namespace}/{name}"
+        version = body.get("metadata", {}).get("resourceVersion")
+        known = self._seen.get(key)
+        # The same object as last tick (most ticks): reuse its parse and Redis target.
+        # A pool whose Redis URL is in a Secret is looked at again: the Secret may change.
+        if known is not None and version is not None and known[0] == version:
+            return dataclasses.replace(known[1], ready=ready)
+        found = await self._see_anew(namespace, name, body, key, ready)
+        if found is not None and version is not None and _url_is_stable(found.pool):
+            self._seen[key] = (version, found)
+        return found
+
+    async def _see_anew(
+        self, namespace: str, name: str, body: Body, key: str, ready: int
+    ) -> Seen | None:
         pool = next(iter(self._parsed.pools([body])), None)
         if pool is None:
             return None
         replicas = body.get("spec", {}).get("replicas")
-        deployment = self._view.children(namespace, name).get("Deployment") or {}
-        ready = deployment.get("status", {}).get("readyReplicas") or 0
-        key = f"{namespace}/{name}"
         url, why = await self._redis_url(pool)
         target = None
         if url is not None:
@@ -211,7 +244,7 @@ class Autoscaler:
             body=body,
             pool=pool,
             replicas=replicas if isinstance(replicas, int) else None,
-            ready=ready if isinstance(ready, int) else 0,
+            ready=ready,
             target=target,
             why_no_target=why,
         )
@@ -249,7 +282,7 @@ class Autoscaler:
             return
         demand, percent = pool_load(
             reading.samples,
-            reading.queue_length,
+            queued_tasks(pool.pool, reading, now),
             pool.ready,
             pool.pool.spec.concurrency_per_replica,
             now,
@@ -265,6 +298,14 @@ class Autoscaler:
         if state is None:
             state = PoolState(history=History(started_at=now), last_scale=_last_scale(pool.body))
             self._states[pool.key] = state
+        written = state.written
+        if written is not None and pool.replicas != written[0]:
+            if now - written[1] < WATCH_LAG_SECONDS:
+                # Our own write, not yet back through the watch: judge from what we wrote,
+                # or the same scale would be written (and announced) twice.
+                pool = dataclasses.replace(pool, replicas=written[0])
+            else:
+                state.written = None  # someone else has scaled it since
         writes: list[Awaitable[None]] = []
         annotations = pool.pool.metadata.annotations
         pinned = annotations.get(api.PAUSED_REPLICAS_ANNOTATION)
@@ -296,26 +337,43 @@ class Autoscaler:
         if reading is not None:
             demand, percent = pool_load(
                 samples,
-                reading.queue_length,
+                queued_tasks(pool.pool, reading, now),
                 pool.ready,
                 pool.pool.spec.concurrency_per_replica,
                 now,
             )
+        up = decision.up_blocked_until if decision else None
+        down = decision.down_blocked_until if decision else None
+        signature = (
+            demand,
+            percent,
+            state.last_scale,
+            up if up is not None and up > now else None,
+            down if down is not None and down > now else None,
+            tuple(conditions),
+            pool.pool.metadata.generation,
+        )
+        if signature == state.signature:
+            return writes  # what was last written or found current still is
         previous = pool.body.get("status") or {}
         doc = status_doc(
             demand=demand,
             load_percent=percent,
             last_scale=state.last_scale,
-            up_blocked_until=decision.up_blocked_until if decision else None,
-            down_blocked_until=decision.down_blocked_until if decision else None,
+            up_blocked_until=up,
+            down_blocked_until=down,
             conditions=conditions,
             previous=previous,
             generation=pool.pool.metadata.generation,
             now=now,
         )
-        if worth_writing(differences(previous, doc), state.last_written, now):
+        changed = differences(previous, doc)
+        if worth_writing(changed, state.last_written, now):
             state.last_written = now
+            state.signature = signature
             writes.append(self._write_status(pool, doc, condition_events(previous, doc)))
+        elif not changed:
+            state.signature = signature
         return writes
 
     def _decide(
@@ -326,10 +384,7 @@ class Autoscaler:
         replicas = pool.replicas
         assert replicas is not None
         believed = state.pending.target if state.pending is not None else replicas
-        queued = 0
-        if reading is not None:
-            fresh = [s for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
-            queued = max((s.queued_tasks for s in fresh), default=reading.queue_length)
+        queued = queued_tasks(pool.pool, reading, now) if reading is not None else 0
         observation = Observation(
             samples=tuple(reading.samples.values()) if reading is not None else None,
             queued_tasks=queued,
@@ -383,6 +438,7 @@ class Autoscaler:
         assert pool.replicas is not None
         before = pool.replicas
         await self._kube.scale(meta.namespace, meta.name, replicas, manager=MANAGER)
+        state.written = (replicas, now)
         direction = "up" if replicas > before else "down"
         metrics.SCALES.labels(direction).inc()
         message = f"{before} -> {replicas}: {reason}"
@@ -472,6 +528,12 @@ class Autoscaler:
             await self._kube.event(
                 pool.pool, type_=event.type, reason=event.reason, message=event.message
             )
+
+
+def _url_is_stable(pool: api.AgentPool) -> bool:
+    """Whether the pool's Redis URL changes only with the pool (not through a Secret)."""
+    redis = pool.spec.memory.redis
+    return redis is None or redis.url is not None
 
 
 def _has_own_conditions(body: Body) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -153,7 +154,7 @@ def _decode(targets: list[Target], raw: list[Any]) -> Iterable[tuple[str, Readin
             continue
         samples: dict[str, LoadSample] = {}
         for pod, value in fields.items():
-            sample = decode_sample(value)
+            sample = decode_sample(value, loads=orjson.loads)
             if sample is not None:
                 samples[pod.decode() if isinstance(pod, bytes) else str(pod)] = sample
         yield target.key, Reading(samples, queue_length)

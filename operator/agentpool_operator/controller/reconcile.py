@@ -28,7 +28,7 @@ from agentpool_operator.render.children import (
     desired_state,
     initial_replicas,
 )
-from agentpool_operator.render.config import Problem, RenderSettings
+from agentpool_operator.render.config import Caller, Problem, RenderSettings
 from agentpool_operator.render.references import KeyReference, ObjectVersion
 from agentpool_operator.render.tools import callers_of
 
@@ -110,7 +110,7 @@ class _RenderInputs:
 
     pool: tuple[tuple[str, ...], int | None]
     tools: tuple[tuple[str, ...], ...]
-    callers: tuple[tuple[str, str], ...]
+    callers: tuple[Caller, ...]
     references: tuple[tuple[str, str, str | None], ...]
 
 
@@ -154,6 +154,11 @@ class Reconciler:
         self._written: dict[PoolKey, tuple[str, dict[str, Any]]] = {}
         """The last status written per pool, with the pool's uid: the watch stream shows
         it a moment later, and a reconcile in between must not judge from the older one."""
+
+    @property
+    def parsed(self) -> ParseCache:
+        """The parsed pools and tools, shared with the token-reviewer binding."""
+        return self._parsed
 
     def references(self, key: PoolKey) -> frozenset[tuple[str, str]] | None:
         """Secrets and ConfigMaps (kind, name) the pool referenced when last rendered;
