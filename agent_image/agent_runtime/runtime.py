@@ -224,7 +224,8 @@ def _turn_tasks(agent: Agent, admission: Admission, pool: str) -> TaskHandler:
         )
         with bound, admission.turn():
             try:
-                outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+                turn = TurnRequest(conversation_id, task.tenant, message, input_id=task.id)
+                outcome = await agent.run_turn(turn)
             except ApprovalPendingError as exc:
                 raise TaskFailedError(str(exc)) from exc
         result: JsonValue = outcome.as_dict()
