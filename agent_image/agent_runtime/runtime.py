@@ -146,7 +146,7 @@ class Runtime:
         if config.tasks.enabled and redis is not None and health is not None and keys is not None:
             runtime.tasks = TaskQueue(redis, keys, health, config.tasks)
             if task_handler is None and agent is not None:
-                task_handler = _turn_tasks(agent, admission)
+                task_handler = _turn_tasks(agent, admission, str(config.pool))
             if task_handler is not None:
                 runtime.task_worker = TaskWorker(
                     runtime.tasks, task_handler, concurrency=config.tasks.concurrency
@@ -215,16 +215,22 @@ class Runtime:
             await self.redis.aclose()
 
 
-def _turn_tasks(agent: Agent, admission: Admission) -> TaskHandler:
+def _turn_tasks(agent: Agent, admission: Admission, pool: str) -> TaskHandler:
     """Tasks run as agent turns, each holding a turn slot like a chat request does; a task
     that finds its conversation busy, the replica full or draining comes back later. One
     whose conversation has tool calls waiting for approval fails at once, saying so: it
-    cannot run before a person decides, and retrying would only spend its deliveries."""
+    cannot run before a person decides, and retrying would only spend its deliveries.
+    Every log line of the turn carries the pool, tenant, conversation and task, as a chat
+    request's carry its request id."""
 
     async def run_turn(task: Task, conversation_id: str, message: str) -> JsonValue:
-        with admission.turn():
+        bound = structlog.contextvars.bound_contextvars(
+            pool=pool, tenant=task.tenant, conversation=conversation_id, task=task.id
+        )
+        with bound, admission.turn():
             try:
-                outcome = await agent.run_turn(TurnRequest(conversation_id, task.tenant, message))
+                turn = TurnRequest(conversation_id, task.tenant, message, input_id=task.id)
+                outcome = await agent.run_turn(turn)
             except ApprovalPendingError as exc:
                 raise TaskFailedError(str(exc)) from exc
         result: JsonValue = outcome.as_dict()

@@ -105,6 +105,7 @@ async def stack(redis_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]
                 ]
             },
             "memory": {"redis": {"url": redis_url}},
+            "tasks": {"enabled": True, "leaseSeconds": 2},
         }
         path = tmp_path / "config.json"
         path.write_text(json.dumps(config))
@@ -262,6 +263,40 @@ async def test_sigkill_during_an_approved_call_does_not_pay_twice(stack: dict[st
     response = await async_wait_until(resumed, timeout=15, what="the conversation to resume")
     assert len(tools.calls) == 1  # the approved, non-idempotent call did not run again
     assert "not run again" in response.text
+
+
+async def test_sigkill_mid_task_resumes_its_turn_without_charging_twice(
+    stack: dict[str, Any],
+) -> None:
+    tools: ToolServer = stack["tools"]
+    a = await stack["start"]("a")
+    tools.hang = True
+    accepted = await a.client.post(
+        "/v1/tasks", json={"input": 'call charge {"amount": 8}', "tenant": "alice"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    task = accepted.json()["id"]
+
+    async def charging() -> bool:
+        return len(tools.calls) == 1
+
+    await async_wait_until(charging, timeout=20, what="the task's tool call")
+    a.proc.send_signal(signal.SIGKILL)
+    tools.hang = False
+    b = await stack["start"]("b")
+
+    async def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await b.client.get(f"/v1/tasks/{task}?tenant=alice")).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    finished = await async_wait_until(done, timeout=40, what="the task, taken over by b")
+    assert finished["status"] == "succeeded", finished
+    assert finished["result"]["stopReason"] == "answered"
+    assert len(tools.calls) == 1  # the charge did not run again
+    log = await b.client.get(f"/v1/conversations/task-{task}/events?tenant=alice")
+    events = [e["event"] for e in log.json()["events"]]
+    assert [e["type"] for e in events].count("inputReceived") == 1  # not sent twice
+    assert "interrupted" in [e.get("kind") for e in events if e["type"] == "error"]
 
 
 async def test_sigterm_lets_the_running_turn_finish(stack: dict[str, Any]) -> None:

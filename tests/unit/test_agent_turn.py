@@ -460,3 +460,56 @@ async def test_long_history_is_summarised_and_the_log_kept(registry: ToolRegistr
     last = model.seen[-1]
     assert any("SUMMARY" in (m.get("content") or "") for m in last)
     assert last[-1]["content"].startswith("question 5")
+
+
+async def test_a_task_turn_logs_with_its_pool_tenant_conversation_and_task(
+    registry: ToolRegistry,
+) -> None:
+    import structlog
+
+    from agent_runtime.agent.admission import Admission
+    from agent_runtime.runtime import _turn_tasks
+    from agent_runtime.tasks import Task
+
+    seen: list[dict[str, Any]] = []
+
+    def script(messages: list[dict[str, Any]]) -> ModelReply:
+        seen.append(structlog.contextvars.get_contextvars())
+        return answer("done")
+
+    agent, _, _ = make_agent(script, registry)
+    handle = _turn_tasks(agent, Admission(2), "ns/pool")
+    result = await handle(Task(id="t1", tenant="alice", input="go", conversation_id="c9"))
+    assert isinstance(result, dict)
+    assert result["answer"] == "done"
+    assert seen == [{"pool": "ns/pool", "tenant": "alice", "conversation": "c9", "task": "t1"}]
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+async def test_a_redelivered_task_resumes_its_turn_instead_of_sending_its_input_again(
+    registry: ToolRegistry, side_effects: list[dict[str, Any]]
+) -> None:
+    """Its worker died while `charge` ran: the task comes again with the same message.
+    The turn goes on from the log: one input, the charge not run again, one answer."""
+    store = MemoryConversations()
+    await store.claim("c1", "alice")
+    state, _ = await store.load("c1")
+    await store.append(
+        state,
+        InputReceived(at=0, content="pay 5", input_id="task-1"),
+        ModelCalled(at=0, model="m"),
+        ToolCalled(at=0, call_id="v2.a", tool="charge", arguments={"amount": 5}),
+    )
+    agent, model, _ = make_agent(tools_then_answer(call("charge", {"amount": 5})), registry, store)
+    out = await agent.run_turn(TurnRequest("c1", "alice", "pay 5", input_id="task-1"))
+    assert out.reason == "answered"
+    assert side_effects == []
+    assert len(model.seen) == 1
+    state, events = await store.load("c1")
+    assert [e.content for _, e in events if isinstance(e, InputReceived)] == ["pay 5"]
+    # Delivered once more after it answered (the result was not stored): the answer
+    # is the log's, and nothing runs.
+    again = await agent.run_turn(TurnRequest("c1", "alice", "pay 5", input_id="task-1"))
+    assert (again.reason, again.answer) == ("answered", out.answer)
+    assert len(model.seen) == 1
+    assert (await store.load("c1"))[0].version == state.version

@@ -200,15 +200,16 @@ class RedisConversations:
                 self.store.queue_load_all(pipe, conversation_id)
                 return await pipe.execute(raise_on_error=False)
 
-        owner, acquired, loaded = await self._health.call(
+        owner, lease, loaded = await self._health.call(
             begin, what=f"start of a turn on {conversation_id!r}"
         )
+        acquired = lease is True  # SET NX: True, or None when another writer holds it
         if acquired:
             # The lease was taken with redis-py's own token scheme (SET NX PX), so its
             # Lock renews and releases it as if `acquire` had taken it.
             lock.local.token = token
         try:
-            for reply in (owner, acquired):
+            for reply in (owner, lease):
                 if isinstance(reply, Exception):
                     raise reply
             if (owner is None and not start) or (owner is not None and owner.decode() != tenant):

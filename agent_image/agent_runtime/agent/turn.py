@@ -106,6 +106,9 @@ class TurnRequest:
     conversation_id: str
     tenant: str
     message: str
+    input_id: str | None = None
+    """Set by senders that may send the same input again (a task's id): a turn whose
+    input is already in the log resumes that turn instead of sending it twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,7 @@ class DecisionRequest:
     by: str
 
 
-Opening = Callable[[ConversationState], list[Event]]
+Opening = Callable[[ConversationState, Sequence[Versioned]], list[Event]]
 """The events a turn starts with, from the state it found (raises to refuse the turn)."""
 
 
@@ -205,12 +208,18 @@ class Agent:
         a decision: the model must see their outcome before anything new.
         """
 
-        def opening(state: ConversationState) -> list[Event]:
+        def opening(state: ConversationState, events: Sequence[Versioned]) -> list[Event]:
+            if request.input_id is not None and _has_input(events, request.input_id):
+                # Delivered again (its worker died mid-turn, or before storing the
+                # result): go on from the log; an answer already there is the answer.
+                return []
             if state.awaiting_approval:
                 raise ApprovalPendingError(
                     state.conversation_id, (c.call_id for c in state.awaiting_approval)
                 )
-            return [InputReceived(at=self._clock(), content=request.message)]
+            return [
+                InputReceived(at=self._clock(), content=request.message, input_id=request.input_id)
+            ]
 
         return await self._drive(request, opening, emit, start=True)
 
@@ -224,7 +233,7 @@ class Agent:
         while some held calls are still undecided it ends `approvalRequired` again.
         """
 
-        def opening(state: ConversationState) -> list[Event]:
+        def opening(state: ConversationState, _events: Sequence[Versioned]) -> list[Event]:
             events: list[Event] = []
             events.extend(
                 decision_events(state, request.decisions, by=request.by, now=self._clock())
@@ -245,7 +254,9 @@ class Agent:
         started = time.perf_counter()
         conversation = self.conversations.turn(request.conversation_id, request.tenant, start=start)
         async with conversation as (state, events):
-            first = opening(state)  # refused here, the request is an HTTP error: nothing written
+            first = opening(
+                state, events
+            )  # refused here, the request is an HTTP error: nothing written
             turn = _Turn(request, state, events, TurnStart.of(state, self._clock()), emit)
             if emit is not None:
                 await emit(
@@ -465,6 +476,10 @@ class Agent:
                 for c in finish.pending_approval
             ],
         )
+
+
+def _has_input(events: Sequence[Versioned], input_id: str) -> bool:
+    return any(isinstance(e, InputReceived) and e.input_id == input_id for _, e in events)
 
 
 def _recall_query(turn: _Turn) -> str:

@@ -106,6 +106,11 @@ class InputReceived(_Event):
     type: Literal["inputReceived"] = "inputReceived"
     content: str
     role: Literal["user", "system"] = "user"
+    input_id: str | None = Field(
+        default=None,
+        description="Who sent it, once: a task's id. A re-delivered task finds its input "
+        "here and resumes its turn instead of sending the message again.",
+    )
 
 
 class ModelCalled(_Event):
