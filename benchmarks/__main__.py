@@ -14,6 +14,7 @@ from pathlib import Path
 OPT_IN = {
     "bench_operator": "AGENTPOOL_BENCH_OPERATOR",
     "bench_images": "AGENTPOOL_BENCH_IMAGES",
+    "bench_pod_runner": "AGENTPOOL_BENCH_POD_RUNNER",
     "bench_autoscaling": "AGENTPOOL_BENCH_AUTOSCALING",
 }
 

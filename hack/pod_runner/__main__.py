@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 from agent_runtime.logging_config import configure_logging
@@ -68,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--drain-on-stop", action="store_true", help="drain every process when stopping"
     )
+    parser.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="fork each pod's process from one that has imported the runtime (warm starts)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -84,6 +91,7 @@ async def run(args: argparse.Namespace) -> None:
         status_port=args.status_port,
         status_file=args.status_file,
         drain_on_stop=args.drain_on_stop,
+        fork_server=args.fork_server,
     )
     runner = PodRunner(settings)
     stop = asyncio.Event()
@@ -103,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     # One line per probe and proxied request is noise; the runner logs what changes.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run(args))
+    # Every process is stopped and every file written; the watch threads may sit in a
+    # socket read for up to a minute, and waiting for the interpreter to tear them down
+    # made `make dev-down` wait too. Leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from hack.pod_runner.fork_server import ForkedProcess, ForkServer
 from hack.pod_runner.front import Backend, PoolFront
 from hack.pod_runner.plan import PodPlan
 from hack.pod_runner.rewrite import (
@@ -90,7 +91,9 @@ class AgentProcess:
     stopping: bool = False
     stopped: bool = False
     error: str | None = None
-    proc: asyncio.subprocess.Process | None = None
+    fork_server: ForkServer | None = None
+    """Forks warm processes when set; else each process is started cold."""
+    proc: asyncio.subprocess.Process | ForkedProcess | None = None
     backend: Backend | None = None
     _task: asyncio.Task[None] | None = None
     _stop_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -164,16 +167,7 @@ class AgentProcess:
         self.backend = Backend(self.plan.name, self.port)
         self.front.backends[self.plan.name] = self.backend
         while not self.stopping:
-            with self.log_path.open("ab") as out:
-                self.proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    env=env,
-                    cwd=env["HOME"],
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,  # a signal to the runner is not one to the pods
-                )
+            self.proc = await self._spawn(argv, env)
             log.info("pod process started", pod=self.plan.name, port=self.port, pid=self.proc.pid)
             if self.stopping:  # stopped while it was being started: nothing to drain yet
                 self.proc.terminate()
@@ -187,7 +181,23 @@ class AgentProcess:
                 await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX_SECONDS)
 
-    async def _probe_until_exit(self, proc: asyncio.subprocess.Process) -> None:
+    async def _spawn(
+        self, argv: list[str], env: dict[str, str]
+    ) -> asyncio.subprocess.Process | ForkedProcess:
+        if self.fork_server is not None:
+            return await self.fork_server.spawn(argv, env, env["HOME"], str(self.log_path))
+        with self.log_path.open("ab") as out:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                cwd=env["HOME"],
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # a signal to the runner is not one to the pods
+            )
+
+    async def _probe_until_exit(self, proc: asyncio.subprocess.Process | ForkedProcess) -> None:
         backend = self.backend
         assert backend is not None
         url = f"{backend.url}{self.plan.readiness_path}"
@@ -267,7 +277,9 @@ class AgentProcess:
             hook.kill()
             await hook.wait()
 
-    async def _terminate(self, proc: asyncio.subprocess.Process, deadline: float) -> None:
+    async def _terminate(
+        self, proc: asyncio.subprocess.Process | ForkedProcess, deadline: float
+    ) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         left = max(SIGTERM_MINIMUM_SECONDS, deadline - time.monotonic())

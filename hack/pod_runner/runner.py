@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from hack.pod_runner.fork_server import ForkServer
 from hack.pod_runner.front import PoolFront, bind, serve
 from hack.pod_runner.plan import DEFAULT_SELECTOR, is_wanted, plan_pod
 from hack.pod_runner.process import AgentProcess
@@ -75,6 +76,9 @@ class RunnerSettings:
     """Where to keep the status as JSON (rewritten on change); None: nowhere."""
     drain_on_stop: bool = False
     """When the runner itself stops: drain each process (preStop) or just SIGTERM it."""
+    fork_server: bool = False
+    """Fork each pod's process from one that has imported the runtime (warm starts:
+    hack/pod_runner/fork_server.py) instead of starting it cold."""
 
 
 def _svc_parts(host: str) -> tuple[str, str] | None:
@@ -112,6 +116,7 @@ class PodRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping: set[asyncio.Task[None]] = set()
         self._status_server: Any = None
+        self._fork_server: ForkServer | None = None
 
     # ------------------------------------------------------------------ the public API
 
@@ -119,6 +124,9 @@ class PodRunner:
         """Start watching and serving; returns once the status endpoint answers."""
         self._loop = asyncio.get_running_loop()
         self._dirty = asyncio.Event()
+        if self.settings.fork_server:
+            self._fork_server = ForkServer()
+            await self._fork_server.start()
         for key, port in self.settings.front_ports.items():
             self._front(*key, port=port)
         for namespace in self.settings.namespaces or (None,):
@@ -151,6 +159,8 @@ class PodRunner:
         drain = self.settings.drain_on_stop
         await asyncio.gather(*(p.stop(drain=drain) for p in list(self.processes.values())))
         await asyncio.gather(*(f.stop() for f in self.fronts.values()))
+        if self._fork_server is not None:
+            await self._fork_server.stop()
         if self._status_server is not None:
             server, task = self._status_server
             server.should_exit = True
@@ -305,7 +315,13 @@ class PodRunner:
                 continue
             front = self._front(plan.namespace, plan.pool)
             process = AgentProcess(
-                plan, self.workdir, self.roots, front, self.sources, self.resolve
+                plan,
+                self.workdir,
+                self.roots,
+                front,
+                self.sources,
+                self.resolve,
+                fork_server=self._fork_server,
             )
             self.processes[uid] = process
             process.start()

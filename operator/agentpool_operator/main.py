@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import kopf
 import structlog
-from aiohttp import web
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
@@ -18,7 +17,7 @@ from agent_runtime.logging_config import configure_logging
 from agentpool_operator.autoscaler.board import LoadBoard
 from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
-from agentpool_operator.autoscaler.metrics_api.server import serve_metrics_api
+from agentpool_operator.autoscaler.metrics_api.server import ServingMetricsApi, serve_metrics_api
 from agentpool_operator.controller.discovery import Discoverer
 from agentpool_operator.controller.reconcile import Reconciler
 from agentpool_operator.controller.reviewers import ReviewerBinding
@@ -173,7 +172,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
 
 async def _start_metrics_api(
     settings: OperatorSettings, board: LoadBoard, kube: KubeApi
-) -> web.AppRunner | None:
+) -> ServingMetricsApi | None:
     """custom.metrics.k8s.io when enabled. Started inside `run`, so on the leader only:
     the board is filled by the leader's autoscaler loop, and a standby would serve nothing;
     in the cluster the leader also routes the metrics-API Service to itself."""
@@ -186,7 +185,11 @@ async def _start_metrics_api(
     runner = None
     try:
         runner = await serve_metrics_api(
-            api_client(), board, port=settings.metrics_api_port, service=service
+            api_client(),
+            board,
+            port=settings.metrics_api_port,
+            service=service,
+            owner_cluster_role=settings.metrics_api_owner,
         )
         if runner is not None and settings.pod_ip:
             endpoints = leader_endpoints(service, str(settings.pod_ip), settings.metrics_api_port)

@@ -56,6 +56,11 @@ class OperatorSettings(BaseModel):
     """The Service in operator_namespace that the operator's APIService points at."""
     metrics_api_service_port: int = Field(default=443, ge=1, le=65535)
     """That Service's port (the aggregator dials the Service, not the pod)."""
+    metrics_api_owner: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$"
+    )
+    """A ClusterRole (the chart's) made the owner of the APIService, so that deleting
+    the installation deletes the APIService; unset: it stays until deleted by hand."""
     pod_ip: IPvAnyAddress | None = None
     """This replica's pod IP (the chart passes it): with the metrics API on, the leader
     points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
@@ -105,6 +110,7 @@ class OperatorSettings(BaseModel):
             "metrics_api_service": "AGENTPOOL_METRICS_API_SERVICE",
             "metrics_api_service_port": "AGENTPOOL_METRICS_API_SERVICE_PORT",
             "pod_ip": "AGENTPOOL_POD_IP",
+            "metrics_api_owner": "AGENTPOOL_METRICS_API_OWNER",
             "agent_port": "AGENTPOOL_AGENT_PORT",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",

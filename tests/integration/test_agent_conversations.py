@@ -16,7 +16,13 @@ from agent_runtime.agent.conversations import (
     RedisConversations,
 )
 from agent_runtime.config.memory import RedisSettings, RetentionSettings
-from agent_runtime.conversation.state import Event, fold, new_state
+from agent_runtime.conversation.state import (
+    Event,
+    InputReceived,
+    ResponseGenerated,
+    fold,
+    new_state,
+)
 from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory import KeySpace, RedisHealth, create_redis
 from tests.support.identity import identity
@@ -90,3 +96,26 @@ async def test_the_read_matches_the_store_with_snapshots_and_retention(
     async with convs.turn(conversation, "alice", start=True) as (read, retained):
         assert read == state == fold(new_state(conversation), events)
         assert retained == await convs.store.events(conversation)
+
+
+async def test_the_last_append_ends_the_lease_in_the_same_round_trip(client: Redis) -> None:
+    convs = conversations(client)
+    lease = KEYS.conversation_writer("c1")
+    async with convs.turn("c1", "alice", start=True) as (state, _):
+        state = await convs.append(state, InputReceived(at=1, content="hi"))
+        assert await client.exists(lease)
+        before = await commands(client)
+        await convs.append(state, ResponseGenerated(at=2, content="hello"), last=True)
+        # The INFO, then one pipeline: the append (GET, XADD, SET inside its EVAL) and
+        # the release (GET, DEL inside its EVAL).
+        assert await commands(client) - before == 8
+        assert not await client.exists(lease)
+        # The next turn may start while this one is still finishing; this one's end
+        # leaves the next one's lease alone.
+        async with convs.turn("c1", "alice", start=False) as (state, _):
+            assert state.status == "responded"
+            assert await client.exists(lease)
+            await convs.append(state, InputReceived(at=3, content="more"), last=False)
+        assert not await client.exists(lease)
+    async with convs.turn("c1", "alice", start=False) as (state, _):
+        assert state.version == 3

@@ -364,3 +364,42 @@ async def test_a_task_runs_as_a_turn(model: ScriptedModel, redis_url: str) -> No
             finished = await async_wait_until(done, timeout=20, what="the task's turn")
             assert finished["result"]["answer"] == "echo: do it later"
             assert finished["result"]["stopReason"] == "answered"
+
+
+async def test_redis_answering_with_errors_is_a_listed_502_on_the_conversation_routes(
+    api: httpx.AsyncClient, redis_url: str
+) -> None:
+    """A conversation whose keys Redis holds as the wrong type (an operator's mistake, a
+    key clash) is a 502 for that conversation only, never a 500; and the OpenAPI document
+    says the conversation routes can answer 502."""
+    import redis.asyncio as aioredis
+
+    from agent_runtime.config import PoolIdentity
+    from agent_runtime.memory import KeySpace
+
+    first = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    conversation = first.json()["conversationId"]
+    keys = KeySpace("agentpool", PoolIdentity(namespace="tests", name="chat"))
+    async with aioredis.Redis.from_url(redis_url) as conn:
+        await conn.delete(keys.conversation_events(conversation))
+        await conn.set(keys.conversation_events(conversation), "not a stream")
+    tenant = {"tenant": "alice"}
+    answers = [
+        await api.get(f"/v1/conversations/{conversation}/events", params=tenant),
+        await api.post(
+            "/v1/chat", json={"message": "again", "tenant": "alice", "conversationId": conversation}
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 502, answer.text
+        assert "agentpool" not in answer.json()["error"]["message"]
+    other = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+    assert other.status_code == 200, other.text
+    document = (await api.get("/openapi.json")).json()
+    for path, method in [
+        ("/v1/chat", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/conversations/{conversation_id}", "get"),
+        ("/v1/conversations/{conversation_id}/events", "get"),
+    ]:
+        assert "502" in document["paths"][path][method]["responses"], (method, path)

@@ -317,9 +317,17 @@ def test_template_with_the_metrics_api(cluster: Cluster) -> None:
             "apiGroups": ["apiregistration.k8s.io"],
             "resources": ["apiservices"],
             "resourceNames": ["v1beta2.custom.metrics.k8s.io"],
-            "verbs": ["get", "update"],
+            "verbs": ["get", "update", "delete"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": ["rel-agentpool-metrics-api"],
+            "verbs": ["get"],
         },
     ]
+    # That ClusterRole owns the APIService, so that uninstalling removes it.
+    assert env["AGENTPOOL_METRICS_API_OWNER"] == "rel-agentpool-metrics-api"
     [slices] = [
         r for r in _by_kind(docs, "Role") if r["metadata"]["name"] == "rel-agentpool-metrics-api"
     ]

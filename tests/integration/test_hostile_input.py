@@ -5,14 +5,17 @@ surrogates, deep and huge bodies, traversal and concatenation tricks in tenants 
 keys, junk credentials); every answer must be a 4xx in the one error shape or a 2xx,
 never a 5xx, and the process must stay alive. Schemathesis then walks the OpenAPI
 document (positive and negative cases) with the same two checks, plus "every status
-returned is one the document lists". docs/security.md reports the results.
+returned is one the document lists", and runs its state machine over sequences of
+operations (stateful). docs/security.md reports the results.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -386,6 +389,56 @@ def test_redis_answering_with_errors_is_a_clean_502_for_that_key(
     assert gateway.get("/v1/memory/alice/fine").json()["value"] == 1
 
 
+def test_redis_that_stops_answering_is_a_prompt_503_and_recovers(tmp_path: Path) -> None:
+    """Redis frozen (SIGSTOP: connections open, no answer) is the timeout kind of Redis
+    error: writes, and reads only Redis could answer, are 503 within the socket timeout,
+    never a hang, a 500 or a false 404; thawed, the same requests succeed."""
+    server = RedisServer()
+    server.start()
+    assert server.process is not None
+    config = {
+        "pool": {"namespace": "tests", "name": "frozen"},
+        "memory": {"redis": {"url": server.url, "socketTimeoutSeconds": 0.5, "retryAttempts": 0}},
+        "tasks": {"enabled": True, "pollSeconds": 0.2},
+    }
+    try:
+        with (
+            running_runtime(config, tmp_path) as runtime,
+            runtime.client(runtime.gateway_token) as gateway,
+        ):
+            assert gateway.put("/v1/memory/alice/k", json={"value": 1}).status_code == 200
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                for method, path, body in [
+                    ("PUT", "/v1/memory/alice/k2", {"value": 2}),
+                    ("GET", "/v1/memory/alice/never-written", None),
+                    ("POST", "/v1/tasks", {"input": "m", "tenant": "alice"}),
+                ]:
+                    started = time.monotonic()
+                    answer = gateway.request(method, path, json=body)
+                    assert answer.status_code == 503, (method, path, answer.text)
+                    assert time.monotonic() - started < 8, "a frozen Redis made a request hang"
+                    assert_no_5xx_but_503(answer, runtime)
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            wait_until(
+                lambda: gateway.put("/v1/memory/alice/k2", json={"value": 2}).status_code == 200,
+                timeout=15,
+                what="writes served again once Redis answers",
+            )
+            assert gateway.get("/v1/memory/alice/k2").json()["value"] == 2
+    finally:
+        server.cleanup()
+
+
+def assert_no_5xx_but_503(response: httpx.Response, runtime: RuntimeProcess) -> None:
+    """A 503 in the one error shape, naming no Redis key; the process lives."""
+    assert runtime.alive(), runtime.log_tail()
+    error = response.json()["error"]
+    assert set(response.json()) == {"error"}
+    assert "agentpool" not in error["message"]
+
+
 def test_a_connection_cap_holds_and_frees(tmp_path: Path) -> None:
     config = {"pool": {"namespace": "tests", "name": "capped"}}
     args = ("--max-connections=4", "--header-timeout=1")
@@ -453,3 +506,97 @@ def test_the_openapi_document_holds_no_5xx(runtime: RuntimeProcess, mode: Genera
             assert mode is GenerationMode.NEGATIVE
             unsatisfiable.append(operation.label)
     assert len(unsatisfiable) < len(operations) / 2, unsatisfiable
+
+
+# ----------------------------------------------------------------------------- stateful
+
+MEMORY = "/v1/memory/{tenant}/{key}"
+
+
+def _linked_document(runtime: RuntimeProcess) -> dict[str, Any]:
+    """The runtime's OpenAPI document with links between the memory operations (what a
+    client does next with a key it wrote: read it, forget it, search its tenant), added
+    to the links schemathesis infers itself (a task's id, a conversation's id)."""
+    document: dict[str, Any] = httpx.get(f"{runtime.url}/openapi.json", timeout=10).json()
+    memory = document["paths"][MEMORY]
+    search = document["paths"]["/v1/memory/{tenant}/search"]["post"]
+    same_key = {"tenant": "$request.path.tenant", "key": "$request.path.key"}
+    links = {
+        "Recall": {"operationId": memory["get"]["operationId"], "parameters": same_key},
+        "Forget": {"operationId": memory["delete"]["operationId"], "parameters": same_key},
+        "Search": {
+            "operationId": search["operationId"],
+            "parameters": {"tenant": "$request.path.tenant"},
+        },
+    }
+    for method in ("put", "delete"):
+        memory[method]["responses"]["200"]["links"] = links
+    # Schemathesis starts sequences only from operations likely to succeed on random
+    # input (POSTs, GETs without path parameters): reach a write from one of those, with
+    # its tenant, key and value generated.
+    tools = document["paths"]["/v1/tools"]["get"]["responses"]["200"]
+    tools["links"] = {"Remember": {"operationId": memory["put"]["operationId"]}}
+    return document
+
+
+def test_stateful_sequences_hold_no_5xx_and_read_what_they_wrote(
+    runtime: RuntimeProcess,
+) -> None:
+    """Schemathesis's state machine over the linked document: sequences such as write,
+    read, forget, read again; enqueue a task, read it. Every step: no 5xx, every status
+    one the document lists, the process alive; and memory behaves as a store: a key
+    written in a scenario reads back its last value, and once forgotten is 404."""
+    schema = schemathesis.openapi.from_dict(_linked_document(runtime))
+    headers = {"Authorization": f"Bearer {runtime.gateway_token}"}
+    seen: dict[str, int] = {}
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            self.written: dict[tuple[str, str], Any] = {}
+            self.forgotten: set[tuple[str, str]] = set()
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": runtime.url, "headers": headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(
+                response,
+                checks=[not_a_server_error, status_code_conformance],
+                transport_kwargs=kwargs,
+            )
+            assert runtime.alive(), runtime.log_tail()
+            label = f"{case.method} {case.path}"
+            seen[label] = seen.get(label, 0) + 1
+            if case.path != MEMORY or response.status_code != 200:
+                return
+            where = (case.path_parameters["tenant"], case.path_parameters["key"])
+            if case.method == "PUT":
+                self.written[where] = case.body["value"]
+                self.forgotten.discard(where)
+            elif case.method == "DELETE":
+                self.written.pop(where, None)
+                self.forgotten.add(where)
+            elif case.method == "GET" and where in self.written:
+                seen["read back"] = seen.get("read back", 0) + 1
+                assert response.json()["value"] == self.written[where]
+            if case.method == "GET":
+                assert where not in self.forgotten, f"{where} read back after it was forgotten"
+
+        def after_call(self, response: Any, case: Any) -> None:
+            # A forgotten key that is read again must be 404, not a stale value.
+            if case.path == MEMORY and case.method == "GET" and response.status_code == 404:
+                where = (case.path_parameters["tenant"], case.path_parameters["key"])
+                assert where not in self.written, f"{where} was written and reads 404"
+
+    Machine.run(
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    # The sequences reached the memory operations and the tasks, not only one route.
+    assert {f"PUT {MEMORY}", f"GET {MEMORY}", f"DELETE {MEMORY}"} <= set(seen), seen
+    assert seen.get("read back", 0) > 0, seen  # the store invariant was exercised
+    print("stateful steps per operation:", dict(sorted(seen.items())))

@@ -282,14 +282,16 @@ def test_each_image_carries_only_its_own_extras(
         "        return False\n"
         "print(' '.join(m for m in sys.argv[1:] if has(m)))"
     )
-    agent_only = ["fastapi", "numpy", "usearch", "redis", "openai"]
+    # redis: the runtime's memory and tasks, the operator's autoscaler (load samples).
+    both = ["redis", "pydantic"]
+    agent_only = ["fastapi", "numpy", "usearch", "openai"]
     operator_only = ["kopf", "kubernetes", "agentpool_operator"]
     neither = ["kubernetes.aio", "pytest", "hypothesis", "mypy"]
-    every = [*agent_only, *operator_only, *neither]
+    every = [*both, *agent_only, *operator_only, *neither]
     in_agent = agent_container.run(["python3", "-c", probe, *every])
-    assert in_agent.stdout.split() == agent_only, in_agent.stderr
+    assert in_agent.stdout.split() == [*both, *agent_only], in_agent.stderr
     in_operator = operator_container.run(["python3", "-c", probe, *every])
-    assert in_operator.stdout.split() == operator_only, in_operator.stderr
+    assert in_operator.stdout.split() == [*both, *operator_only], in_operator.stderr
 
 
 def _pool_ready(custom: kube.CustomObjectsApi, namespace: str, name: str) -> bool:

@@ -31,7 +31,7 @@ from kubernetes import client, config
 from agentpool_operator.autoscaler.metrics_api import apiservice
 from hack.pod_runner import pod_runner_process
 from tests.integration.crd_install import install_crds
-from tests.support.cluster import TEST_CLUSTER, Cluster, release_cluster
+from tests.support.cluster import TEST_CLUSTER, Cluster, cluster_dir, release_cluster
 from tests.support.hpa_cluster import (
     OPERATOR_NAMESPACE,
     SERVICE,
@@ -245,12 +245,31 @@ def test_the_operator_on_the_chart_s_rbac_serves_discovery_and_refuses_strangers
         hpa_cluster, api, namespace=OPERATOR_NAMESPACE, directory=tmp_path, release=release,
         watch_namespaces=[ns], values=values,
     )  # fmt: skip
-    env = {**_operator_env(port), "KUBECONFIG": str(login.kubeconfig), "AGENTPOOL_POD_IP": POD_IP}
+    owner = f"{release}-agentpool-metrics-api"  # the chart's ClusterRole
+    env = {
+        **_operator_env(port),
+        "KUBECONFIG": str(login.kubeconfig),
+        "AGENTPOOL_POD_IP": POD_IP,
+        "AGENTPOOL_METRICS_API_OWNER": owner,
+    }
     try:
         with operator_running(hpa_cluster, [ns], tmp_path / "op.log", env) as op:
             _serves_discovery_and_refuses_strangers(hpa_cluster, ns, port, tmp_path, op)
+        found = json.loads(
+            hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json").stdout
+        )
+        [reference] = found["metadata"]["ownerReferences"]
+        assert (reference["kind"], reference["name"]) == ("ClusterRole", owner)
     finally:
         remove_chart_rbac(hpa_cluster, namespace=OPERATOR_NAMESPACE, release=release, values=values)
+    # Uninstalling (the ClusterRole goes) removes the APIService the operator made.
+    wait_until(
+        lambda: (
+            hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, check=False).returncode != 0
+        ),
+        timeout=60,
+        what="the garbage collector to delete the APIService",
+    )
 
 
 def _serves_discovery_and_refuses_strangers(
@@ -288,6 +307,21 @@ def _serves_discovery_and_refuses_strangers(
     insecure.load_cert_chain(stranger.cert_file, stranger.key_file)
     with pytest.raises(httpx.HTTPError):
         httpx.get(url, headers=headers, verify=insecure, timeout=5)
+    # With the front proxy's own certificate, the user it names is asked about: the API
+    # server's SubjectAccessReview allows the admin, and refuses a user without RBAC.
+    proxy = ssl.create_default_context()
+    proxy.check_hostname = False
+    proxy.verify_mode = ssl.CERT_NONE
+    pki = cluster_dir(NAME) / "pki"
+    proxy.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    admin = httpx.get(url, headers=headers, verify=proxy, timeout=5)
+    assert admin.status_code == 404  # allowed; there is no pool "nope"
+    nobody = httpx.get(
+        url, headers={"X-Remote-User": "nobody", "X-Remote-Group": "system:authenticated"},
+        verify=proxy, timeout=5,
+    )  # fmt: skip
+    assert nobody.status_code == 403, nobody.text
+    assert nobody.json()["reason"] == "Forbidden"
     # The leader routes the (selector-less) Service to itself.
     slice_ = json.loads(
         hpa_cluster.kubectl(

@@ -3,6 +3,7 @@ APIService ownership rule, and the server over real TLS with a board the test fi
 
 from __future__ import annotations
 
+import datetime
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from agentpool_operator.autoscaler.metrics_api.front_proxy import (
     common_name,
     server_context,
 )
-from agentpool_operator.autoscaler.metrics_api.server import MetricsApi
+from agentpool_operator.autoscaler.metrics_api.server import MetricsApi, ServingMetricsApi
 from agentpool_operator.autoscaler.metrics_api.serving_cert import (
     make_serving_cert,
     service_dns_names,
@@ -376,3 +377,101 @@ def test_the_leader_s_endpoint_slice_routes_the_service_to_it(ip: str, family: s
     assert slice_["endpoints"] == [{"addresses": [ip], "conditions": {"ready": True}}]
     # Matched to the Service's port by name; the number is the pod's.
     assert slice_["ports"] == [{"name": "https", "port": 6443, "protocol": "TCP"}]
+
+
+def test_the_apiservice_is_owned_by_the_chart_s_cluster_role_when_named() -> None:
+    service = apiservice.ServiceRef("agentpool-system", "svc", 443)
+    owned = apiservice.desired(service, b"CA", apiservice.Owner("rel-agentpool-metrics-api", "u1"))
+    assert owned["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "name": "rel-agentpool-metrics-api",
+            "uid": "u1",
+        }
+    ]
+    assert "ownerReferences" not in apiservice.desired(service, b"CA")["metadata"]
+
+
+async def test_a_rotated_front_proxy_ca_replaces_the_listener(tmp_path: Path) -> None:
+    old, new = CertAuthority.create(tmp_path / "old"), CertAuthority.create(tmp_path / "new", "n")
+    settings = {
+        "current": FrontProxy.from_configmap({**CONFIGMAP, "requestheader-client-ca-file": old.pem})
+    }
+
+    async def read() -> FrontProxy | None:
+        return settings["current"]
+
+    assert settings["current"] is not None
+    cert_dir = tmp_path / "serving"
+    cert_dir.mkdir()
+    cert = make_serving_cert(service_dns_names("svc", "agentpool-system"), cert_dir)
+    port = _free_port()
+    server = ServingMetricsApi(
+        MetricsApi(LoadBoard(), settings["current"], Reviewer()),
+        cert,
+        read,
+        host="127.0.0.1",
+        port=port,
+    )
+    await server.start()
+    try:
+        served = Served(
+            f"https://127.0.0.1:{port}", LoadBoard(), old.client("front-proxy-client"),
+            old.client("x"), new.client("front-proxy-client"), cert.cert_file, Reviewer(), [0.0],
+        )  # fmt: skip
+        async with client_for(served, served.front_proxy) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+        assert not await server.refresh()  # unchanged
+        settings["current"] = FrontProxy.from_configmap(
+            {**CONFIGMAP, "requestheader-client-ca-file": new.pem}
+        )
+        assert await server.refresh()
+        async with client_for(served, served.front_proxy) as http:
+            with pytest.raises(httpx.HTTPError):
+                await http.get(BASE, headers=AS_HPA)
+        async with client_for(served, served.stranger_other_ca) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+    finally:
+        await server.cleanup()
+
+
+async def test_a_serving_certificate_near_its_end_is_renewed_trusted_first(tmp_path: Path) -> None:
+    ca = CertAuthority.create(tmp_path / "ca")
+    proxy = FrontProxy.from_configmap({**CONFIGMAP, "requestheader-client-ca-file": ca.pem})
+    assert proxy is not None
+    names = service_dns_names("svc", "agentpool-system")
+    cert_dir = tmp_path / "serving"
+    cert_dir.mkdir()
+    short = make_serving_cert(names, cert_dir, validity=datetime.timedelta(days=1))
+    published: list[bytes] = []
+
+    async def publish(bundle: bytes) -> None:
+        published.append(bundle)
+
+    async def read() -> FrontProxy | None:
+        return proxy
+
+    port = _free_port()
+    server = ServingMetricsApi(
+        MetricsApi(LoadBoard(), proxy, Reviewer()), short, read, host="127.0.0.1", port=port,
+        renew=lambda: make_serving_cert(names, cert_dir), publish_ca=publish,
+    )  # fmt: skip
+    await server.start()
+    try:
+        now = datetime.datetime.now(datetime.UTC)
+        assert await server.renew_cert(now)
+        renewed = server.cert
+        assert published == [short.cert_pem + renewed.cert_pem]
+        assert not short.cert_file.exists()
+        # The listener serves the new certificate (a client trusting only it gets in).
+        identity = ca.client("front-proxy-client")
+        served = Served(
+            f"https://127.0.0.1:{port}", LoadBoard(), identity, identity, identity,
+            renewed.cert_file, Reviewer(), [0.0],
+        )  # fmt: skip
+        async with client_for(served, identity) as http:
+            assert (await http.get(BASE, headers=AS_HPA)).status_code == 200
+        assert not await server.renew_cert(now)  # a year left: nothing to do
+    finally:
+        await server.cleanup()

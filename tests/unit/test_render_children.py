@@ -183,7 +183,7 @@ def test_a_pool_lets_in_the_pools_that_call_it_and_calls_others_with_their_audie
     front = _pool({**BASE_POOL, "tools": {"refs": [{"name": "ask-billing"}]}}, "front")
     billing = _pool(BASE_POOL, "billing")
     callers = callers_of("billing", [front, billing], [ask])
-    assert callers == (("shop", "front"),)
+    assert callers == (("shop", "front", "front"),)  # namespace, ServiceAccount, pool
     assert callers_of("front", [front, billing], [ask]) == ()
     state = desired_state(billing, [ask], {}, SETTINGS, callers)
     config = json.loads(
@@ -201,6 +201,29 @@ def test_a_pool_lets_in_the_pools_that_call_it_and_calls_others_with_their_audie
     assert token["audience"] == "agentpool/shop/billing"
     assert token["path"] == "ask-billing.token"
     assert caller.problems == ()
+
+
+def test_a_network_policy_naming_its_callers_still_admits_the_pools_that_use_it() -> None:
+    from agentpool_operator.render.tools import callers_of
+
+    ask = _tool_named("ask-billing", {"description": "d", "agent": {"poolName": "billing"}})
+    front = _pool({**BASE_POOL, "tools": {"refs": [{"name": "ask-billing"}]}}, "front")
+    gateway = {"podSelector": {"matchLabels": {"app": "gateway"}}}
+
+    def sources(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        billing = _pool(spec, "billing")
+        state = desired_state(billing, [ask], {}, SETTINGS, callers_of("billing", [front], [ask]))
+        policy = next(c for c in state.children if c["kind"] == "NetworkPolicy")
+        found: list[dict[str, Any]] = policy["spec"]["ingress"][0]["from"]
+        return found
+
+    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}
+    # Nobody named: the whole namespace, front included.
+    assert sources(BASE_POOL) == [{"podSelector": {}}, operator]
+    # A gateway named: the gateway, front's pods (it calls billing as a tool), the operator.
+    named = {**BASE_POOL, "networkPolicy": {"allowedCallers": [gateway]}}
+    front_pods = {"podSelector": {"matchLabels": {"agentpool.dev/pool": "front"}}}
+    assert sources(named) == [gateway, front_pods, operator]
 
 
 def test_auth_is_required_unless_disabled_in_writing_and_tokens_come_from_a_secret() -> None:

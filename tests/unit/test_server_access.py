@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -155,3 +156,41 @@ def test_openapi_lists_each_routes_statuses(anonymous: TestClient) -> None:
     assert {"200", "401", "403", "404", "422", "502", "503"} <= set(recall)
     error = call["401"]["content"]["application/json"]["schema"]
     assert error["required"] == ["error"]
+
+
+def test_every_operation_lists_what_any_route_can_answer_in_the_one_shape(
+    anonymous: TestClient,
+) -> None:
+    """Every operation but the probes lists the statuses of the edge, authentication,
+    validation and Redis (ALWAYS); one that takes a tenant lists 403; every error status
+    carries the one error schema."""
+    from agent_runtime.api_errors import ALWAYS
+
+    probes = {"/healthz", "/readyz", "/metrics"}
+    document = anonymous.get("/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def body_fields(operation: dict[str, Any]) -> set[str]:
+        content = operation.get("requestBody", {}).get("content", {})
+        ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+        return set(schemas[ref.rsplit("/", 1)[-1]].get("properties", {})) if ref else set()
+
+    checked, with_tenant = 0, 0
+    for path, operations in paths.items():
+        if path in probes:
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            label = f"{method.upper()} {path}"
+            assert {str(s) for s in ALWAYS} <= set(responses), label
+            parameters = {p["name"] for p in operation.get("parameters", [])}
+            if "tenant" in parameters | body_fields(operation):
+                assert "403" in responses, label
+                with_tenant += 1
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["required"] == ["error"], (label, status)
+            checked += 1
+    assert checked >= 12
+    assert with_tenant >= 8  # memory, tool calls, chat, conversations, tasks

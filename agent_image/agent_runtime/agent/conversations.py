@@ -74,8 +74,12 @@ class Conversations(Protocol):
         """The current state and the retained events."""
         ...
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
-        """Version-checked append (`ConflictError` when `state` is not the latest)."""
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
+        """Version-checked append (`ConflictError` when `state` is not the latest).
+
+        `last`: the turn writes nothing after this; its writer lease may end with it."""
         ...
 
     async def claim(self, conversation_id: str, tenant: str) -> None:
@@ -115,14 +119,26 @@ class RedisConversations:
         self._keys = keys
         self._health = health
         self.lease_seconds = lease_seconds
+        self._held: dict[str, Any] = {}
+        """The lease (a redis-py Lock) of each conversation a turn here is writing."""
 
     async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
         state = await self.store.load(conversation_id)
         events = await self.store.events(conversation_id) if state.version else []
         return state, events
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
-        return await self.store.append(state, *events)
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
+        lock = self._held.get(state.conversation_id) if last else None
+        token = lock.local.token if lock is not None else None
+        if lock is None or token is None:
+            return await self.store.append(state, *events)
+        # The turn's last write ends its lease in the same round trip; `_holding` then
+        # has nothing left to release.
+        after = await self.store.append(state, *events, then_release=(lock.name, token))
+        lock.local.token = None
+        return after
 
     async def claim(self, conversation_id: str, tenant: str) -> None:
         name = self._keys.conversation_tenant(check_conversation_id(conversation_id))
@@ -210,20 +226,30 @@ class RedisConversations:
 
     @contextlib.asynccontextmanager
     async def _holding(self, lock: Any, conversation_id: str) -> AsyncIterator[None]:
-        """Renew the held lease while the body runs; release it after."""
+        """Renew the held lease while the body runs; release it after (unless the last
+        append already did)."""
+        # A turn whose last append ended its lease may still be finishing here when the
+        # next turn on the conversation starts: that one then keeps its lease to the end
+        # (released by its own token), never using another turn's lock.
+        mine = self._held.setdefault(conversation_id, lock) is lock
         renew = asyncio.create_task(self._renew(lock, conversation_id))
         try:
             yield
         finally:
+            if mine:
+                del self._held[conversation_id]
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-            with contextlib.suppress(LockError, RedisError, OSError):
-                await lock.release()
+            if lock.local.token is not None:
+                with contextlib.suppress(LockError, RedisError, OSError):
+                    await lock.release()
 
     async def _renew(self, lock: Any, conversation_id: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            if lock.local.token is None:
+                return  # ended by the turn's last append
             try:
                 await lock.reacquire()
             except (LockError, RedisError, OSError) as exc:
@@ -245,7 +271,9 @@ class MemoryConversations:
         events = list(self._events.get(check_conversation_id(conversation_id), []))
         return fold(new_state(conversation_id), (e for _, e in events)), events
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
         log_ = self._events.setdefault(state.conversation_id, [])
         current = log_[-1][0] if log_ else 0
         if current != state.version:

@@ -283,9 +283,8 @@ class Agent:
             action = next_action(turn.state, turn.start, self.limits, self._clock())
             if isinstance(action, Finish):
                 if action.reason in ("maxModelCalls", "maxTokens", "timeout"):
-                    await self._append(
-                        turn, limit_event(action.reason, action.detail, self._clock())
-                    )
+                    event = limit_event(action.reason, action.detail, self._clock())
+                    await self._append(turn, event, last=True)
                 return action
             if isinstance(action, RunTools):
                 await self._run_tools(turn, action.calls)
@@ -297,10 +296,12 @@ class Agent:
                 reply = await self.model.complete(messages, tools, on_delta=_deltas(turn))
             except ModelUnavailableError as exc:
                 detail = f"no model could answer: {exc}"
-                await self._append(turn, limit_event("degraded", detail, self._clock()))
+                event = limit_event("degraded", detail, self._clock())
+                await self._append(turn, event, last=True)
                 return Finish("degraded", answer=DEGRADED_ANSWER, detail=detail)
             new = reply_events(turn.state, reply, self._clock(), needs_approval=self.needs_approval)
-            await self._append(turn, *new)
+            # An answer is the turn's last write (its lease ends in the same round trip).
+            await self._append(turn, *new, last=not reply.tool_calls)
 
     async def _timed_out(self, turn: _Turn) -> Finish:
         """Record the timeout; calls cut off mid-flight have an unknown outcome."""
@@ -320,7 +321,7 @@ class Agent:
             )
             for call in state.pending_tool_calls
         ]
-        await self._append(turn, *settle, limit_event("timeout", detail, now))
+        await self._append(turn, *settle, limit_event("timeout", detail, now), last=True)
         return Finish("timeout", detail=detail)
 
     async def _resume(self, turn: _Turn) -> None:
@@ -430,11 +431,12 @@ class Agent:
 
     # ------------------------------------------------------------------ the log
 
-    async def _append(self, turn: _Turn, *events: Event) -> None:
+    async def _append(self, turn: _Turn, *events: Event, last: bool = False) -> None:
+        """Log `events` and stream their steps; `last`: the turn writes nothing after."""
         if not events:
             return
         before = turn.state.version
-        turn.state = await self.conversations.append(turn.state, *events)
+        turn.state = await self.conversations.append(turn.state, *events, last=last)
         turn.events.extend(zip(range(before + 1, turn.state.version + 1), events, strict=True))
         for event in events:
             if isinstance(event, ApprovalRequested | ApprovalGranted | ApprovalRefused):

@@ -125,6 +125,13 @@ return {snap[1], snap[2], redis.call('XRANGE', KEYS[1], from, to)}
 """
 
 
+# KEYS: a lease. ARGV: its holder's token. Deletes the lease if the token still holds it
+# (redis-py's Lock releases the same way).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: events stream, snapshot hash. Returns {snapshot version or false, snapshot or
 # false, every retained event}: the state and the whole retained log in one read.
 _LOAD_ALL = """
@@ -178,7 +185,12 @@ class ConversationStore:
             self._keys.conversation_snapshot(conversation_id),
         ]
 
-    async def append(self, state: ConversationState, *events: Event) -> ConversationState:
+    async def append(
+        self,
+        state: ConversationState,
+        *events: Event,
+        then_release: tuple[str, bytes] | None = None,
+    ) -> ConversationState:
         """Append `events` after `state` (which must be the latest); return the new state.
 
         Raises `InvalidEventError` (nothing written) if the events cannot follow
@@ -186,6 +198,9 @@ class ConversationStore:
         `StoreUnavailableError` if Redis is unreachable (not acknowledged: the append
         may or may not have landed). Retrying the same append is safe: when exactly
         these events already follow `state`, it succeeds without writing them twice.
+
+        `then_release=(key, token)`: in the same round trip, after the append, delete
+        `key` if it still holds `token` (a writer's last append ends its lease).
         """
         if not events:
             return state
@@ -202,7 +217,15 @@ class ConversationStore:
         ]
 
         async def write() -> Any:
-            return await self._append(keys=names, args=args)
+            if then_release is None:
+                return await self._append(keys=names, args=args)
+            # EVAL, not the registered script: in a pipeline that would cost a SCRIPT
+            # EXISTS round trip first; Redis caches the compiled script by its digest.
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.eval(_APPEND, len(names), *names, *args)
+                pipe.eval(_RELEASE, 1, then_release[0], then_release[1])
+                appended, _ = await pipe.execute()
+            return appended
 
         done, version = await self._health.call(
             write, what=f"append to conversation {state.conversation_id!r}"

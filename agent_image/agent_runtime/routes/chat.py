@@ -200,7 +200,7 @@ def _sse(steps: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     )
 
 
-@router.post("/v1/chat", response_model=None, responses=openapi_responses(403, 404, 409))
+@router.post("/v1/chat", response_model=None, responses=openapi_responses(403, 404, 409, 502))
 async def chat(
     body: ChatRequest, request: Request, caller: CallerDep
 ) -> dict[str, Any] | StreamingResponse:
@@ -213,7 +213,7 @@ async def chat(
     return _sse(result)
 
 
-@router.get("/v1/conversations/{conversation_id}", responses=openapi_responses(403, 404))
+@router.get("/v1/conversations/{conversation_id}", responses=openapi_responses(403, 404, 502))
 async def conversation(
     conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
@@ -239,7 +239,9 @@ async def conversation(
     }
 
 
-@router.get("/v1/conversations/{conversation_id}/events", responses=openapi_responses(403, 404))
+@router.get(
+    "/v1/conversations/{conversation_id}/events", responses=openapi_responses(403, 404, 502)
+)
 async def conversation_events(
     conversation_id: Annotated[str, Path(max_length=CONVERSATION_ID_MAX_CHARS)],
     request: Request,
@@ -322,7 +324,7 @@ async def decide(
 
 
 @router.post(
-    "/v1/chat/completions", response_model=None, responses=openapi_responses(403, 404, 409)
+    "/v1/chat/completions", response_model=None, responses=openapi_responses(403, 404, 409, 502)
 )
 async def chat_completions(
     body: CompletionRequest,

@@ -463,7 +463,8 @@ class NetworkPolicySpec(ApiModel):
     """Whether the operator makes one."""
     allowed_callers: list[NetworkPeer] = Field(default_factory=list, max_length=MAX_LIST)
     """Who may call the pool's API. The operator's namespace is always allowed (it drains
-    pods before removing them). Defaults to every pod of the pool's namespace."""
+    pods before removing them), and so are the pods of the pools of the namespace that use
+    this pool as a tool. Defaults to every pod of the pool's namespace."""
 
 
 # ---------------------------------------------------------------------------- access

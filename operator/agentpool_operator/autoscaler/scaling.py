@@ -43,7 +43,9 @@ One tick, in order:
    the largest change allowed, Min the smallest, Disabled none). Consequence of step 2
    and 3 together: with the defaults, a pool shrinks about
    scaleDownWindowSeconds + stabilizationWindowSeconds (60 + 120 s) after its load fell.
-   A pool at zero always gets at least one replica when woken (a percentage of 0 is 0).
+   A pool at zero always may get at least one replica when woken (a percentage of 0 is
+   0), and the scale-up stabilization window does not hold a wake-up (its
+   recommendations were all "idle"); a Disabled scale-up does.
 4. **Clamp** to minReplicas..maxReplicas, at once and through every limit (as the HPA
    does when replicas are outside the range). `limited` says the recommendation was
    outside the range (condition ScalingLimited).
@@ -236,12 +238,22 @@ def _rules(declared: api.ScalingRules | None, default: api.ScalingRules) -> _Rul
     )
 
 
+_UP_RULES = _rules(None, _UP_DEFAULT)
+_DOWN_RULES = _rules(None, _DOWN_DEFAULT)
+_OPERATOR_DEFAULT = api.OperatorScaling()
+_FALLBACK_DEFAULT = api.ScalingFallback()
+
+
 def _resolve(spec: api.ScalingSpec) -> _Settings:
-    """The spec's Operator-mode settings with every default resolved."""
-    op = spec.operator_settings
-    up = _rules(op.behavior.scale_up, _UP_DEFAULT)
-    down = _rules(op.behavior.scale_down, _DOWN_DEFAULT)
-    fallback = op.fallback if op.fallback is not None else api.ScalingFallback()
+    """The spec's Operator-mode settings with every default resolved (a few us: no
+    pydantic object is built here, since the loop re-parses a pool whenever it changes)."""
+    op = spec.operator if spec.operator is not None else _OPERATOR_DEFAULT
+    behavior = op.behavior
+    up = _UP_RULES if behavior.scale_up is None else _rules(behavior.scale_up, _UP_DEFAULT)
+    down = (
+        _DOWN_RULES if behavior.scale_down is None else _rules(behavior.scale_down, _DOWN_DEFAULT)
+    )
+    fallback = op.fallback if op.fallback is not None else _FALLBACK_DEFAULT
     guard = max(op.scale_down_window_seconds, down.window)
     return _Settings(
         min_replicas=spec.min_replicas,
@@ -264,7 +276,7 @@ def _resolve(spec: api.ScalingSpec) -> _Settings:
 # Identity memo: an API object is frozen, and the loop passes the same spec object every
 # tick until the pool changes. The entry holds the spec, so its id cannot be reused.
 _MEMO: dict[int, tuple[api.ScalingSpec, _Settings]] = {}
-_MEMO_LIMIT = 8192
+_MEMO_LIMIT = 4096
 
 
 def _settings_of(spec: api.ScalingSpec) -> _Settings:
@@ -282,7 +294,6 @@ def _settings_of(spec: api.ScalingSpec) -> _Settings:
 
 _at = attrgetter("at")
 _up = attrgetter("up")
-_down = attrgetter("down")
 _full = attrgetter("full_demand")
 _rec = attrgetter("recommendation")
 
@@ -340,6 +351,8 @@ def _unblocked_at(
 ) -> float | None:
     """The first moment the step limits allow a change in this direction again (they
     only loosen as events leave their periods), or None when they allow one now."""
+    if not events:  # nothing recent: every policy allows its full step
+        return None
     limit = _up_limit if up else _down_limit
     if limit(rules, current, events, now) != current:
         return None
@@ -529,14 +542,18 @@ def decide(
     if two_readings:
         up_cut = len(points) - 1
     up_rec = min(up_need, min(map(_up, points[up_cut:]))) if points else None
-    down_window = points[bisect_right(points, now - s.down_window, key=_at) :]
-    if down_window:
-        peak_down = max(down_need, max(map(_down, down_window)))
-        peak_full = max(full_demand, max(map(_full, down_window)))
-    else:
-        peak_down, peak_full = down_need, full_demand
     guard_ok = now - max(history.started_at, seen_since) >= s.guard
     panic = demand > 0 and (ready == 0 or cur == 0 or (queued > 0 and demand >= slots))
+    going_up = panic or (up_rec is not None and up_rec > cur)
+    low_now = full_demand * 100 < s.scale_down_load * slots
+    zero_now = s.min_replicas == 0 and cur > 0 and full_demand == 0
+    # The scale-down window's peak, read only when it can matter: the common ticks (in
+    # the band, or a pool already at one replica) skip the scan.
+    peak_full = full_demand
+    if guard_ok and not going_up and (zero_now or (low_now and cur > 1)):
+        window = points[bisect_right(points, now - s.down_window, key=_at) :]
+        if window:
+            peak_full = max(full_demand, max(map(_full, window)))
     pct = f"{load_percent}%" if load_percent is not None else f"{demand} with none ready"
     zero = False
 
@@ -552,8 +569,7 @@ def decide(
         span = "2 readings" if two_readings else f"{s.up_window} s"
         why = f"load {of_target}% of target over {span}"
     elif (
-        s.min_replicas == 0
-        and cur > 0
+        zero_now
         and peak_full == 0
         and guard_ok
         and now - (last_demand_at if last_demand_at is not None else history.started_at)
@@ -561,7 +577,9 @@ def decide(
     ):
         recommendation, zero = 0, True
         why = f"no demand for {s.cooldown} s"
-    elif guard_ok and peak_full * 100 < s.scale_down_load * slots:
+    elif guard_ok and cur > 1 and peak_full * 100 < s.scale_down_load * slots:
+        # The size at which the window's peak is the target load: no bounce back up.
+        peak_down = _ceil_div(peak_full * 100, per_replica)
         target_size = peak_down if peak_down > 1 else 1
         recommendation = target_size if target_size < cur else cur
         peak_pct = peak_full * 100 // slots
@@ -575,6 +593,11 @@ def decide(
         elif not guard_ok and (load_percent or 0) < s.scale_down_load:
             left = s.guard - (now - max(history.started_at, seen_since))
             why = f"load {pct}; no scale-down for {left:.0f} s (a full {s.guard} s window first)"
+        elif low_now and cur <= 1:
+            why = f"load {pct}, below {s.scale_down_load}%"
+            if zero_now:
+                quiet = now - (last_demand_at if last_demand_at is not None else history.started_at)
+                why += f"; zero after {s.cooldown} s without demand ({quiet:.0f} s so far)"
         elif load_percent is not None and load_percent < s.scale_down_load:
             why = f"load {pct}, below {s.scale_down_load}% for less than {s.down_window} s"
         else:
@@ -585,7 +608,8 @@ def decide(
     up_stab_until = down_stab_until = None
     if recommendation > cur:
         lowest = recommendation
-        if s.up.window:
+        # Waking from zero is not held by the window: its recommendations were all "idle".
+        if s.up.window and cur > 0:
             recent = points[bisect_right(points, now - s.up.window, key=_at) :]
             if recent:
                 lowest = min(lowest, min(map(_rec, recent)))

@@ -28,7 +28,7 @@ from agentpool_operator.render.children import (
     desired_state,
     initial_replicas,
 )
-from agentpool_operator.render.config import Problem, RenderSettings
+from agentpool_operator.render.config import Caller, Problem, RenderSettings
 from agentpool_operator.render.references import KeyReference, ObjectVersion
 from agentpool_operator.render.tools import callers_of
 
@@ -110,7 +110,7 @@ class _RenderInputs:
 
     pool: tuple[tuple[str, ...], int | None]
     tools: tuple[tuple[str, ...], ...]
-    callers: tuple[tuple[str, str], ...]
+    callers: tuple[Caller, ...]
     references: tuple[tuple[str, str, str | None], ...]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from agentpool_operator import api
 from agentpool_operator.render import availability, network, workload
-from agentpool_operator.render.config import Problem, RenderSettings, runtime_config
+from agentpool_operator.render.config import Caller, Problem, RenderSettings, runtime_config
 from agentpool_operator.render.references import (
     KeyReference,
     ObjectVersion,
@@ -66,11 +66,11 @@ def desired_state(
     namespace_tools: Iterable[api.AgentTool],
     known: Mapping[tuple[str, str], ObjectVersion],
     settings: RenderSettings,
-    callers: Sequence[tuple[str, str]] = (),
+    callers: Sequence[Caller] = (),
 ) -> DesiredState:
     """The children of `pool`. `known` maps (kind, name) of the namespace's Secrets and
     ConfigMaps to their versions; `namespace_tools` are the AgentTools of its namespace;
-    `callers` the ServiceAccounts of the pools that call it as a tool."""
+    `callers` the pools that call it as a tool."""
     resolution = resolve_tools(pool.spec.tools, namespace_tools)
     rendered = runtime_config(pool, resolution.tools, settings, callers)
     refs = references(pool, rendered)
@@ -90,7 +90,9 @@ def desired_state(
         ),
         network.service(pool, port),
         availability.disruption_budget(pool, replicas),
-        network.network_policy(pool, port, settings.operator_namespace),
+        network.network_policy(
+            pool, port, settings.operator_namespace, sorted({c.pool for c in callers})
+        ),
         availability.horizontal_autoscaler(pool),
     )
     return DesiredState(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.agent import AgentSettings, TurnLimits
@@ -364,6 +365,15 @@ def audience(namespace: str, pool: str) -> str:
     return f"agentpool/{namespace}/{pool}"
 
 
+class Caller(NamedTuple):
+    """A pool that calls another pool as a tool: its API lets the ServiceAccount in (by
+    TokenReview) and its NetworkPolicy the pool's pods."""
+
+    namespace: str
+    service_account: str
+    pool: str
+
+
 def reviews_tokens(access: api.AccessSpec, called_by_pools: bool) -> bool:
     """Whether a pool's runtime checks projected ServiceAccount tokens, by TokenReview (so
     its ServiceAccount must be allowed to create them): it requires authentication and
@@ -375,6 +385,7 @@ def reviews_tokens(access: api.AccessSpec, called_by_pools: bool) -> bool:
 def _auth(
     pool: api.AgentPool, callers: Sequence[tuple[str, str]], collected: _Collected
 ) -> AuthConfig:
+    """`callers`: (namespace, ServiceAccount) of the pools that call this one."""
     access = pool.spec.access
     if access.mode == "Disabled":
         return AuthConfig(mode="disabled")
@@ -591,7 +602,7 @@ def runtime_config(
     pool: api.AgentPool,
     tools: Iterable[api.AgentTool],
     settings: RenderSettings,
-    callers: Sequence[tuple[str, str]] = (),
+    callers: Sequence[Caller] = (),
 ) -> RenderedConfig:
     """The runtime config of `pool`, given the AgentTools it resolved (in any order) and
     the ServiceAccounts (namespace, name) of the pools that call it as a tool."""
@@ -622,7 +633,7 @@ def runtime_config(
             ),
         ),
         memory=_memory(spec, redis, model, collected),
-        auth=_auth(pool, sorted(set(callers)), collected),
+        auth=_auth(pool, sorted({(c.namespace, c.service_account) for c in callers}), collected),
         # The queue lives in Redis; a task is a turn, so it counts against the same
         # per-replica concurrency as the turns of /v1/chat.
         tasks=TasksSettings(enabled=redis is not None, concurrency=spec.concurrency_per_replica),

@@ -1,8 +1,10 @@
 """How a pool is reached: its Service (named after the pool: pool-as-tool callers find it
-by name) and, when asked, a NetworkPolicy that admits only the callers the pool names."""
+by name) and, when asked, a NetworkPolicy that admits only the callers the pool names
+and the pools that use it as a tool."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from agentpool_operator import api
@@ -39,14 +41,22 @@ def _peer(peer: api.NetworkPeer) -> dict[str, Any]:
 
 
 def network_policy(
-    pool: api.AgentPool, port: int, operator_namespace: str
+    pool: api.AgentPool, port: int, operator_namespace: str, calling_pools: Sequence[str] = ()
 ) -> dict[str, Any] | None:
     """Default deny for the pool's pods, except from the named callers (every pod of the
-    pool's namespace when none is named) and the operator (it drains pods)."""
+    pool's namespace when none is named), the pods of the pools of its namespace that use
+    it as a tool (`calling_pools`: a pool-as-tool call must not need a second listing)
+    and the operator (it drains pods)."""
     spec = pool.spec.network_policy
     if not spec.enabled:
         return None
-    callers = [_peer(p) for p in spec.allowed_callers] or [{"podSelector": {}}]
+    callers = [_peer(p) for p in spec.allowed_callers]
+    if callers:
+        callers += [
+            {"podSelector": {"matchLabels": names.selector_labels(name)}} for name in calling_pools
+        ]
+    else:
+        callers = [{"podSelector": {}}]
     callers.append(
         {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: operator_namespace}}}
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from agentpool_operator import api
-from agentpool_operator.render.config import Problem
+from agentpool_operator.render.config import Caller, Problem
 
 
 def selects(selector: api.LabelSelector, labels: Mapping[str, str]) -> bool:
@@ -71,9 +71,8 @@ def callers_of(
     pool_name: str,
     pools: Iterable[api.AgentPool] | Callable[[], Iterable[api.AgentPool]],
     available: Iterable[api.AgentTool],
-) -> tuple[tuple[str, str], ...]:
-    """(namespace, ServiceAccount) of every pool of the namespace that calls `pool_name`
-    through an agent tool: the callers its API lets in as themselves."""
+) -> tuple[Caller, ...]:
+    """Every pool of the namespace that calls `pool_name` through an agent tool."""
     targeting = [
         t for t in available if t.spec.agent is not None and t.spec.agent.pool_name == pool_name
     ]
@@ -82,7 +81,9 @@ def callers_of(
     if callable(pools):  # only now worth listing the namespace's pools
         pools = pools()
     found = {
-        (other.metadata.namespace or "default", service_account_name(other))
+        Caller(
+            other.metadata.namespace or "default", service_account_name(other), other.metadata.name
+        )
         for other in pools
         if other.metadata.name != pool_name
         and any(names_tool(other.spec.tools, tool) for tool in targeting)

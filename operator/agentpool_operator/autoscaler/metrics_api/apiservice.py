@@ -36,14 +36,36 @@ class ServiceRef:
     port: int
 
 
-def desired(service: ServiceRef, ca_bundle: bytes) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Owner:
+    """A cluster-scoped object of the installation whose deletion deletes the APIService
+    (the chart's ClusterRole of the metrics API: `helm uninstall`, or turning the
+    metrics API off, then removes the APIService the operator made)."""
+
+    name: str
+    uid: str
+    api_version: str = "rbac.authorization.k8s.io/v1"
+    kind: str = "ClusterRole"
+
+
+def desired(service: ServiceRef, ca_bundle: bytes, owned_by: Owner | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": NAME,
+        "labels": {MANAGED_BY: FIELD_MANAGER, "app.kubernetes.io/part-of": "agentpool"},
+    }
+    if owned_by is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": owned_by.api_version,
+                "kind": owned_by.kind,
+                "name": owned_by.name,
+                "uid": owned_by.uid,
+            }
+        ]
     return {
         "apiVersion": "apiregistration.k8s.io/v1",
         "kind": "APIService",
-        "metadata": {
-            "name": NAME,
-            "labels": {MANAGED_BY: FIELD_MANAGER, "app.kubernetes.io/part-of": "agentpool"},
-        },
+        "metadata": metadata,
         "spec": {
             "group": GROUP,
             "version": VERSION,
@@ -144,8 +166,22 @@ def _claim(api_client: client.ApiClient, body: dict[str, Any]) -> Literal["creat
     raise ForeignAPIServiceError(f"APIService {NAME} kept changing under us; not serving")
 
 
+def _owner(api_client: client.ApiClient, cluster_role: str) -> Owner:
+    found = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", cluster_role
+    )
+    return Owner(name=cluster_role, uid=str(cast(dict[str, Any], found)["metadata"]["uid"]))
+
+
 async def claim(
-    api_client: client.ApiClient, service: ServiceRef, ca_bundle: bytes
+    api_client: client.ApiClient,
+    service: ServiceRef,
+    ca_bundle: bytes,
+    owner_cluster_role: str | None = None,
 ) -> Literal["created", "updated"]:
-    """Create or update our APIService; ForeignAPIServiceError if another adapter's."""
-    return await asyncio.to_thread(_claim, api_client, desired(service, ca_bundle))
+    """Create or update our APIService (owned by `owner_cluster_role` when given);
+    ForeignAPIServiceError if another adapter's."""
+    owned_by = None
+    if owner_cluster_role:
+        owned_by = await asyncio.to_thread(_owner, api_client, owner_cluster_role)
+    return await asyncio.to_thread(_claim, api_client, desired(service, ca_bundle, owned_by))

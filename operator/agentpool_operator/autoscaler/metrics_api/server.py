@@ -12,6 +12,9 @@ leader only, so a standby would answer 404 for every pool.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +41,7 @@ from agentpool_operator.autoscaler.metrics_api.front_proxy import (
     server_context,
 )
 from agentpool_operator.autoscaler.metrics_api.serving_cert import (
+    ServingCert,
     make_serving_cert,
     service_dns_names,
 )
@@ -49,6 +53,8 @@ log = structlog.get_logger(__name__)
 STALE_AFTER = 15.0
 """A pool whose load the loop has not read for this long has no value (404): the HPA then
 holds the pool's size (FailedGetObjectMetric) rather than act on an old reading."""
+RENEW_BEFORE = datetime.timedelta(days=30)
+"""A serving certificate (valid a year) is replaced this long before it ends."""
 REASONS = {404: "NotFound", 405: "MethodNotAllowed"}
 """aiohttp's own errors, as a Status's reason names them."""
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
@@ -201,14 +207,113 @@ class MetricsApi:
         return items
 
 
+class ServingMetricsApi:
+    """The running server: its site, and the front-proxy settings kept current.
+
+    The API server's trust controller rewrites extension-apiserver-authentication when
+    the front proxy's CA or names change (a CA rotation); the settings are read again
+    every `refresh_seconds`, new names and headers apply at once, and a new CA replaces
+    the TLS listener (a context's trusted CAs cannot be removed in place)."""
+
+    def __init__(
+        self,
+        api: MetricsApi,
+        cert: ServingCert,
+        read: Callable[[], Awaitable[FrontProxy | None]],
+        *,
+        host: str,
+        port: int,
+        refresh_seconds: float = 60.0,
+        renew: Callable[[], ServingCert] | None = None,
+        publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
+        renew_before: datetime.timedelta = RENEW_BEFORE,
+    ) -> None:
+        self.api = api
+        self.cert = cert
+        self._renew = renew
+        self._publish_ca = publish_ca
+        self._renew_before = renew_before
+        self._read = read
+        self._host = host
+        self._port = port
+        self._refresh_seconds = refresh_seconds
+        self._runner = web.AppRunner(api.app(), access_log=None)
+        self._site: web.TCPSite | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        await self._listen()
+        self._task = asyncio.create_task(self._refresh_forever(), name="metrics-api-refresh")
+
+    async def _listen(self) -> None:
+        context = server_context(self.cert.cert_file, self.cert.key_file, self.api.proxy)
+        self._site = web.TCPSite(self._runner, self._host, self._port, ssl_context=context)
+        await self._site.start()
+
+    async def refresh(self) -> bool:
+        """Read the settings again; True when they changed."""
+        proxy = await self._read()
+        if proxy is None:
+            log.warning("the front proxy settings are gone; keeping the last ones")
+            return False
+        if proxy == self.api.proxy:
+            return False
+        new_ca = proxy.client_ca != self.api.proxy.client_ca
+        self.api.proxy = proxy
+        if new_ca and self._site is not None:
+            await self._site.stop()
+            await self._listen()
+        log.info(
+            "front proxy settings changed", new_ca=new_ca, allowed_names=list(proxy.allowed_names)
+        )
+        return True
+
+    async def renew_cert(self, now: datetime.datetime) -> bool:
+        """A new serving certificate when this one ends within `renew_before`: the
+        APIService trusts both first (its caBundle may hold several), then the listener
+        switches, so that the aggregator never meets a certificate it does not trust."""
+        if self._renew is None or self._publish_ca is None:
+            return False
+        if now < self.cert.not_after - self._renew_before:
+            return False
+        new = self._renew()
+        await self._publish_ca(self.cert.cert_pem + new.cert_pem)
+        old, self.cert = self.cert, new
+        if self._site is not None:
+            await self._site.stop()
+            await self._listen()
+        for path in (old.cert_file, old.key_file):
+            path.unlink(missing_ok=True)
+        log.info("serving certificate renewed", not_after=new.not_after.isoformat())
+        return True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                await self.refresh()
+                await self.renew_cert(datetime.datetime.now(datetime.UTC))
+            except Exception as exc:  # the API server is away: keep serving, try later
+                log.warning("could not refresh the metrics API's settings", error=repr(exc))
+
+    async def cleanup(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._runner.cleanup()
+
+
 async def serve_metrics_api(
     api_client: client.ApiClient,
     board: LoadBoard,
     *,
     port: int,
     service: ServiceRef,
+    owner_cluster_role: str | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - the aggregator dials the pod IP
-) -> web.AppRunner | None:
+) -> ServingMetricsApi | None:
     """Serve on `port` and point the APIService at `service`; None (and a logged reason)
     when the cluster has no front proxy or another adapter owns the APIService."""
     proxy = await read_front_proxy(api_client)
@@ -219,21 +324,27 @@ async def serve_metrics_api(
         )
         METRICS_API_SERVING.set(0)
         return None
-    cert = make_serving_cert(service_dns_names(service.name, service.namespace))
-    api = MetricsApi(board, proxy, Authorizer(api_client))
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    context = server_context(cert.cert_file, cert.key_file, proxy)
-    await web.TCPSite(runner, host=host, port=port, ssl_context=context).start()
+    names = service_dns_names(service.name, service.namespace)
+    cert = make_serving_cert(names)
+    server = ServingMetricsApi(
+        MetricsApi(board, proxy, Authorizer(api_client)),
+        cert,
+        lambda: read_front_proxy(api_client),
+        host=host,
+        port=port,
+        renew=lambda: make_serving_cert(names, cert.cert_file.parent),
+        publish_ca=lambda bundle: claim(api_client, service, bundle, owner_cluster_role),
+    )
+    await server.start()
     try:
-        outcome = await claim(api_client, service, cert.cert_pem)
+        outcome = await claim(api_client, service, cert.cert_pem, owner_cluster_role)
     except ForeignAPIServiceError as exc:
         log.error("not serving custom metrics", reason=str(exc))
         METRICS_API_SERVING.set(0)
-        await runner.cleanup()
+        await server.cleanup()
         return None
     except Exception:
-        await runner.cleanup()
+        await server.cleanup()
         raise
     METRICS_API_SERVING.set(1)
     log.info(
@@ -243,4 +354,4 @@ async def serve_metrics_api(
         service=f"{service.namespace}/{service.name}:{service.port}",
         allowed_names=list(proxy.allowed_names),
     )
-    return runner
+    return server

@@ -27,6 +27,7 @@ class ServingCert:
     key_file: Path
     cert_pem: bytes
     """Self-signed: also the CA bundle that verifies it."""
+    not_after: datetime.datetime
 
 
 def service_dns_names(service: str, namespace: str) -> list[str]:
@@ -39,9 +40,11 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
     ]
 
 
-def make_serving_cert(dns_names: list[str], directory: Path | None = None) -> ServingCert:
+def make_serving_cert(
+    dns_names: list[str], directory: Path | None = None, validity: datetime.timedelta = VALIDITY
+) -> ServingCert:
     """A self-signed P-256 certificate for `dns_names`, written to `directory` (default:
-    a new private temporary directory)."""
+    a new private temporary directory); files of an earlier one there are replaced."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
     now = datetime.datetime.now(datetime.UTC)
@@ -52,7 +55,7 @@ def make_serving_cert(dns_names: list[str], directory: Path | None = None) -> Se
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -62,7 +65,8 @@ def make_serving_cert(dns_names: list[str], directory: Path | None = None) -> Se
     )
     where = directory or Path(tempfile.mkdtemp(prefix="agentpool-metrics-api-"))
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_file = where / "tls.key"
+    serial = f"{cert.serial_number:x}"[:16]
+    key_file = where / f"tls-{serial}.key"
     key_file.touch(mode=0o600)
     key_file.write_bytes(
         key.private_bytes(
@@ -71,6 +75,6 @@ def make_serving_cert(dns_names: list[str], directory: Path | None = None) -> Se
             serialization.NoEncryption(),
         )
     )
-    cert_file = where / "tls.crt"
+    cert_file = where / f"tls-{serial}.crt"
     cert_file.write_bytes(cert_pem)
-    return ServingCert(cert_file, key_file, cert_pem)
+    return ServingCert(cert_file, key_file, cert_pem, now + validity)
