@@ -20,10 +20,13 @@ model's time per answer, default 1.0). It starts its own control plane
 
 Reported per mode:
 
-- step -> replicas written: for every rise of the trace, seconds from the callers'
+- step -> replicas written: for every change of the trace that asks for more replicas
+  than the pool has (callers / 2, capped at maxReplicas), seconds from the callers'
   change to the pool's spec.replicas growing (median, p95, max);
-- step -> new pods serving: to the first pod created after the rise answering its
-  readiness probe (the runner's `readyAt`), i.e. taking turns;
+- step -> new pods serving: to the first pod created after the step answering its
+  readiness probe (the runner's `readyAt`), i.e. taking turns; and, apart, how long a
+  pod's process takes to start on this machine (Running -> ready), which no autoscaler
+  can shorten;
 - the ratio Operator / HPA of both;
 - scale events during the noisy constant segment after its first 60 s;
 - turns: answered, 503s retried, cut (any other status, a broken connection, or no
@@ -33,6 +36,8 @@ Reported per mode:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import os
 import statistics
@@ -194,20 +199,30 @@ class Figures:
     noise_events: int
     noise_minutes: float
     missed: int
-    """Rises after which the pool did not grow before the load fell again."""
+    """Steps after which the pool did not grow before the load fell again."""
+    pod_start: list[float]
+    """Seconds from a pod seen Running to its process ready (the machine's part)."""
+
+
+def needed(callers: int) -> int:
+    """Replicas the trace asks for at the 50 % target (what both modes aim at)."""
+    return max(1, min(MAX_REPLICAS, math.ceil(callers / (CONCURRENCY * 0.5))))
 
 
 def figures(run: ModeRun) -> Figures:
+    """A step is a change of the trace (noise aside) that asks for more replicas than the
+    pool has at that moment; it is answered by the first growth of spec.replicas before
+    the load falls again, and served by the first pod created after it that is ready."""
     to_replicas: list[float] = []
     to_serving: list[float] = []
     missed = 0
     for i, (at, label, callers) in enumerate(run.changes):
-        if label == "noise" or i == 0 or callers <= run.changes[i - 1][2]:
+        before = _replicas_at(run, at)
+        if label in ("noise", "end") or needed(callers) <= before:
             continue
         # Until the load falls again: a rise the pool answers late (after the next rise
         # of a ramp) still counts, with its real delay.
         until = next((t for t, _, c in run.changes[i + 1 :] if c < callers), math.inf)
-        before = _replicas_at(run, at)
         grew = next((t for t, r in run.replicas if at < t < until and r > before), None)
         if grew is None:
             missed += 1
@@ -220,7 +235,10 @@ def figures(run: ModeRun) -> Figures:
     end = next(at for at, label, _ in run.changes if label == "end")
     counted_from = noise[0] + SETTLE_SECONDS if noise else end
     events = sum(1 for t, _ in run.replicas if counted_from <= t < end)
-    return Figures(to_replicas, to_serving, events, max(0.0, end - counted_from) / 60, missed)
+    starts = [r - seen for seen, r in run.pods_ready.values() if r is not None and r > seen]
+    return Figures(
+        to_replicas, to_serving, events, max(0.0, end - counted_from) / 60, missed, starts
+    )
 
 
 def _replicas_at(run: ModeRun, at: float) -> int:
@@ -260,7 +278,8 @@ def report(runs: dict[str, ModeRun]) -> None:
         print(f"  step -> replicas written  {_summary(f.to_replicas)}")
         print(f"  step -> new pods serving  {_summary(f.to_serving)}")
         if f.missed:
-            print(f"  rises with no scale-up before the load fell again: {f.missed}")
+            print(f"  steps with no scale-up before the load fell again: {f.missed}")
+        print(f"  pod Running -> process ready  {_summary(f.pod_start)}")
         print(
             f"  scale events in {f.noise_minutes:.1f} min of noisy constant load after "
             f"convergence: {f.noise_events}"
@@ -344,7 +363,11 @@ def main() -> None:
             finally:
                 runner.stop()
                 stop_operator(operator)
+        (work / "timeline.json").write_text(
+            json.dumps({m: dataclasses.asdict(r) for m, r in runs.items()}, indent=1)
+        )
         report(runs)
+        print(f"timeline: {work / 'timeline.json'}")
         for run in runs.values():
             core.delete_namespace(run.namespace, propagation_policy="Background")
     finally:
