@@ -58,7 +58,7 @@ from tests.support.load_generator import LoadGenerator
 from tests.support.operator_process import start_operator, stop_operator
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.scripted_model import scripted_model_process
-from tests.support.served_pool import TOKEN, create_served_pool, pool_replicas
+from tests.support.served_pool import GROUP, PLURAL, TOKEN, VERSION, create_served_pool
 from tests.support.wait import wait_until
 
 HPA_SYNC_SECONDS = int(os.environ.get("AGENTPOOL_BENCH_HPA_SYNC_SECONDS", "15"))
@@ -155,9 +155,19 @@ class ModeRun:
     """pod -> (seen Running, ready) wall clock, from the pod runner."""
     changes: list[tuple[float, str, int]] = field(default_factory=list)
     """(wall clock, label, callers) as replayed."""
+    status: list[tuple[Any, ...]] = field(default_factory=list)
+    """(wall clock, readyReplicas, demand, loadPercent) of the pool's status, every 0.5 s."""
     ok: int = 0
     refused: int = 0
     cut: list[str] = field(default_factory=list)
+
+
+def _pool(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, POOL
+    )
+    assert isinstance(found, dict)
+    return found
 
 
 async def _observe(api: client.ApiClient, runner: RunnerProcess, run: ModeRun) -> None:
@@ -165,10 +175,15 @@ async def _observe(api: client.ApiClient, runner: RunnerProcess, run: ModeRun) -
     # are the runner's own records, so reading them once a second loses nothing.
     ticks = 0
     while True:
-        replicas = await asyncio.to_thread(pool_replicas, api, run.namespace, POOL)
+        pool = await asyncio.to_thread(_pool, api, run.namespace)
         now = time.time()
-        if replicas is not None and (not run.replicas or run.replicas[-1][1] != replicas):
+        replicas = pool["spec"].get("replicas")
+        if isinstance(replicas, int) and (not run.replicas or run.replicas[-1][1] != replicas):
             run.replicas.append((now, replicas))
+        if ticks % 5 == 0:  # what the autoscaler saw, for reading the timeline afterwards
+            reported = pool.get("status") or {}
+            seen = [reported.get(k) for k in ("readyReplicas", "demand", "loadPercent")]
+            run.status.append((now, *seen))
         if ticks % 10 == 0:
             status = await asyncio.to_thread(runner.pool, run.namespace, POOL)
             for pod in status.pods:
