@@ -100,7 +100,7 @@ class Pools:
             if step and i % 10 == 0:
                 busy = 1.0  # a step for one pool in ten, every other 30 s
             samples = tuple(
-                LoadSample.model_construct(
+                LoadSample(
                     active_turns=round(CAPACITY * busy),
                     capacity=CAPACITY,
                     queued_tasks=0,

@@ -41,7 +41,12 @@ from tests.support.hpa_cluster import (
 )
 from tests.support.load_generator import LoadGenerator
 from tests.support.operator_identity import operator_login, remove_chart_rbac
-from tests.support.operator_process import OperatorProcess, operator_running
+from tests.support.operator_process import (
+    OperatorProcess,
+    operator_running,
+    start_operator,
+    stop_operator,
+)
 from tests.support.pki import CertAuthority
 from tests.support.redis_server import free_port
 from tests.support.replicas import SimulatedReplicas
@@ -434,3 +439,67 @@ async def test_the_real_hpa_scales_a_served_pool_on_the_turns_of_real_agent_proc
         f"{up_seconds:.1f}s; turns {load.stats.ok} answered, {load.stats.refused} 503s "
         "retried, 0 cut"
     )
+
+
+def test_only_the_leader_serves_and_a_new_leader_takes_the_apiservice_over(
+    hpa_cluster: Cluster, ns: str, no_apiservice: None, tmp_path: Path
+) -> None:
+    lease = 4.0
+
+    def elected(identity: str, port: int) -> dict[str, str]:
+        return {
+            **_operator_env(port),
+            "AGENTPOOL_LEADER_ELECT": "true",
+            "AGENTPOOL_POD_NAME": identity,
+            "AGENTPOOL_LEASE_DURATION_SECONDS": str(lease),
+            "AGENTPOOL_LEASE_RENEW_DEADLINE_SECONDS": "3",
+            "AGENTPOOL_LEASE_RETRY_SECONDS": "0.5",
+        }
+
+    def apiservice_port() -> int:
+        out = hpa_cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json").stdout
+        return int(json.loads(out)["spec"]["service"]["port"])
+
+    def listening(port: int) -> bool:
+        try:
+            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2)
+        except httpx.ConnectError:
+            return False
+        return True
+
+    port_a, port_b = free_port(), free_port()
+    first = start_operator(
+        hpa_cluster, [ns], tmp_path / "a.log", elected("a", port_a), standalone=False
+    )
+    second = None
+    try:
+        wait_until(first.leading, timeout=30, what="the first replica to lead")
+        second = start_operator(
+            hpa_cluster, [ns], tmp_path / "b.log", elected("b", port_b), standalone=False
+        )
+        wait_until(lambda: _available(hpa_cluster), timeout=60, what="APIService Available")
+        assert apiservice_port() == port_a
+        assert listening(port_a)
+        assert not second.leading()
+        assert not listening(port_b), "a standby serves custom metrics"
+        assert second.metric("agentpool_operator_metrics_api_serving") == 0
+
+        stop_operator(first, kill=True)
+        killed_at = time.monotonic()
+        wait_until(second.leading, timeout=3 * lease, what="the standby to lead")
+
+        def served_by_b() -> bool:
+            raw = hpa_cluster.kubectl(
+                "get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2", check=False
+            )
+            return apiservice_port() == port_b and raw.returncode == 0
+
+        wait_until(served_by_b, timeout=60, what="the new leader to serve through the aggregator")
+        gap = time.monotonic() - killed_at
+        assert second.metric("agentpool_operator_metrics_api_serving") == 1
+        print(f"\nleader killed to discovery served by the new leader: {gap:.1f}s "
+              f"(lease {lease:g}s)")  # fmt: skip
+    finally:
+        stop_operator(first)
+        if second is not None:
+            stop_operator(second)

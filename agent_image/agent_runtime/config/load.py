@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -63,8 +64,24 @@ class LoadSettings(ConfigSection):
 LOAD_SAMPLE_VERSION = 1
 
 
-class LoadSample(BaseModel):
-    """One replica's load at one moment."""
+@dataclass(frozen=True, slots=True)
+class LoadSample:
+    """One replica's load at one moment.
+
+    A plain dataclass, not a pydantic model: the autoscaler builds one per replica of
+    every pool every second, and a model's construction was the largest cost of its tick
+    (benchmarks/README.md). What comes from Redis is validated by `_WireSample`."""
+
+    active_turns: int
+    capacity: int
+    queued_tasks: int = 0
+    draining: bool = False
+    at: float = 0.0
+    """Unix time of the sample (the replica's clock)."""
+
+
+class _WireSample(BaseModel):
+    """A sample as stored in Redis (camelCase), with its bounds."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, alias_generator=to_camel)
 
@@ -72,7 +89,14 @@ class LoadSample(BaseModel):
     capacity: int = Field(ge=1)
     queued_tasks: int = Field(default=0, ge=0)
     draining: bool = False
-    at: float = Field(description="Unix time of the sample (the replica's clock).")
+    at: float
+
+
+def validate_sample(body: object) -> LoadSample:
+    """A sample from its stored form (without the version), validated
+    (`pydantic.ValidationError` when it is not one)."""
+    wire = _WireSample.model_validate(body)
+    return LoadSample(wire.active_turns, wire.capacity, wire.queued_tasks, wire.draining, wire.at)
 
 
 def pool_root(key_prefix: str, pool: PoolIdentity) -> str:
@@ -105,7 +129,14 @@ def stale_after(publish_interval_seconds: float) -> float:
 
 def encode_sample(sample: LoadSample) -> str:
     """The hash field's value."""
-    body = {"v": LOAD_SAMPLE_VERSION, **sample.model_dump(mode="json", by_alias=True)}
+    body = {
+        "v": LOAD_SAMPLE_VERSION,
+        "activeTurns": sample.active_turns,
+        "capacity": sample.capacity,
+        "queuedTasks": sample.queued_tasks,
+        "draining": sample.draining,
+        "at": sample.at,
+    }
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -118,7 +149,7 @@ def decode_sample(
         body = loads(value)
         if not isinstance(body, dict) or body.pop("v", None) != LOAD_SAMPLE_VERSION:
             return None
-        return _well_formed(body) or LoadSample.model_validate(body)
+        return _well_formed(body) or validate_sample(body)
     except (ValueError, ValidationError):
         return None
 
@@ -141,9 +172,7 @@ def _well_formed(body: dict[str, object]) -> LoadSample | None:
         return None
     if not (type(at) is float or type(at) is int) or not math.isfinite(at):
         return None
-    return LoadSample.model_construct(
-        active_turns=turns, capacity=capacity, queued_tasks=queued, draining=draining, at=at
-    )
+    return LoadSample(turns, capacity, queued, draining, float(at))
 
 
 def decode_samples(

@@ -59,7 +59,9 @@ windows read load, and there is none). One good read resets the count.
 happen at the earliest, if that is later than now: the step limits' periods and the
 restart guard always; a stabilization window when it is what holds back a change the
 load asks for. None when nothing blocks by time (a Disabled direction is a setting, not
-a deadline: None too).
+a deadline: None too). The rule for zero has its own clock, the cooldown, and is not held
+by the scale-down stabilization window: a pool idle for its cooldown may go toward zero
+before `down_blocked_until`.
 
 Speed: the loop calls this for every pool every second, so the spec is compiled once per
 spec object (an identity memo; API objects are frozen) and the windows are read with
