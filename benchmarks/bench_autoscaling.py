@@ -10,6 +10,7 @@ real Redis, and its own closed-loop callers (tests/support/load_generator.py) th
     AGENTPOOL_BENCH_AUTOSCALING=1 .venv/bin/python -m benchmarks     # with the rest
     .venv/bin/python -m benchmarks autoscaling                         # this one
     AGENTPOOL_BENCH_NOISE_SECONDS=660 .venv/bin/python -m benchmarks autoscaling
+    .venv/bin/python -m benchmarks.bench_autoscaling --report <work>/timeline.json
 
 Settings (environment): AGENTPOOL_BENCH_HPA_SYNC_SECONDS (kube-controller-manager's
 --horizontal-pod-autoscaler-sync-period; default 15, the HPA's default),
@@ -41,6 +42,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -217,6 +219,8 @@ class Figures:
     """Steps after which the pool did not grow before the load fell again."""
     pod_start: list[float]
     """Seconds from a pod seen Running to its process ready (the machine's part)."""
+    steps: list[str] = field(default_factory=list)
+    """One line per step: when, callers, replicas before, and both delays."""
 
 
 def needed(callers: int) -> int:
@@ -230,6 +234,7 @@ def figures(run: ModeRun) -> Figures:
     the load falls again, and served by the first pod created after it that is ready."""
     to_replicas: list[float] = []
     to_serving: list[float] = []
+    steps: list[str] = []
     missed = 0
     for i, (at, label, callers) in enumerate(run.changes):
         before = _replicas_at(run, at)
@@ -239,20 +244,27 @@ def figures(run: ModeRun) -> Figures:
         # of a ramp) still counts, with its real delay.
         until = next((t for t, _, c in run.changes[i + 1 :] if c < callers), math.inf)
         grew = next((t for t, r in run.replicas if at < t < until and r > before), None)
+        start = at - run.changes[0][0]
         if grew is None:
             missed += 1
+            steps.append(f"t={start:4.0f}s {label} {callers} callers, {before} replicas: none")
             continue
         to_replicas.append(grew - at)
         ready = [r for seen, r in run.pods_ready.values() if at < seen < until and r is not None]
         if ready:
             to_serving.append(min(ready) - at)
+        serving = f"{min(ready) - at:.1f}s" if ready else "n/a"
+        steps.append(
+            f"t={start:4.0f}s {label} {callers} callers, {before} replicas: written "
+            f"{grew - at:.1f}s, serving {serving}"
+        )
     noise = [at for at, label, _ in run.changes if label == "noise"]
     end = next(at for at, label, _ in run.changes if label == "end")
     counted_from = noise[0] + SETTLE_SECONDS if noise else end
     events = sum(1 for t, _ in run.replicas if counted_from <= t < end)
     starts = [r - seen for seen, r in run.pods_ready.values() if r is not None and r > seen]
     return Figures(
-        to_replicas, to_serving, events, max(0.0, end - counted_from) / 60, missed, starts
+        to_replicas, to_serving, events, max(0.0, end - counted_from) / 60, missed, starts, steps
     )
 
 
@@ -290,6 +302,8 @@ def report(runs: dict[str, ModeRun]) -> None:
     for mode, f in found.items():
         run = runs[mode]
         print(f"\n{mode}")
+        for line in f.steps:
+            print(f"  {line}")
         print(f"  step -> replicas written  {_summary(f.to_replicas)}")
         print(f"  step -> new pods serving  {_summary(f.to_serving)}")
         if f.missed:
@@ -337,7 +351,16 @@ async def _run_modes(
         await asyncio.gather(*observers, return_exceptions=True)
 
 
+def report_timeline(path: Path) -> None:
+    """The figures of a finished run again, from its timeline.json."""
+    raw = json.loads(path.read_text())
+    report({mode: ModeRun(**fields) for mode, fields in raw.items()})
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        report_timeline(Path(sys.argv[2]))
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-autoscaling-"))
     total = sum(s for _, s, _ in TRACE) + NOISE_SECONDS
     print(f"trace: {total}s; logs under {work}", flush=True)
