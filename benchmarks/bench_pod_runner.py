@@ -109,7 +109,8 @@ def run(pods: int, extra_args: list[str]) -> None:
                 {
                     "apiVersion": "agentpool.dev/v1alpha1",
                     "kind": "AgentPool",
-                    "metadata": {"name": "bench"},
+                    # Paused: the scale here is by hand, not the autoscaler's.
+                    "metadata": {"name": "bench", "annotations": {"agentpool.dev/paused": "true"}},
                     "spec": spec,
                 },
             )

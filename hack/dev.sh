@@ -22,6 +22,8 @@ RUNNER_STATUS_PORT="${AGENTPOOL_DEV_RUNNER_PORT:-18090}"
 SUPPORT_PORT=18081
 BILLING_PORT=18082
 mkdir -p "$DEV_DIR"
+# `python -m hack.pod_runner` and `-m tests.support...` import from the checkout.
+cd "$REPO_ROOT"
 
 # stop_pidfile FILE: stop what a previous `make dev` left running (one per dev cluster).
 stop_pidfile() {
@@ -60,6 +62,19 @@ for i in $(seq 1 30); do
   sleep 1
 done
 
+# The chart's token-reviewer ClusterRole (create tokenreviews) and its one binding, whose
+# subjects the operator keeps (pools that review projected tokens: billing, which
+# customer-support calls as a tool). The operator runs as the admin here, so the chart's
+# role for the operator itself is not needed.
+"$BIN/helm" template agentpool-dev "$REPO_ROOT/charts/agentpool" --namespace agentpool-system \
+  --show-only templates/rbac-token-review.yaml \
+  | "$VENV_BIN/python" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["metadata"]["name"] == "agentpool-dev-token-reviewer"]
+print(yaml.safe_dump_all(docs))' \
+  | kubectl apply --server-side --field-manager=agentpool-dev -f - >/dev/null
+# An earlier `make dev` bound billing by hand: the operator's binding does that now.
+kubectl delete clusterrolebinding "agentpool-dev-$NAMESPACE-billing-token-review" --ignore-not-found >/dev/null
+
 # One operator per dev cluster: a previous `make dev` leaves it running; restart it so it
 # runs this checkout's code.
 stop_pidfile "$DEV_DIR/operator.pid"
@@ -67,6 +82,7 @@ echo ">> starting the operator (log: $DEV_DIR/operator.log)"
 KUBECONFIG="$KUBECONFIG_PATH" \
 AGENTPOOL_AGENT_IMAGE="${AGENTPOOL_AGENT_IMAGE:-ghcr.io/agentpool/agent:dev}" \
 AGENTPOOL_OPERATOR_NAMESPACE=agentpool-system \
+AGENTPOOL_TOKEN_REVIEWER_BINDING=agentpool-dev-token-reviewer \
   nohup "$VENV_BIN/agentpool-operator" --standalone --metrics-port=19090 --health-port=18080 \
   --log-format=json >"$DEV_DIR/operator.log" 2>&1 &
 echo $! >"$DEV_DIR/operator.pid"
@@ -84,8 +100,9 @@ else
   MODEL_URL="http://127.0.0.1:$MODEL_PORT/v1"
   MODEL_SAID="the scripted model server on $MODEL_URL (no LLM: it echoes; think time ${THINK_SECONDS}s; set AGENTPOOL_DEV_MODEL_URL for a real one)"
   echo ">> starting the scripted model server on $MODEL_URL (log: $DEV_DIR/model.log)"
-  (cd "$REPO_ROOT" && nohup "$VENV_BIN/python" -m tests.support.scripted_model --port="$MODEL_PORT" \
-    --think-seconds="$THINK_SECONDS" >"$DEV_DIR/model.log" 2>&1 & echo $! >"$DEV_DIR/model.pid")
+  nohup "$VENV_BIN/python" -m tests.support.scripted_model --port="$MODEL_PORT" \
+    --think-seconds="$THINK_SECONDS" >"$DEV_DIR/model.log" 2>&1 &
+  echo $! >"$DEV_DIR/model.pid"
   wait_http "http://127.0.0.1:$MODEL_PORT/docs" 30 "the scripted model server" "$DEV_DIR/model.pid" "$DEV_DIR/model.log"
 fi
 
@@ -116,11 +133,6 @@ for path in sorted(pathlib.Path(folder).glob("*.yaml")):
 print(yaml.safe_dump_all(docs, sort_keys=False))
 PY
 kubectl -n "$NAMESPACE" apply --server-side --force-conflicts --field-manager=agentpool-dev -f "$DEV_DIR/examples.yaml" >/dev/null
-# customer-support calls billing as a tool with a projected token; billing checks it by
-# TokenReview, which its ServiceAccount may do only with system:auth-delegator.
-kubectl create clusterrolebinding "agentpool-dev-$NAMESPACE-billing-token-review" \
-  --clusterrole=system:auth-delegator --serviceaccount="$NAMESPACE:billing" --dry-run=client -o yaml \
-  | kubectl apply --server-side --field-manager=agentpool-dev -f - >/dev/null
 echo ">> waiting for every pool to be Ready"
 kubectl -n "$NAMESPACE" wait --for=condition=Ready agentpools --all --timeout=180s >/dev/null || {
   kubectl -n "$NAMESPACE" get agentpools -o wide >&2
@@ -130,12 +142,14 @@ kubectl -n "$NAMESPACE" wait --for=condition=Ready agentpools --all --timeout=18
 # The kubelet's and kube-proxy's parts: a process per Running agent pod, a port per pool.
 stop_pidfile "$DEV_DIR/pod-runner.pid"
 echo ">> starting the pod runner (log: $DEV_DIR/pod-runner.log)"
-(cd "$REPO_ROOT" && nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
+nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
   --namespace="$NAMESPACE" --workdir="$DEV_DIR/pods" --status-port="$RUNNER_STATUS_PORT" \
   --status-file="$DEV_DIR/pods.json" \
   --front="$NAMESPACE/customer-support=$SUPPORT_PORT" --front="$NAMESPACE/billing=$BILLING_PORT" \
   --alias="agentpool-redis.agentpool-system.svc:6379=127.0.0.1:$REDIS_PORT" \
-  >"$DEV_DIR/pod-runner.log" 2>&1 & echo $! >"$DEV_DIR/pod-runner.pid")
+  ${AGENTPOOL_DEV_FORK_SERVER:+--fork-server} \
+  >"$DEV_DIR/pod-runner.log" 2>&1 &
+echo $! >"$DEV_DIR/pod-runner.pid"
 wait_http "http://127.0.0.1:$RUNNER_STATUS_PORT/healthz" 30 "the pod runner" "$DEV_DIR/pod-runner.pid" "$DEV_DIR/pod-runner.log"
 echo ">> waiting for every Running pod's process to answer /readyz"
 serving() {

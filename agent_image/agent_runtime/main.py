@@ -26,7 +26,6 @@ from agent_runtime.config import (
 )
 from agent_runtime.edge import EdgeLimits, guarded_protocol
 from agent_runtime.logging_config import configure_logging
-from agent_runtime.server import create_app
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         except RuntimeConfigError as exc:
             log.error("invalid runtime config", error=str(exc))
             raise SystemExit(2) from exc
+    # Imported here, not at the top: the preStop hook (`--drain`) needs none of the
+    # server, and importing it all made every pod's stop seconds slower.
+    from agent_runtime.server import create_app
+
     limits = EdgeLimits(
         max_body_bytes=args.max_body_bytes,
         body_timeout_seconds=args.body_timeout,

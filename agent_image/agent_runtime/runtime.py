@@ -117,7 +117,12 @@ class Runtime:
         admission = Admission(config.agent.concurrency)
         load: LoadPublisher | None = None
         if redis is not None and keys is not None:
-            pod = env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+            pod = (
+                env.get("AGENTPOOL_POD_NAME")  # what the operator renders (downward API)
+                or env.get("POD_NAME")
+                or env.get("HOSTNAME")
+                or socket.gethostname()
+            )
             load = LoadPublisher(
                 redis,
                 keys.load,

@@ -21,9 +21,11 @@ import selectors
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 REAP_SECONDS = 0.05
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- the server
@@ -136,15 +138,15 @@ class ForkServer:
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "hack.pod_runner.fork_server",
+            "-c",
+            # Not `-m`: the package (imported first) already holds this module.
+            "from hack.pod_runner.fork_server import serve; serve()",
+            cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
+        # Not waiting for its imports: requests queue in the pipe behind them.
         self._reader = asyncio.create_task(self._read())
-        # One round trip proves the imports are done (a request waits behind them).
-        probe = await self.spawn(["probe", "--no-such-flag"], {}, "/", os.devnull)
-        await probe.wait()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -184,7 +186,7 @@ class ForkServer:
                 found = self._exits.setdefault(message["pid"], loop.create_future())
                 if not found.done():
                     found.set_result(message["exit"])
-
-
-if __name__ == "__main__":
-    serve()
+        # The server is gone: nothing waiting on it will be answered.
+        for waiting in self._started.values():
+            if not waiting.done():
+                waiting.set_exception(RuntimeError("the fork server exited"))

@@ -140,7 +140,7 @@ def start_pod_runner_process(
             stderr=subprocess.STDOUT,
         )
     handle = RunnerProcess(proc, f"http://127.0.0.1:{port}", log, workdir)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a loaded 2-core machine imports slowly
     while True:
         if not handle.alive():
             raise RunnerWaitError(f"the pod runner exited:\n{handle.log_tail()}")

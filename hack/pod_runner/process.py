@@ -96,6 +96,7 @@ class AgentProcess:
     proc: asyncio.subprocess.Process | ForkedProcess | None = None
     backend: Backend | None = None
     _task: asyncio.Task[None] | None = None
+    _env: dict[str, str] = field(default_factory=dict)
     _stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped_event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -160,6 +161,7 @@ class AgentProcess:
         try:
             self.port = free_port()
             argv, env = await asyncio.to_thread(self._prepare)
+            self._env = env
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("pod not started", pod=self.plan.name, error=self.error)
@@ -263,13 +265,21 @@ class AgentProcess:
             host_port=self.port,
         )
         argv[0] = _executable(argv[0])
-        with self.log_path.open("ab") as out:
-            hook = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
+        hook: asyncio.subprocess.Process | ForkedProcess
+        if self.fork_server is not None and argv[0] == _executable("agentpool-agent"):
+            # The hook runs in the pod, with its environment; forked, it skips the imports.
+            hook = await self.fork_server.spawn(
+                argv, self._env, self._env["HOME"], str(self.log_path)
             )
+        else:
+            with self.log_path.open("ab") as out:
+                hook = await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=self._env or None,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
         try:
             await asyncio.wait_for(hook.wait(), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:

@@ -144,7 +144,13 @@ async def test_a_step_scales_up_then_idle_returns_to_min_draining_the_idle_repli
         sim.replicas[next(iter(sim.replicas))].hold_turns(2)
         sim.queued = 4
         await _replicas_become(pools, "step", 5, within=15)
-        assert await pools.condition("step", "ScalingLimited") == ("True", "TooFewReplicas")
+
+        async def limited() -> bool:
+            found = await pools.condition("step", "ScalingLimited")
+            return found == ("True", "TooManyReplicas")
+
+        # The status is written beside the scale, not before it: wait for it too.
+        await async_wait_until(limited, timeout=10, what="ScalingLimited True")
         await _running(sim, 5)
         busy = next(r for r in sim.replicas.values() if r.turns)
         # The load falls to the busy replica's 2 turns: 1 replica at 2/2 is 100 %, above

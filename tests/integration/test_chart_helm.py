@@ -477,6 +477,32 @@ def test_install_creates_everything_and_uninstall_removes_it(
         what="the edit role to aggregate the agentpool rules",
     )  # fmt: skip
 
+    # The token-reviewer binding's subjects are the operator's: written as the operator
+    # writes them (server-side apply, its field manager), a helm upgrade leaves them.
+    reviewer = f"{fullname}-token-reviewer"
+    subject = {"kind": "ServiceAccount", "name": "billing", "namespace": namespace}
+    applied = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": reviewer},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": reviewer,
+        },
+        "subjects": [subject],
+    }
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=agentpool-operator", "--force-conflicts",
+        "-f", "-", input=json.dumps(applied),
+    )  # fmt: skip
+    cluster.helm(
+        "upgrade", release, CHART, "--namespace", namespace, "--reuse-values",
+        "--set", "logLevel=debug",
+    )  # fmt: skip
+    after = json.loads(cluster.kubectl("get", "clusterrolebinding", reviewer, "-o", "json").stdout)
+    assert after["subjects"] == [subject]
+
     cluster.helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")
 
     def gone() -> bool:

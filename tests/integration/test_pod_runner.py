@@ -1,7 +1,10 @@
 """The pod runner against the real control plane and a real Redis: every Running agent
 pod gets a process that answers through its pool's front port, a scale-up adds one that
 takes requests, a scale-down stops processes without cutting the turns they hold, and
-each process publishes its load under its own pod's name."""
+each process publishes its load under its own pod's name.
+
+The scenario runs with warm starts (`--fork-server`: on this shared 2-core machine a cold
+start takes 10-20 s); one cold-started process is checked on its own."""
 
 from __future__ import annotations
 
@@ -56,6 +59,29 @@ def _pool_spec(model: str, redis_url: str) -> dict[str, Any]:
     }
 
 
+def _create_pool(kube_api: client.ApiClient, namespace: str, spec: dict[str, Any]) -> None:
+    # Paused: these tests scale by hand; the operator's autoscaler must not move replicas.
+    client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "agentpools",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AgentPool",
+            "metadata": {"name": POOL, "annotations": {"agentpool.dev/paused": "true"}},
+            "spec": spec,
+        },
+    )
+
+
+def _secrets(kube_api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    _secret(core, namespace, "llm", {"k": "sk-test"})
+    tokens = {"tokens": [{"name": "test", "token": TOKEN, "tenant": "alice"}]}
+    _secret(core, namespace, "callers", {"tokens.yaml": yaml.safe_dump(tokens)})
+
+
 def _chat(front: str, message: str) -> httpx.Response:
     return httpx.post(
         f"{front}/v1/chat",
@@ -78,26 +104,14 @@ def test_running_pods_get_processes_that_scale_with_the_pool_and_drain_on_remova
     tmp_path: Path,
 ) -> None:
     install_crds(cluster)
-    core = client.CoreV1Api(kube_api)
-    _secret(core, namespace, "llm", {"k": "sk-test"})
-    tokens = {"tokens": [{"name": "test", "token": TOKEN, "tenant": "alice"}]}
-    _secret(core, namespace, "callers", {"tokens.yaml": yaml.safe_dump(tokens)})
+    _secrets(kube_api, namespace)
     with (
         operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
+        pod_runner_process(
+            cluster.kubeconfig, [namespace], tmp_path / "runner", extra_args=["--fork-server"]
+        ) as runner,
     ):
-        client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "agentpools",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "AgentPool",
-                "metadata": {"name": POOL},
-                "spec": _pool_spec(model, redis_url),
-            },
-        )
+        _create_pool(kube_api, namespace, _pool_spec(model, redis_url))
         front = runner.front_url(namespace, POOL)
 
         # Two Running pods, two processes, both answering through the front.
@@ -155,3 +169,37 @@ def test_running_pods_get_processes_that_scale_with_the_pool_and_drain_on_remova
         assert len(logs) == 3
         drained = [json.loads(line) for f in logs for line in f.read_text().splitlines()]
         assert sum(1 for e in drained if e.get("event") == "drained" and e.get("drained")) == 2
+
+
+def test_a_cold_started_process_serves_and_stops_with_its_pod(
+    cluster: Cluster,
+    kube_api: client.ApiClient,
+    namespace: str,
+    redis_url: str,
+    model: str,
+    tmp_path: Path,
+) -> None:
+    install_crds(cluster)
+    _secrets(kube_api, namespace)
+    with (
+        operator_running(cluster, [namespace], tmp_path / "operator.log"),
+        pod_runner_process(
+            cluster.kubeconfig, [namespace], tmp_path / "runner", extra_args=["--pending-timeout=2"]
+        ) as runner,
+    ):
+        _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
+        front = runner.front_url(namespace, POOL)
+        (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)
+        assert pod.ready_at is not None
+        assert _chat(front, "cold").json()["answer"] == "echo: cold"
+        client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "agentpools", POOL
+        )
+        wait_until(
+            lambda: runner.pool(namespace, POOL).pods == [],
+            timeout=60,
+            what="the process stopped with its pod",
+        )
+        answer = _chat(front, "nobody")  # waits --pending-timeout (2 s) for a process
+        assert answer.status_code == 503
+        assert answer.json()["error"]["type"] == "NoReadyPods"

@@ -117,6 +117,7 @@ def test_a_called_pool_may_review_its_callers_tokens_once_the_operator_binds_it(
             refused = caller.get("/v1/tools")
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["type"] == "CredentialsUnavailableError"
+            assert "may not create tokenreviews" in pool_b.log_tail(20_000)
 
             window = AuditWindow.starting_now(audit_log_path(TEST_CLUSTER), user=login.user)
             managed = {**env, "AGENTPOOL_TOKEN_REVIEWER_BINDING": binding}
@@ -134,6 +135,7 @@ def test_a_called_pool_may_review_its_callers_tokens_once_the_operator_binds_it(
                     timeout=30,
                     what="A let in by B",
                 )
+                assert "TokenReviews allowed again" in pool_b.log_tail(20_000)
                 # B reviews now, and still refuses who is not allowed.
                 stranger = _token(cluster, namespace, "a", "some-other-audience")
                 assert caller.get("/v1/tools").status_code == 200

@@ -119,10 +119,14 @@ class _ApiServer:
         self.audiences = audiences
         self.reviews: list[dict[str, Any]] = []
         self.down = False
+        self.forbidden = False
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("refused")
+        if self.forbidden:
+            self.reviews.append({})
+            return httpx.Response(403, json={"kind": "Status", "reason": "Forbidden"})
         assert request.headers["authorization"] == "Bearer own-token"
         review = json.loads(request.content)
         self.reviews.append(review)
@@ -187,6 +191,29 @@ async def test_token_review_refusals(
     async with client:
         found = await reviewer.review(_jwt({}))
     assert (found.tenants if found else "refused") == expected
+
+
+async def test_a_pool_that_may_not_review_answers_503_says_why_once_and_recovers(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    server = _ApiServer("system:serviceaccount:shop:triage", ["agentpool"])
+    server.forbidden = True  # the ServiceAccount is not (yet) in the token-reviewer binding
+    reviewer, client = _reviewer(tmp_path, server, [0.0])
+    token = _jwt({})
+    async with client:
+        with capture_logs() as logs:
+            for _ in range(3):
+                with pytest.raises(CredentialsUnavailableError):
+                    await reviewer.review(token)
+            assert len(server.reviews) == 3  # a refusal to ask is not cached
+            server.forbidden = False  # the operator bound it
+            assert await reviewer.review(token) == Caller("serviceaccount:shop/triage", None)
+    said = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert len(said) == 1
+    assert "may not create tokenreviews" in said[0]
+    assert any(e["event"] == "TokenReviews allowed again" for e in logs)
 
 
 def test_unverified_expiry_survives_garbage() -> None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_runtime.config import RuntimeConfig
@@ -66,6 +66,7 @@ def _resolve(host: str, port: int) -> str | None:
     return "127.0.0.1:18081" if host.endswith(".svc") else None
 
 
+@settings(max_examples=40, deadline=None)  # each example renders a whole pool
 @given(spec=pool_specs(), tools=named_tools)
 def test_every_rendered_pod_has_a_plan_whose_config_maps_to_the_host_and_stays_valid(
     spec: dict[str, Any], tools: list[tuple[str, dict[str, Any]]]

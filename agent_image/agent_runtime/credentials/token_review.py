@@ -76,6 +76,7 @@ class TokenReviewer:
         self._client = client
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Caller | None, float]] = OrderedDict()
+        self._denied = False
 
     def _remember(self, key: str, caller: Caller | None, until: float) -> None:
         self._cache[key] = (caller, until)
@@ -139,9 +140,24 @@ class TokenReviewer:
         except (OSError, httpx.HTTPError) as exc:
             log.warning("token review failed", error=type(exc).__name__)
             raise CredentialsUnavailableError("cannot check the credentials now") from None
+        if response.status_code in (401, 403):
+            # Not the caller's fault: this pool may not ask. Said loudly once, until a
+            # review succeeds again (each refused request would otherwise log it).
+            if not self._denied:
+                log.error(
+                    "the API server refuses this pool's TokenReviews: its ServiceAccount "
+                    "may not create tokenreviews (the operator grants it through the "
+                    "chart's token-reviewer binding); callers get 503 until it may",
+                    status=response.status_code,
+                )
+            self._denied = True
+            raise CredentialsUnavailableError("cannot check the credentials now")
         if response.status_code != 201 and response.status_code != 200:
             log.warning("token review refused", status=response.status_code)
             raise CredentialsUnavailableError("cannot check the credentials now")
+        if self._denied:
+            log.info("TokenReviews allowed again")
+            self._denied = False
         try:
             answer = response.json()
         except ValueError:

@@ -87,6 +87,8 @@ class PoolState:
     pending: scale_down.PendingScaleDown | None = None
     last_written: float | None = None
     last_scale: tuple[str, str] | None = None
+    before: History | None = None
+    """The history before this tick's decision (restored when its scale is refused)."""
     written: tuple[int, float] | None = None
     """The replicas this loop last wrote, and when."""
     signature: tuple[Any, ...] | None = None
@@ -307,6 +309,7 @@ class Autoscaler:
             else:
                 state.written = None  # someone else has scaled it since
         writes: list[Awaitable[None]] = []
+        state.before = None
         annotations = pool.pool.metadata.annotations
         pinned = annotations.get(api.PAUSED_REPLICAS_ANNOTATION)
         paused = annotations.get(api.PAUSED_ANNOTATION, "").lower() == "true"
@@ -398,6 +401,8 @@ class Autoscaler:
             state.history,
             now,
         )
+        # Kept until the scale is written: a refused write must not use up the step limits.
+        state.before = state.history
         state.history = decision.history
         return decision
 
@@ -437,7 +442,12 @@ class Autoscaler:
         assert meta.namespace is not None
         assert pool.replicas is not None
         before = pool.replicas
-        await self._kube.scale(meta.namespace, meta.name, replicas, manager=MANAGER)
+        try:
+            await self._kube.scale(meta.namespace, meta.name, replicas, manager=MANAGER)
+        except KubeError:
+            if state.before is not None:
+                state.history = state.before
+            raise
         state.written = (replicas, now)
         direction = "up" if replicas > before else "down"
         metrics.SCALES.labels(direction).inc()
@@ -573,17 +583,17 @@ def _conditions(decision: Decision, pool: Seen) -> list[ConditionTuple]:
     if not decision.limited:
         limited: ConditionTuple = ("ScalingLimited", "False", "WithinRange", "")
     elif decision.replicas >= spec.max_replicas:
-        limited = (
+        limited = (  # the HPA's names: the load wants too many replicas
             "ScalingLimited",
             "True",
-            "TooFewReplicas",
+            "TooManyReplicas",
             f"the load asks for more than maxReplicas ({spec.max_replicas})",
         )
     else:
         limited = (
             "ScalingLimited",
             "True",
-            "TooManyReplicas",
+            "TooFewReplicas",
             f"the load asks for fewer than minReplicas ({spec.min_replicas})",
         )
     if decision.fallback:

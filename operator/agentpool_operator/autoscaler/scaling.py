@@ -13,7 +13,9 @@ One tick, in order:
    replica's turns still run) + the pool's queue, read once by the loop (the samples'
    own `queuedTasks` are ignored: the queue is pool-wide). Two needs, in replicas, at the
    target load: `up` counts silent replicas empty, `down` counts them full (the HPA rule:
-   missing data never makes the pool grow, and never lets it shrink).
+   missing data never makes the pool grow, and never lets it shrink). A draining replica
+   that is still ready is not reporting, so it counts full for scale-down too (and its
+   turns in the demand): a pool being drained is not shrunk further on its account.
 2. **Load policy** (the recommendation):
    - *panic*: every slot busy and work queued (`demand >= ready x capacity` with queued
      tasks), or demand with no replica ready, or a pool at zero with demand: the current
@@ -25,8 +27,10 @@ One tick, in order:
      replicas full), measured against today's ready capacity, stayed below
      `scaleDownLoadPercent`; then to the largest `down` need of that window: the size at
      which the window's peak is at most the target, so the same load cannot ask for a
-     scale-up again. A load-based need never goes below 1; 0 comes only from the rule
-     for zero below. Between `scaleDownLoadPercent` and `targetLoadPercent`, nothing.
+     scale-up again. A load-based need never goes below 1 (an idle pool at
+     minReplicas 1 is not "limited"; at minReplicas 3 it is: the load asks for 1); 0
+     comes only from the rule for zero below. Between `scaleDownLoadPercent` and
+     `targetLoadPercent`, nothing. Every other tick recommends the current size.
    - *zero* (minReplicas 0): no demand and no silent replica over the whole scale-down
      window, and no demand at all for `cooldownPeriodSeconds` (since the operator
      started if it never saw any): the recommendation is 0, and the scale-down
@@ -35,7 +39,10 @@ One tick, in order:
    - *restart and outage guard*: no scale-down (zero included) until a full
      `max(scaleDownWindowSeconds, scaleDown.stabilizationWindowSeconds)` of readings has
      been seen since the operator started, or since the load came back after an outage
-     of `fallback.failureThreshold` failed reads. Scale-up is never held by it.
+     of `fallback.failureThreshold` failed reads. Scale-up is never held by it. It
+     holds the scale-down, not the recommendations recorded meanwhile: when it ends,
+     the stabilization window already holds a full window of them (a restart delays a
+     scale-down by the guard, not by the guard and then the window).
 3. **Behavior**, as the HPA applies it: the stabilization windows over the recorded
    recommendations (the least of the scale-up window, the largest of the scale-down
    window, the current size in between), then the step limits (Pods / Percent per
@@ -51,21 +58,35 @@ One tick, in order:
    outside the range (condition ScalingLimited).
 
 Load unknown (`samples` None, Redis unreachable): the pool holds its size (clamped),
-`load_known` is False; from `fallback.failureThreshold` consecutive failed reads with
-`fallback.replicas` set, the pool goes to that size through the step limits (the
-windows read load, and there is none). One good read resets the count.
+`load_known` is False, and no point is recorded; from `fallback.failureThreshold`
+consecutive failed reads with `fallback.replicas` set, the pool goes to that size
+through the step limits and a Disabled direction, but not the windows nor the restart
+guard (they are about load, and there is none: the size is the one the user declared
+for this case). One good read resets the count.
+
+History: `points` are kept for the longest window (with the defaults the 120 s of the
+scale-down stabilization: 120 points at one tick a second), `events` for the longest
+step-limit period. The returned history assumes the new size gets written: a loop whose
+write failed should keep the history it passed in (else a change that did not happen
+uses up the step limits).
 
 `up_blocked_until` / `down_blocked_until`: when the next change in that direction may
 happen at the earliest, if that is later than now: the step limits' periods and the
 restart guard always; a stabilization window when it is what holds back a change the
 load asks for. None when nothing blocks by time (a Disabled direction is a setting, not
 a deadline: None too). The rule for zero has its own clock, the cooldown, and is not held
-by the scale-down stabilization window: a pool idle for its cooldown may go toward zero
-before `down_blocked_until`.
+by the scale-down stabilization window: while that window holds a pool with minReplicas
+0, the deadline reported is the earlier of the window's end and the cooldown's.
 
-Speed: the loop calls this for every pool every second, so the spec is compiled once per
-spec object (an identity memo; API objects are frozen) and the windows are read with
-C-level `bisect`/`max`/`min` over the points.
+The reason is one sentence, "<why>: <before> -> <after>" or "<why>: holding <n>", with
+"(<what limited it>; asks <n>)" when behavior or the range changed the recommendation;
+on holding ticks it carries the load of the tick, so it is for scale events and logs,
+not for a condition message that should stay the same while nothing changes.
+
+Speed: the loop calls this for every pool every second (goal: well under 50 us a pool;
+`benchmarks/bench_autoscaler.py`), so the spec is resolved once per spec object (an
+identity memo; API objects are frozen), the scale-down window is read only on ticks where
+it can matter, and windows are read with C-level `bisect`/`max`/`min` over the points.
 """
 
 from __future__ import annotations
@@ -382,7 +403,8 @@ def _ceil_div(a: int, b: int) -> int:
 def _prune_points(points: tuple[Point, ...], keep: int, now: float) -> tuple[Point, ...]:
     cutoff = now - keep
     if points and points[0].at <= cutoff:
-        return points[bisect_right(points, cutoff, key=_at) :]
+        # The last reading stays, however old: the scale-up window reads two at least.
+        return points[min(bisect_right(points, cutoff, key=_at), len(points) - 1) :]
     return points
 
 
@@ -552,7 +574,7 @@ def decide(
     # The scale-down window's peak, read only when it can matter: the common ticks (in
     # the band, or a pool already at one replica) skip the scan.
     peak_full = full_demand
-    if guard_ok and not going_up and (zero_now or (low_now and cur > 1)):
+    if not going_up and (zero_now or (low_now and cur > 1)):
         window = points[bisect_right(points, now - s.down_window, key=_at) :]
         if window:
             peak_full = max(full_demand, max(map(_full, window)))
@@ -573,13 +595,12 @@ def decide(
     elif (
         zero_now
         and peak_full == 0
-        and guard_ok
         and now - (last_demand_at if last_demand_at is not None else history.started_at)
         >= s.cooldown
     ):
         recommendation, zero = 0, True
         why = f"no demand for {s.cooldown} s"
-    elif guard_ok and cur > 1 and peak_full * 100 < s.scale_down_load * slots:
+    elif cur > 1 and peak_full * 100 < s.scale_down_load * slots:
         # The size at which the window's peak is the target load: no bounce back up.
         peak_down = _ceil_div(peak_full * 100, per_replica)
         target_size = peak_down if peak_down > 1 else 1
@@ -605,6 +626,15 @@ def decide(
         else:
             why = f"load {pct}, within {s.scale_down_load}-{s.target}%"
 
+    # The restart and outage guard holds the scale-down, not the record of it: once a full
+    # window has been seen, the stabilization window already holds true recommendations
+    # (so a restart delays a scale-down by the guard, not by the guard and the window).
+    recorded = recommendation
+    if recommendation < cur and not guard_ok:
+        left = s.guard - (now - max(history.started_at, seen_since))
+        why = f"load {pct}; no scale-down for {left:.0f} s (a full {s.guard} s window first)"
+        recommendation, zero = cur, False
+
     # 3. Behavior: the stabilization windows (HPA's rule), then the step limits.
     wanted = cur
     up_stab_until = down_stab_until = None
@@ -628,6 +658,14 @@ def decide(
                 if highest >= cur:
                     held = [p.at for p in recent if p.recommendation >= cur]
                     down_stab_until = held[-1] + s.down.window
+                    if s.min_replicas == 0:
+                        # The cooldown to zero is not held by this window: it may come first.
+                        quiet_from = (
+                            last_demand_at if last_demand_at is not None else history.started_at
+                        )
+                        zero_at = quiet_from + s.cooldown
+                        if zero_at < down_stab_until:
+                            down_stab_until = zero_at if zero_at > now else None
         wanted = highest if highest < cur else cur
     limiter: str | None = None
     if wanted != recommendation:
@@ -636,7 +674,7 @@ def decide(
     if step is not None:
         limiter = step
 
-    point = Point(now, up_need, down_need, full_demand, recommendation)
+    point = Point(now, up_need, down_need, full_demand, recorded)
     return _finish(
         s,
         current=cur,
