@@ -16,7 +16,8 @@ Settings (environment): AGENTPOOL_BENCH_HPA_SYNC_SECONDS (kube-controller-manage
 --horizontal-pod-autoscaler-sync-period; default 15, the HPA's default),
 AGENTPOOL_BENCH_NOISE_SECONDS (the noisy constant segment; default 150: 60 to converge,
 90 counted; 660 for the 10 minutes of the README), AGENTPOOL_BENCH_THINK_SECONDS (the
-model's time per answer, default 1.0). It starts its own control plane
+model's time per answer, default 1.0), AGENTPOOL_BENCH_FORK_SERVER (default 1: pods
+forked from a warm process; 0: a cold process each). It starts its own control plane
 (`agentpool-bench-autoscaling<sync>`, the front proxy configured) and stops it after.
 
 Reported per mode:
@@ -66,6 +67,10 @@ from tests.support.wait import wait_until
 HPA_SYNC_SECONDS = int(os.environ.get("AGENTPOOL_BENCH_HPA_SYNC_SECONDS", "15"))
 NOISE_SECONDS = int(os.environ.get("AGENTPOOL_BENCH_NOISE_SECONDS", "150"))
 THINK_SECONDS = float(os.environ.get("AGENTPOOL_BENCH_THINK_SECONDS", "1.0"))
+FORK_SERVER = os.environ.get("AGENTPOOL_BENCH_FORK_SERVER", "1") != "0"
+"""The pod runner forks each pod's process from one that imported the runtime once
+(`--fork-server`): a pod starts in seconds, not in the 10-20 s a cold Python start
+takes on this machine, which no autoscaler could shorten. 0: a cold process per pod."""
 SETTLE_SECONDS = 60
 """The first seconds of the noisy segment, left to converge; scale events after count."""
 POOL = "support"
@@ -297,7 +302,9 @@ def report(runs: dict[str, ModeRun]) -> None:
     print(
         f"\nHPA sync period {HPA_SYNC_SECONDS}s, model think time {THINK_SECONDS}s, "
         f"{CONCURRENCY} turns per replica, target 50 %, down after {DOWN_WINDOW_SECONDS}s, "
-        f"noise {NOISE_SECONDS}s ({SETTLE_SECONDS}s to converge), machine: {os.cpu_count()} CPUs"
+        f"noise {NOISE_SECONDS}s ({SETTLE_SECONDS}s to converge), "
+        f"pods {'forked (--fork-server)' if FORK_SERVER else 'cold'}, "
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     for mode, f in found.items():
         run = runs[mode]
@@ -386,7 +393,12 @@ def main() -> None:
             operator = start_operator(
                 cluster, namespaces, work / "operator.log", metrics_api_env(port)
             )
-            runner = start_pod_runner_process(cluster.kubeconfig, namespaces, work / "runner")
+            runner = start_pod_runner_process(
+                cluster.kubeconfig,
+                namespaces,
+                work / "runner",
+                extra_args=["--fork-server"] if FORK_SERVER else [],
+            )
             try:
                 for mode, scaling in (("Operator", operator_scaling()), ("HPA", hpa_scaling())):
                     create_served_pool(
