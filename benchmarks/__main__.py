@@ -8,12 +8,14 @@ import pkgutil
 import sys
 from pathlib import Path
 
-# Benchmarks that need more than this checkout (a running operator; buildah and a cluster):
+# Benchmarks that need more than this checkout (a running operator; buildah and a cluster;
+# a cluster of its own and minutes of load):
 # run when named, or in the full run only when their environment variable is set.
 OPT_IN = {
     "bench_operator": "AGENTPOOL_BENCH_OPERATOR",
     "bench_images": "AGENTPOOL_BENCH_IMAGES",
     "bench_pod_runner": "AGENTPOOL_BENCH_POD_RUNNER",
+    "bench_autoscaling": "AGENTPOOL_BENCH_AUTOSCALING",
 }
 
 

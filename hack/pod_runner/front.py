@@ -149,7 +149,12 @@ class PoolFront:
         # No overall timeout: a turn may take minutes; connecting to a local process may not.
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=2.0),
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+            # Idle connections expire well before the agent's own keep-alive (5 s): a
+            # request sent on a connection the agent is closing at that moment fails with
+            # a ReadError that nothing can retry safely (a POST), a 500 to the caller.
+            limits=httpx.Limits(
+                max_connections=2000, max_keepalive_connections=200, keepalive_expiry=2.0
+            ),
         )
         app = Starlette(routes=[Route("/{path:path}", self._proxy, methods=METHODS)])
         self._server, self._task = await serve(app, self._sock)

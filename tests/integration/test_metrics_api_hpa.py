@@ -31,12 +31,13 @@ from kubernetes import client, config
 from agentpool_operator.autoscaler.metrics_api import apiservice
 from hack.pod_runner import pod_runner_process
 from tests.integration.crd_install import install_crds
-from tests.support.cluster import (
-    TEST_CLUSTER,
-    Cluster,
-    acquire_local_cluster,
-    cluster_dir,
-    release_cluster,
+from tests.support.cluster import TEST_CLUSTER, Cluster, cluster_dir, release_cluster
+from tests.support.hpa_cluster import (
+    OPERATOR_NAMESPACE,
+    SERVICE,
+    acquire_hpa_cluster,
+    apiservice_available,
+    metrics_api_env,
 )
 from tests.support.load_generator import LoadGenerator
 from tests.support.operator_identity import operator_login, remove_chart_rbac
@@ -57,8 +58,6 @@ HPA_SYNC_SECONDS = int(os.environ.get("AGENTPOOL_TEST_HPA_SYNC_SECONDS", "2"))
 """kube-controller-manager's --horizontal-pod-autoscaler-sync-period (its default: 15);
 another value gets a cluster of its own, for the figures in docs/autoscaling.md."""
 NAME = f"{TEST_CLUSTER}-hpa" + ("" if HPA_SYNC_SECONDS == 2 else str(HPA_SYNC_SECONDS))
-OPERATOR_NAMESPACE = "agentpool-system"
-SERVICE = "agentpool-operator-metrics-api"
 POD_IP = "10.0.0.7"
 """What the chart passes as AGENTPOOL_POD_IP (nothing listens there: the aggregator
 reaches the process through the ExternalName Service)."""
@@ -69,44 +68,10 @@ METRIC_PATH = (
 )
 
 
-def _extra_args() -> list[str]:
-    pki = cluster_dir(NAME) / "pki"
-    # kwokctl signs its proxy client certificate (CN kwok-admin) with the cluster CA.
-    return [
-        f"kube-apiserver=requestheader-client-ca-file={pki / 'ca.crt'}",
-        "kube-apiserver=requestheader-allowed-names=kwok-admin",
-        "kube-apiserver=requestheader-username-headers=X-Remote-User",
-        "kube-apiserver=requestheader-group-headers=X-Remote-Group",
-        "kube-apiserver=requestheader-extra-headers-prefix=X-Remote-Extra-",
-        f"kube-controller-manager=horizontal-pod-autoscaler-sync-period={HPA_SYNC_SECONDS}s",
-    ]
-
-
-def _has_front_proxy(cluster: Cluster) -> bool:
-    out = cluster.kubectl(
-        "-n", "kube-system", "get", "configmap", "extension-apiserver-authentication",
-        "-o", "json",
-    )  # fmt: skip
-    return "requestheader-client-ca-file" in json.loads(out.stdout).get("data", {})
-
-
 @pytest.fixture(scope="module")
 def hpa_cluster() -> Iterator[Cluster]:
-    found = acquire_local_cluster(NAME, _extra_args())
-    if not _has_front_proxy(found):  # an older cluster of that name, started without it
-        release_cluster(found)
-        found = acquire_local_cluster(NAME, _extra_args())
+    found = acquire_hpa_cluster(NAME, HPA_SYNC_SECONDS)
     install_crds(found)
-    found.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    # The aggregator dials <service>.<namespace>.svc; ExternalName sends that to us.
-    found.kubectl(
-        "apply", "-f", "-",
-        input=json.dumps({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": SERVICE, "namespace": OPERATOR_NAMESPACE},
-            "spec": {"type": "ExternalName", "externalName": "localhost"},
-        }),
-    )  # fmt: skip
     yield found
     release_cluster(found)
 
@@ -133,12 +98,7 @@ def no_apiservice(hpa_cluster: Cluster) -> Iterator[None]:
     hpa_cluster.kubectl("delete", "apiservice", apiservice.NAME, "--ignore-not-found")
 
 
-def _available(cluster: Cluster) -> bool:
-    out = cluster.kubectl("get", "apiservice", apiservice.NAME, "-o", "json", check=False)
-    if out.returncode != 0:
-        return False
-    conditions = json.loads(out.stdout).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+_available = apiservice_available
 
 
 def _create_pool(
@@ -276,12 +236,7 @@ async def test_the_real_hpa_scales_a_pool_up_and_down_on_its_served_load(
     )
 
 
-def _operator_env(port: int) -> dict[str, str]:
-    return {
-        "AGENTPOOL_METRICS_API_PORT": str(port),
-        "AGENTPOOL_METRICS_API_SERVICE": SERVICE,
-        "AGENTPOOL_METRICS_API_SERVICE_PORT": str(port),
-    }
+_operator_env = metrics_api_env
 
 
 def test_the_operator_on_the_chart_s_rbac_serves_discovery_and_refuses_strangers(

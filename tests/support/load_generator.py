@@ -67,7 +67,10 @@ class LoadGenerator:
     async def __aenter__(self) -> LoadGenerator:
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._give_up, connect=5.0),
-            limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+            # Below the front's keep-alive (uvicorn's 5 s): no request on a closing connection.
+            limits=httpx.Limits(
+                max_connections=500, max_keepalive_connections=100, keepalive_expiry=2.0
+            ),
         )
         return self
 
