@@ -107,14 +107,23 @@ class Seen:
     ready: int
     target: Target | None
     why_no_target: str
+    counts_queue: bool = False
+    """Signal ActiveTurnsAndQueuedTasks (mode Operator)."""
+    light_target: Target | None = None
+    """The target without the queue's keys."""
+
+    def reading_target(self) -> Target | None:
+        """What this tick reads: the queue itself only while no replica is ready (with
+        ready replicas, their samples carry the queue's depth; without, nobody publishes
+        and the queue is what wakes the pool)."""
+        return self.target if self.ready == 0 else self.light_target
 
 
-def queued_tasks(pool: api.AgentPool, reading: Reading, now: float) -> int:
+def queued_tasks(pool: Seen, reading: Reading, now: float) -> int:
     """The tasks waiting, with signal ActiveTurnsAndQueuedTasks (else 0): the count the
     replicas publish (they read the queue properly), the queue's own length when none
     reports (a pool at zero)."""
-    scaling = pool.spec.scaling
-    if scaling.mode == "Operator" and scaling.operator_settings.signal == "ActiveTurns":
+    if not pool.counts_queue:
         return 0
     fresh = [s.queued_tasks for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
     return max(fresh, default=reading.queue_length)
@@ -181,7 +190,7 @@ class Autoscaler:
             del self._seen[gone]
         for gone in set(self.board.keys()) - {s.key for s in seen}:
             self.board.forget(gone)
-        targets = [s.target for s in seen if s.target is not None]
+        targets = [t for t in (s.reading_target() for s in seen) if t is not None]
         readings = await self._reader.read(targets)
         writes: list[Awaitable[None]] = []
         for pool in seen:
@@ -226,21 +235,23 @@ class Autoscaler:
             return None
         replicas = body.get("spec", {}).get("replicas")
         url, why = await self._redis_url(pool)
-        target = None
+        scaling = pool.spec.scaling
+        counts_queue = (
+            scaling.mode == "Operator"
+            and scaling.operator_settings.signal == "ActiveTurnsAndQueuedTasks"
+        )
+        target = light = None
         if url is not None:
             identity = PoolIdentity(namespace=namespace, name=name)
-            scaling = pool.spec.scaling
-            counts_queue = (
-                scaling.mode == "Operator"
-                and scaling.operator_settings.signal == "ActiveTurnsAndQueuedTasks"
-            )
-            target = Target(
+            light = Target(
                 key=key,
                 url=url,
                 load_key=load_key(KEY_PREFIX, identity),
                 drain_key=drain_key(KEY_PREFIX, identity),
-                queue_keys=task_queue_keys(KEY_PREFIX, identity) if counts_queue else None,
+                queue_keys=None,
             )
+            queue = task_queue_keys(KEY_PREFIX, identity) if counts_queue else None
+            target = dataclasses.replace(light, queue_keys=queue)
         return Seen(
             key=key,
             body=body,
@@ -249,6 +260,8 @@ class Autoscaler:
             ready=ready,
             target=target,
             why_no_target=why,
+            counts_queue=counts_queue,
+            light_target=light,
         )
 
     async def _redis_url(self, pool: api.AgentPool) -> tuple[str | None, str]:
@@ -284,7 +297,7 @@ class Autoscaler:
             return
         demand, percent = pool_load(
             reading.samples,
-            queued_tasks(pool.pool, reading, now),
+            queued_tasks(pool, reading, now),
             pool.ready,
             pool.pool.spec.concurrency_per_replica,
             now,
@@ -340,7 +353,7 @@ class Autoscaler:
         if reading is not None:
             demand, percent = pool_load(
                 samples,
-                queued_tasks(pool.pool, reading, now),
+                queued_tasks(pool, reading, now),
                 pool.ready,
                 pool.pool.spec.concurrency_per_replica,
                 now,
@@ -387,7 +400,7 @@ class Autoscaler:
         replicas = pool.replicas
         assert replicas is not None
         believed = state.pending.target if state.pending is not None else replicas
-        queued = queued_tasks(pool.pool, reading, now) if reading is not None else 0
+        queued = queued_tasks(pool, reading, now) if reading is not None else 0
         observation = Observation(
             samples=tuple(reading.samples.values()) if reading is not None else None,
             queued_tasks=queued,
