@@ -222,3 +222,26 @@ async def test_a_steady_pool_writes_nothing_after_its_first_status() -> None:
     # passed; then nothing, tick after tick.
     assert len(kube.statuses) == 2
     assert "scaleDownBlockedUntil" not in kube.statuses[-1]
+
+
+@pytest.mark.asyncio
+async def test_the_pool_series_the_alerts_read_follow_the_pool_and_go_with_it() -> None:
+    from prometheus_client import REGISTRY
+
+    body = _body(2)
+    body["status"] = {"conditions": [{"type": "Degraded", "status": "True", "reason": "X"}]}
+    view, kube, reader = View(body, ready=2), Kube({}), Reader()
+    loop = _loop(view, kube, reader)
+    await loop.tick(100.0)
+    labels = {"namespace": NS, "pool": "p"}
+    degraded = {**labels, "condition": "Degraded"}
+    assert REGISTRY.get_sample_value("agentpool_pool_condition", {**degraded, "status": "True"})
+    assert REGISTRY.get_sample_value("agentpool_pool_desired_replicas", labels) == 2
+    assert REGISTRY.get_sample_value("agentpool_pool_max_replicas", labels) == 5
+    view.pool_keys = lambda namespace=None: []  # type: ignore[method-assign]
+    await loop.tick(101.0)
+    assert REGISTRY.get_sample_value("agentpool_pool_desired_replicas", labels) is None
+    assert (
+        REGISTRY.get_sample_value("agentpool_pool_condition", {**degraded, "status": "True"})
+        is None
+    )

@@ -164,6 +164,7 @@ class Autoscaler:
         self._states: dict[str, PoolState] = {}
         self._secret_urls: dict[tuple[str, str, str], tuple[str, str | None]] = {}
         self._seen: dict[str, tuple[str, Seen]] = {}
+        self._exported: set[str] = set()
 
     async def run(self) -> None:
         """Tick every interval until cancelled."""
@@ -188,6 +189,11 @@ class Autoscaler:
             del self._states[gone]
         for gone in set(self._seen) - present:
             del self._seen[gone]
+        for gone in self._exported - present:
+            self._exported.discard(gone)
+            namespace, _, name = gone.partition("/")
+            with contextlib.suppress(KeyError):
+                metrics.forget_pool(namespace, name)
         for gone in set(self.board.keys()) - {s.key for s in seen}:
             self.board.forget(gone)
         targets = [t for t in (s.reading_target() for s in seen) if t is not None]
@@ -223,6 +229,9 @@ class Autoscaler:
         if known is not None and version is not None and known[0] == version:
             return dataclasses.replace(known[1], ready=ready)
         found = await self._see_anew(namespace, name, body, key, ready)
+        if found is not None:
+            metrics.export_pool(namespace, name, body, found.pool.spec.scaling.max_replicas)
+            self._exported.add(key)
         if found is not None and version is not None and _url_is_stable(found.pool):
             self._seen[key] = (version, found)
         return found
