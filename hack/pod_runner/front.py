@@ -227,9 +227,10 @@ class PoolFront:
             )
             try:
                 answer = await self._client.send(upstream, stream=True)
-            except httpx.ConnectError:
-                # The process went away between its last probe and this request: nothing
-                # reached it, so another one may take the request.
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                # The process went away between its last probe and this request, or did
+                # not accept in time (a saturated machine): nothing reached it, so
+                # another one may take the request.
                 lease.release()
                 backend.ready = False
                 tried.add(backend.pod)
