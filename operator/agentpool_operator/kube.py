@@ -2,7 +2,9 @@
 
 Every write is a server-side apply under one field manager with `force` (the operator
 owns what it renders and takes it back from a hand edit), except the few that cannot be:
-deletes, Events, and the first write of `spec.replicas` (a conditional merge patch).
+deletes, Events, the first write of `spec.replicas` (a conditional merge patch), and the
+autoscaler's (replicas through `/scale`, a pod's deletion cost, its status fields under
+its own field manager).
 Reads come from kopf's watch streams (the indexes in `handlers.py`), except a few by
 name: the token-reviewer ClusterRoleBinding (`get_cluster_object`, a kind the operator may
 not watch) and the autoscaler's pods and Secrets.
@@ -142,12 +144,13 @@ class KubeApi:
     async def get_cluster_object(
         self, api_version: str, kind: str, name: str
     ) -> dict[str, Any] | None:
-        """One cluster-scoped object (None: it does not exist). The only read made here:
-        the operator may read such an object by name but not watch its kind."""
+        """One cluster-scoped object (None: it does not exist): the operator may read such
+        an object by name but not watch its kind."""
+        return await self._get(kind, cluster_object_path(api_version, kind, name))
+
+    async def _get(self, kind: str, path: str) -> dict[str, Any] | None:
         try:
-            return await self._call(
-                "get", kind, "GET", cluster_object_path(api_version, kind, name)
-            )
+            return await self._call("get", kind, "GET", path)
         except KubeError as exc:
             if exc.status == 404:
                 return None
@@ -237,23 +240,12 @@ class KubeApi:
         )
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """One pod, or None when it is gone."""
-        try:
-            return await self._call("get", "Pod", "GET", object_path("v1", "Pod", namespace, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        """One pod, or None when it is gone (the autoscaler checks a pod it will mark)."""
+        return await self._get("Pod", object_path("v1", "Pod", namespace, name))
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """One Secret, or None when it is gone."""
-        try:
-            path = object_path("v1", "Secret", namespace, name)
-            return await self._call("get", "Secret", "GET", path)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        """One Secret, or None when it is gone (the autoscaler reads a Redis URL in one)."""
+        return await self._get("Secret", object_path("v1", "Secret", namespace, name))
 
     async def annotate_pod(
         self, namespace: str, name: str, uid: str, annotations: Mapping[str, str | None]
