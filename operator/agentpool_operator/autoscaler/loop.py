@@ -108,7 +108,7 @@ class Seen:
     target: Target | None
     why_no_target: str
     counts_queue: bool = False
-    """Signal ActiveTurnsAndQueuedTasks (mode Operator)."""
+    """Whether demand counts queued tasks (mode HPA, or signal ActiveTurnsAndQueuedTasks)."""
     light_target: Target | None = None
     """The target without the queue's keys."""
 
@@ -245,7 +245,9 @@ class Autoscaler:
         replicas = body.get("spec", {}).get("replicas")
         url, why = await self._redis_url(pool)
         scaling = pool.spec.scaling
-        counts_queue = (
+        # Mode HPA has no signal setting: its load counts the queue, as the issue's demand
+        # does (turns alone cap the load at 100 % of ready replicas).
+        counts_queue = scaling.mode == "HPA" or (
             scaling.mode == "Operator"
             and scaling.operator_settings.signal == "ActiveTurnsAndQueuedTasks"
         )
