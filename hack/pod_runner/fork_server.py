@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hack.pod_runner.orphans import die_with_parent
+
 REAP_SECONDS = 0.05
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +38,7 @@ def _child(request: dict[str, Any]) -> None:
     code = 1
     try:
         os.setsid()  # a signal to the runner or the server is not one to the pods
+        die_with_parent()  # but the server's death is (it follows the runner's)
         fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -144,6 +147,7 @@ class ForkServer:
             cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
         )
         # Not waiting for its imports: requests queue in the pipe behind them.
         self._reader = asyncio.create_task(self._read())

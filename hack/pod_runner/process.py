@@ -29,6 +29,7 @@ import structlog
 
 from hack.pod_runner.fork_server import ForkedProcess, ForkServer
 from hack.pod_runner.front import Backend, PoolFront
+from hack.pod_runner.orphans import die_with_parent
 from hack.pod_runner.plan import PodPlan
 from hack.pod_runner.rewrite import (
     HostLayout,
@@ -197,6 +198,7 @@ class AgentProcess:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # a signal to the runner is not one to the pods
+                preexec_fn=die_with_parent,
             )
 
     async def _probe_until_exit(self, proc: asyncio.subprocess.Process | ForkedProcess) -> None:

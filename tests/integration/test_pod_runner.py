@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -203,3 +205,36 @@ def test_a_cold_started_process_serves_and_stops_with_its_pod(
         answer = _chat(front, "nobody")  # waits --pending-timeout (2 s) for a process
         assert answer.status_code == 503
         assert answer.json()["error"]["type"] == "NoReadyPods"
+
+
+def test_a_killed_runner_leaves_no_agent_process_behind(
+    cluster: Cluster,
+    kube_api: client.ApiClient,
+    namespace: str,
+    redis_url: str,
+    model: str,
+    tmp_path: Path,
+) -> None:
+    """A runner stopped in order stops its pods; one killed outright (a test's timeout, a
+    crash) must not leave them running either: they die with it (orphans.py)."""
+    install_crds(cluster)
+    _secrets(kube_api, namespace)
+    with (
+        operator_running(cluster, [namespace], tmp_path / "operator.log"),
+        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
+    ):
+        _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
+        (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)
+        assert pod.pid is not None
+        os.kill(pod.pid, 0)  # alive
+        runner.proc.send_signal(signal.SIGKILL)
+        runner.proc.wait(timeout=10)
+
+        def gone() -> bool:
+            try:
+                os.kill(pod.pid or 0, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(gone, timeout=10, what="the pod's process gone with its runner")
