@@ -32,6 +32,7 @@ from agent_runtime.agent.load import LoadPublisher
 from agent_runtime.agent.model import ModelClient
 from agent_runtime.agent.turn import Agent, TurnRequest
 from agent_runtime.config import RuntimeConfig
+from agent_runtime.config.load import stale_after
 from agent_runtime.conversation.store import ConversationStore
 from agent_runtime.memory.connection import create_health, create_redis
 from agent_runtime.memory.health import MemoryStatus, RedisHealth
@@ -114,7 +115,10 @@ class Runtime:
                 needs_approval=approval_rule(config.tools),
                 context_window_tokens=min(e.context_window_tokens for e in endpoints),
             )
-        admission = Admission(config.agent.concurrency)
+        admission = Admission(
+            config.agent.concurrency,
+            refusal_window=stale_after(config.load.publish_interval_seconds),
+        )
         load: LoadPublisher | None = None
         if redis is not None and keys is not None:
             pod = (
@@ -227,7 +231,7 @@ def _turn_tasks(agent: Agent, admission: Admission, pool: str) -> TaskHandler:
         bound = structlog.contextvars.bound_contextvars(
             pool=pool, tenant=task.tenant, conversation=conversation_id, task=task.id
         )
-        with bound, admission.turn():
+        with bound, admission.turn(queued=True):
             try:
                 turn = TurnRequest(conversation_id, task.tenant, message, input_id=task.id)
                 outcome = await agent.run_turn(turn)

@@ -3,11 +3,15 @@ trip, dead pods' samples pruned, withdrawn on exit."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+from collections.abc import Awaitable
 
 import redis.asyncio as aioredis
 
-from agent_runtime.agent.admission import Admission
+from agent_runtime.agent.admission import Admission, AtCapacityError
 from agent_runtime.agent.load import LoadPublisher
 from agent_runtime.config.load import (
     DrainRequest,
@@ -17,7 +21,9 @@ from agent_runtime.config.load import (
     encode_drain_request,
     encode_sample,
     load_key,
+    stale_after,
 )
+from agentpool_operator.autoscaler.reader import LoadReader, Target
 from tests.support.identity import identity
 from tests.support.wait import async_wait_until
 
@@ -124,3 +130,53 @@ async def test_a_drain_request_is_followed_while_it_stands_and_lapses(redis_url:
     await publisher.publish()  # an unreadable request is no request
     assert not admission.draining
     await client.aclose()
+
+
+async def test_refused_callers_reach_the_autoscalers_reader_and_old_samples_still_read(
+    redis_url: str,
+) -> None:
+    """A full replica's refusals are in its sample at once (the publisher does not wait
+    for its interval), the operator's reader sees them, they are gone after the window;
+    a sample of a replica from before refusedTurns reads as 0 refused."""
+    client = aioredis.Redis.from_url(redis_url)
+    clock = [0.0]  # the refusal window's clock (monotonic in production)
+    admission = Admission(1, refusal_window=stale_after(1.0), clock=lambda: clock[0])
+    pool = identity("refusing")
+    key = load_key("agentpool", pool)
+    publisher = LoadPublisher(
+        client, key, drain_key("agentpool", pool), "pod-1", admission, interval=30.0
+    )
+    task = asyncio.create_task(publisher.run())
+    old = '{"v":1,"activeTurns":1,"capacity":2,"queuedTasks":0,"draining":false,"at":%f}'
+    await client.hset(key, "pod-old", old % time.time())
+    reader = LoadReader()
+    target = Target(key="ns/refusing", url=redis_url, load_key=key, drain_key="d", queue_keys=None)
+
+    async def refused_read() -> int | None:
+        reading = (await reader.read([target]))["ns/refusing"]
+        assert reading is not None
+        sample = reading.samples.get("pod-1")
+        return sample.refused_turns if sample is not None else None
+
+    with admission.turn("t/a"):
+        for caller in ("t/b", "t/c", "t/c"):  # c retried: one caller
+            with contextlib.suppress(AtCapacityError), admission.turn(caller):
+                pass
+        await async_wait_until(
+            lambda: _equals(refused_read(), 2), timeout=2, what="the refusals published"
+        )
+    reading = (await reader.read([target]))["ns/refusing"]
+    assert reading is not None
+    assert reading.samples["pod-old"] == LoadSample(
+        active_turns=1, capacity=2, at=reading.samples["pod-old"].at, refused_turns=0
+    )
+    clock[0] += stale_after(1.0)  # the window has passed
+    await publisher.publish()
+    assert await refused_read() == 0
+    task.cancel()
+    await reader.close()
+    await client.aclose()
+
+
+async def _equals(value: Awaitable[int | None], expected: int) -> bool:
+    return await value == expected

@@ -225,6 +225,27 @@ async def test_a_steady_pool_writes_nothing_after_its_first_status() -> None:
 
 
 @pytest.mark.asyncio
+async def test_refused_callers_show_in_the_status_load_and_the_board() -> None:
+    view, kube, reader = View(_body(2), ready=2), Kube({}), Reader()
+    loop = _loop(view, kube, reader)
+    full = _samples(100.0, {"p-a": 2, "p-b": 2})
+    full["p-b"] = LoadSample(active_turns=2, capacity=CAPACITY, at=100.0, refused_turns=4)
+    reader.samples = full
+    await loop.tick(100.0)
+    # 4 turns in 4 slots and 4 callers refused: demand 8, load 200 %, and a scale at once
+    # to the size of all of it (8 / (2 x 50 %) = 8, maxReplicas 5).
+    assert kube.statuses[-1]["demand"] == 8
+    assert kube.statuses[-1]["loadPercent"] == 200
+    assert kube.scales == [5]
+    view.body["status"] = kube.statuses[-1]
+    await loop.tick(100.5)  # the status of the next tick tells why it scaled
+    assert "4 refused" in kube.statuses[-1]["lastScaleReason"]
+    load = loop.board.get(f"{NS}/p")
+    assert load is not None
+    assert load.demand == 8
+
+
+@pytest.mark.asyncio
 async def test_the_pool_series_the_alerts_read_follow_the_pool_and_go_with_it() -> None:
     from prometheus_client import REGISTRY
 

@@ -61,9 +61,16 @@ def percent(value: int, period: int) -> api.ScalingPolicy:
     return api.ScalingPolicy(type="Percent", value=value, period_seconds=period)
 
 
-def sample(turns: int, at: float, *, draining: bool = False, queued: int = 0) -> LoadSample:
+def sample(
+    turns: int, at: float, *, draining: bool = False, queued: int = 0, refused: int = 0
+) -> LoadSample:
     return LoadSample(
-        active_turns=turns, capacity=CAP, at=at, draining=draining, queued_tasks=queued
+        active_turns=turns,
+        capacity=CAP,
+        at=at,
+        draining=draining,
+        queued_tasks=queued,
+        refused_turns=refused,
     )
 
 
@@ -90,22 +97,14 @@ class Pool:
         dt: float = 1.0,
         silent: int = 0,
         ready: int | None = None,
+        refused: int = 0,
     ) -> Decision:
         """One second (or `dt`) later, `work` turns wanted (None: Redis unreachable); what
         does not fit in the ready slots waits in the queue; `silent` ready replicas stop
-        reporting."""
+        reporting; the last replica refused `refused` callers."""
         self.now += dt
         ready = self.replicas if ready is None else ready
-        if work is None:
-            observation = Observation(samples=None)
-        else:
-            turns = min(work, ready * CAP)
-            per, extra = divmod(turns, ready) if ready else (0, 0)
-            samples = tuple(
-                sample(per + (1 if i < extra else 0), self.now - (60 if i < silent else 0))
-                for i in range(ready)
-            )
-            observation = Observation(samples=samples, queued_tasks=work - turns)
+        observation = self.observation(work, ready, silent, refused)
         decision = decide(
             self.spec, CAP, Current(self.replicas, ready), observation, self.history, self.now
         )
@@ -114,6 +113,21 @@ class Pool:
         self.decisions.append(decision)
         self.sizes.append((self.now, self.replicas))
         return decision
+
+    def observation(self, work: int | None, ready: int, silent: int, refused: int) -> Observation:
+        if work is None:
+            return Observation(samples=None)
+        turns = min(work, ready * CAP)
+        per, extra = divmod(turns, ready) if ready else (0, 0)
+        samples = tuple(
+            sample(
+                per + (1 if i < extra else 0),
+                self.now - (60 if i < silent else 0),
+                refused=refused if i == ready - 1 else 0,
+            )
+            for i in range(ready)
+        )
+        return Observation(samples=samples, queued_tasks=work - turns)
 
     def run(self, work: int | None, seconds: int) -> Decision:
         decision = None
@@ -167,6 +181,31 @@ def test_demand_counts_fresh_turns_draining_included_and_the_queue_once() -> Non
     assert point.up == math.ceil(11 / (CAP * 0.7))  # silent replicas empty
     assert point.full_demand == 11 + 2 * CAP  # silent replicas full
     assert point.down == math.ceil(19 / (CAP * 0.7))
+
+
+def test_refused_callers_count_as_demand_from_fresh_samples_only() -> None:
+    now = 100.0
+    samples = (
+        sample(4, now, refused=3),
+        sample(2, now, draining=True, refused=1),  # refused before it began draining
+        sample(4, now - 30, refused=9),  # stale
+    )
+    observation = Observation(samples, queued_tasks=2)
+    d = decide(quick(), CAP, Current(3, 3), observation, History(started_at=0.0), now)
+    assert d.demand == 4 + 2 + 3 + 1 + 2
+
+
+def test_every_slot_busy_with_callers_refused_scales_at_once_to_their_size() -> None:
+    pool = Pool(quick(), replicas=2)
+    pool.run(2, 5)
+    d = pool.tick(8, refused=12)  # 8 slots busy, nothing queued, 12 callers refused
+    assert d.replicas == math.ceil(20 / (CAP * 0.7)) == 8
+    assert d.reason == "every slot busy (8 turns for 8) and 0 queued, 12 refused: 2 -> 8"
+    # Without them, the same full pool asks for one step: what it could see of the load.
+    capped = Pool(quick(), replicas=2)
+    capped.run(2, 5)
+    capped.tick(8)
+    assert capped.tick(8).replicas == math.ceil(8 / (CAP * 0.7)) == 3
 
 
 def test_no_ready_replica_means_no_load_percent() -> None:
@@ -894,3 +933,67 @@ def test_zero_after_the_cooldown_and_back_at_once(
         woken = pool.tick(work)
         if up is None or up.select_policy != "Disabled":
             assert woken.replicas >= 1
+
+
+# Refusals: callers a full replica turned away (each sample's refusedTurns).
+refusal_ticks = ticks.flatmap(
+    lambda trace: st.tuples(
+        st.just(trace),
+        st.lists(st.integers(0, 40), min_size=len(trace), max_size=len(trace)),
+    )
+)
+
+
+@given(st.data(), specs(), refusal_ticks)
+def test_refused_demand_never_causes_a_scale_down(
+    data: st.DataObject, spec: api.ScalingSpec, traced: Any
+) -> None:
+    """From any history, a tick's decision with refusals is never below the same tick's
+    decision without them: refusals can hasten a scale-up or hold a scale-down, never
+    cause (or deepen) one."""
+    trace, refusals = traced
+    pool = Pool(spec, replicas=data.draw(start_in(spec)))
+    for (work, dt, silent), refused in zip(trace, refusals, strict=True):
+        at, ready = pool.now + dt, pool.replicas
+        saved = pool.now
+        pool.now = at
+        without = decide(
+            spec,
+            CAP,
+            Current(ready, ready),
+            pool.observation(work, ready, silent, 0),
+            pool.history,
+            at,
+        )
+        pool.now = saved
+        found = pool.tick(work, dt=dt, silent=silent, refused=refused)
+        assert found.replicas >= without.replicas, (found.reason, without.reason)
+        if found.replicas < ready:
+            assert without.replicas <= found.replicas
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(10, 100),
+    st.integers(1, 200),
+    st.integers(1, 30),
+)
+@settings(max_examples=50)
+def test_with_refusals_a_full_pool_grows_past_one_step_when_behavior_allows(
+    ready: int, target: int, refused: int, max_extra: int
+) -> None:
+    """A full pool (every slot busy, nothing queued) that refused callers goes at once to
+    the size of all its demand, where behavior and maxReplicas allow it; turns alone,
+    capped by capacity, ask only for the size of its full capacity."""
+    spec = quick(
+        max_replicas=ready + max_extra, target_load_percent=target, scale_down_load_percent=0
+    )
+    d = Pool(spec, replicas=ready).tick(ready * CAP, refused=refused)
+    wanted = math.ceil((ready * CAP + refused) * 100 / (CAP * target))
+    one_step = math.ceil(ready * CAP * 100 / (CAP * target))
+    assert d.replicas == min(wanted, spec.max_replicas), d.reason
+    if wanted > one_step and spec.max_replicas > one_step:
+        assert d.replicas > one_step
+    capped = Pool(spec, replicas=ready)
+    capped.tick(ready * CAP)
+    assert capped.tick(ready * CAP).replicas == min(one_step, spec.max_replicas)

@@ -30,6 +30,7 @@ samples = st.builds(
     queued_tasks=st.integers(0, 10**9),
     draining=st.booleans(),
     at=st.floats(0, 4e9),
+    refused_turns=st.integers(0, 10_000),
 )
 
 
@@ -37,6 +38,16 @@ samples = st.builds(
 def test_samples_round_trip(sample: LoadSample) -> None:
     assert decode_sample(encode_sample(sample)) == sample
     assert decode_sample(encode_sample(sample).encode()) == sample
+
+
+def test_a_sample_from_before_refused_turns_still_reads_as_zero_refused() -> None:
+    old = '{"v":1,"activeTurns":2,"capacity":4,"queuedTasks":1,"draining":false,"at":5.5}'
+    expected = LoadSample(active_turns=2, capacity=4, queued_tasks=1, at=5.5, refused_turns=0)
+    assert decode_sample(old) == expected  # the fast path
+    body = json.loads(old)
+    del body["v"]
+    assert validate_sample(body) == expected  # and validation
+    assert json.loads(encode_sample(expected))["refusedTurns"] == 0
 
 
 def test_key_layout_is_the_pools_root_and_is_escaped() -> None:
@@ -80,7 +91,9 @@ _VALUES = st.one_of(
 
 @given(
     st.dictionaries(
-        st.sampled_from(["activeTurns", "capacity", "queuedTasks", "draining", "at", "x"]),
+        st.sampled_from(
+            ["activeTurns", "capacity", "queuedTasks", "draining", "at", "refusedTurns", "x"]
+        ),
         _VALUES,
     )
 )

@@ -1,16 +1,19 @@
 """Who may start a turn on this replica: at most `agent.concurrency` at once, none while
-draining. The count is the replica's load signal; listeners hear every change."""
+draining. The count is the replica's load signal, and so are the callers refused for
+lack of a slot (`refusals`); listeners hear every change of either."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Literal
 
 import structlog
 
 from agent_runtime.agent import metrics
+from agent_runtime.agent.refusals import RecentRefusals
 from agent_runtime.resilience.deadline import within
 
 log = structlog.get_logger(__name__)
@@ -37,9 +40,19 @@ class AtCapacityError(Exception):
 class Admission:
     """The turn slots of one replica."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        refusal_window: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
         self.active = 0
+        self.refusals = RecentRefusals(refusal_window, clock=clock)
+        """Callers refused at capacity within the last `refusal_window` seconds (the load
+        sample's `refusedTurns`: pass `stale_after(publish interval)`, so that a refusal
+        stays in every sample the autoscaler still reads as fresh)."""
         self._drains: set[DrainReason] = set()
         self._listeners: list[Callable[[], None]] = []
         self._idle = asyncio.Event()
@@ -53,11 +66,20 @@ class Admission:
         self._listeners.append(listener)
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold a slot for one turn (`DrainingError`, `AtCapacityError` when refused)."""
+    def turn(self, caller: str | None = None, *, queued: bool = False) -> Iterator[None]:
+        """Hold a slot for one turn (`DrainingError`, `AtCapacityError` when refused).
+
+        A refusal at capacity is recorded as demand for `caller` (tenant and conversation:
+        a client retrying counts once per window), unless the turn is `queued`: a task
+        refused here stays in the task queue, which the autoscaler counts already."""
         if self.draining:
+            metrics.REFUSED_TURNS.labels("draining").inc()
             raise DrainingError
         if self.active >= self.capacity:
+            metrics.REFUSED_TURNS.labels("atCapacity").inc()
+            if not queued:
+                self.refusals.record(caller)
+                self._changed()
             raise AtCapacityError(self.capacity)
         self._set(self.active + 1)
         try:

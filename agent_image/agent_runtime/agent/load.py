@@ -1,6 +1,7 @@
 """Publishes this replica's load for the autoscaler (layout: `agent_runtime.config.load`).
 
-On every change of the admission (a turn starts or ends, draining begins) and at least
+On every change of the admission (a turn starts or ends, a caller is refused for lack of
+a slot, draining begins) and at least
 every `load.publishIntervalSeconds`, one Lua script writes this pod's sample, deletes
 dead pods' samples and renews the hash's expiry, atomically, and answers the
 autoscaler's drain request for this pod, if any: the replica drains while the request
@@ -91,6 +92,7 @@ class LoadPublisher:
             queued_tasks=queued,
             draining=self._admission.draining,
             at=self._clock(),
+            refused_turns=len(self._admission.refusals),
         )
 
     async def publish(self) -> None:

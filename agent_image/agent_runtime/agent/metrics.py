@@ -13,6 +13,13 @@ TURN_DURATION = Histogram(
 ACTIVE_TURNS = Gauge("agentpool_active_turns", "Turns this replica is running now.")
 CAPACITY = Gauge("agentpool_turn_capacity", "Turns this replica runs at once (agent.concurrency).")
 QUEUED_TASKS = Gauge("agentpool_queued_tasks", "Tasks waiting in the pool's queue, as last seen.")
+REFUSED_TURNS = Counter(
+    "agentpool_refused_turns_total",
+    "Turns (requests and tasks) this replica refused with 503, by reason (atCapacity: "
+    "every slot taken; draining). Refused requests also count as demand in the load "
+    "sample (refusedTurns).",
+    ["reason"],
+)
 DRAINING = Gauge("agentpool_draining", "1 while this replica drains (takes no new turns).")
 MODEL_LATENCY = Histogram(
     "agentpool_model_call_duration_seconds",

@@ -39,7 +39,13 @@ class LoadSettings(ConfigSection):
 #     key    {keyPrefix}:{namespace}:{pool}:load       (memory.keyPrefix; parts %-encoded)
 #     field  the pod's name
 #     value  {"v": 1, "activeTurns": 3, "capacity": 8, "queuedTasks": 0,
-#             "draining": false, "at": 1764800000.25}
+#             "draining": false, "at": 1764800000.25, "refusedTurns": 0}
+#
+# `refusedTurns` (added later, so optional: a replica of an older version writes no such
+# field and its samples still read, as 0) is the callers this replica refused with 503
+# for lack of a free slot within the last `stale_after(interval)` seconds: demand that
+# `activeTurns` cannot show, since it never exceeds `capacity` (agent/refusals.py says
+# why a window and not a counter). An older reader ignores the field.
 #
 # on every change and at least every `publishIntervalSeconds`. A sample older than
 # `stale_after(interval)` is a dead pod's: readers ignore it, writers delete it, and the
@@ -78,6 +84,8 @@ class LoadSample:
     draining: bool = False
     at: float = 0.0
     """Unix time of the sample (the replica's clock)."""
+    refused_turns: int = 0
+    """Callers refused for lack of a slot within the last `stale_after` seconds."""
 
 
 class _WireSample(BaseModel):
@@ -90,13 +98,21 @@ class _WireSample(BaseModel):
     queued_tasks: int = Field(default=0, ge=0)
     draining: bool = False
     at: float
+    refused_turns: int = Field(default=0, ge=0)
 
 
 def validate_sample(body: object) -> LoadSample:
     """A sample from its stored form (without the version), validated
     (`pydantic.ValidationError` when it is not one)."""
     wire = _WireSample.model_validate(body)
-    return LoadSample(wire.active_turns, wire.capacity, wire.queued_tasks, wire.draining, wire.at)
+    return LoadSample(
+        wire.active_turns,
+        wire.capacity,
+        wire.queued_tasks,
+        wire.draining,
+        wire.at,
+        wire.refused_turns,
+    )
 
 
 def pool_root(key_prefix: str, pool: PoolIdentity) -> str:
@@ -136,6 +152,7 @@ def encode_sample(sample: LoadSample) -> str:
         "queuedTasks": sample.queued_tasks,
         "draining": sample.draining,
         "at": sample.at,
+        "refusedTurns": sample.refused_turns,
     }
     return json.dumps(body, separators=(",", ":"))
 
@@ -154,7 +171,8 @@ def decode_sample(
         return None
 
 
-_FIELDS = frozenset({"activeTurns", "capacity", "queuedTasks", "draining", "at"})
+_OLD_FIELDS = frozenset({"activeTurns", "capacity", "queuedTasks", "draining", "at"})
+_FIELDS = _OLD_FIELDS | {"refusedTurns"}
 
 
 def _well_formed(body: dict[str, object]) -> LoadSample | None:
@@ -162,7 +180,14 @@ def _well_formed(body: dict[str, object]) -> LoadSample | None:
     anything else (which then gets the full validation). Why: the autoscaler decodes every
     replica's sample of every pool every second, and validation was most of that cost
     (benchmarks/README.md, the autoscaler's tick); this accepts only what validation would."""
-    if body.keys() != _FIELDS:
+    keys = body.keys()
+    if keys == _FIELDS:
+        refused = body["refusedTurns"]
+        if type(refused) is not int or refused < 0:
+            return None
+    elif keys == _OLD_FIELDS:  # a replica of the version before refusedTurns
+        refused = 0
+    else:
         return None
     turns, capacity, queued = body["activeTurns"], body["capacity"], body["queuedTasks"]
     draining, at = body["draining"], body["at"]
@@ -172,7 +197,7 @@ def _well_formed(body: dict[str, object]) -> LoadSample | None:
         return None
     if not (type(at) is float or type(at) is int) or not math.isfinite(at):
         return None
-    return LoadSample(turns, capacity, queued, draining, float(at))
+    return LoadSample(turns, capacity, queued, draining, float(at), refused)
 
 
 def decode_samples(

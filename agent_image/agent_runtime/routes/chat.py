@@ -160,7 +160,9 @@ async def _run(
             request=request_id,
         ):
             try:
-                with runtime.admission.turn():
+                # A caller retrying the same conversation counts once as refused demand.
+                caller = f"{turn.tenant}/{turn.conversation_id}"
+                with runtime.admission.turn(caller):
                     if drive is None:
                         return await agent.run_turn(turn, emit if stream else None)
                     return await drive(agent, emit if stream else None)

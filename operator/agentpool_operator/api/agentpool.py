@@ -317,7 +317,9 @@ class OperatorScaling(ApiModel):
 
     signal: Literal["ActiveTurns", "ActiveTurnsAndQueuedTasks"] = "ActiveTurnsAndQueuedTasks"
     """The demand: turns in progress, or turns in progress plus tasks waiting in the
-    pool's task queue. Only the second can wake a pool scaled to zero."""
+    pool's task queue. Either way, requests a replica refused because every slot was
+    taken count too (within the last few seconds). Only the second can wake a pool
+    scaled to zero."""
     target_load_percent: int = Field(default=70, ge=1, le=100)
     """Load the autoscaler aims for: demand divided by (ready replicas times
     concurrencyPerReplica), in percent. Above it, the pool grows."""
@@ -618,8 +620,8 @@ class AgentPoolStatus(ApiModel):
     config_hash: Annotated[str, StringConstraints(max_length=128)] | None = None
     """Hash of the rendered runtime configuration the pods run. Defaults to none."""
     demand: int | None = Field(default=None, ge=0)
-    """Turns in progress plus, with that signal, tasks waiting. Defaults to none when
-    unknown."""
+    """Turns in progress, plus requests refused for lack of a slot in the last few
+    seconds, plus, with that signal, tasks waiting. Defaults to none when unknown."""
     load_percent: int | None = Field(default=None, ge=0)
     """demand divided by (ready replicas times concurrencyPerReplica), in percent.
     Defaults to none when no replica is ready."""

@@ -11,7 +11,7 @@ class PoolLoad:
     """One pool's load at one tick."""
 
     demand: int
-    """Active turns plus queued tasks (with that signal)."""
+    """Active turns plus refused callers plus queued tasks (with that signal)."""
     load_percent: int
     """Demand over ready capacity (ready replicas x concurrencyPerReplica), in percent;
     demand x 100 when no replica is ready, so that an empty pool with work reads as full."""

@@ -132,9 +132,10 @@ def queued_tasks(pool: Seen, reading: Reading, now: float) -> int:
 def pool_load(
     samples: Mapping[str, LoadSample], queued: int, ready: int, capacity: int, now: float
 ) -> tuple[int, int]:
-    """(demand, load percent): turns running on replicas that still report, plus `queued`."""
+    """(demand, load percent): turns running on replicas that still report and the callers
+    they refused for lack of a slot (the policy's demand), plus `queued`."""
     fresh = [s for s in samples.values() if now - s.at <= STALE_SECONDS]
-    demand = sum(s.active_turns for s in fresh) + queued
+    demand = sum(s.active_turns + s.refused_turns for s in fresh) + queued
     slots = ready * capacity
     return demand, (math.ceil(demand * 100 / slots) if slots else demand * 100)
 

@@ -10,16 +10,20 @@ One tick, in order:
 1. **Signal.** Fresh samples (`now - at <= stale_after`) count; the non-draining ones are
    the reporting replicas, and `missing = ready - reporting` (never below 0) are ready
    replicas that went silent. Demand = active turns of every fresh sample (a draining
-   replica's turns still run) + the pool's queue, read once by the loop (the samples'
-   own `queuedTasks` are ignored: the queue is pool-wide). Two needs, in replicas, at the
+   replica's turns still run) + the callers refused for lack of a slot (each fresh
+   sample's `refusedTurns`: turns wanted that active turns, capped by capacity, cannot
+   show) + the pool's queue, read once by the loop (the samples' own `queuedTasks` are
+   ignored: the queue is pool-wide). Refusals only ever add demand: they can hasten a
+   scale-up and hold a scale-down, never cause one. Two needs, in replicas, at the
    target load: `up` counts silent replicas empty, `down` counts them full (the HPA rule:
    missing data never makes the pool grow, and never lets it shrink). A draining replica
    that is still ready is not reporting, so it counts full for scale-down too (and its
    turns in the demand): a pool being drained is not shrunk further on its account.
 2. **Load policy** (the recommendation):
-   - *panic*: every slot busy and work queued (`demand >= ready x capacity` with queued
-     tasks), or demand with no replica ready, or a pool at zero with demand: the current
-     `up` need applies at once (wakes a pool at zero; never a scale-down that tick);
+   - *panic*: every slot busy and work waiting (`demand >= ready x capacity` with queued
+     tasks or refused callers), or demand with no replica ready, or a pool at zero with
+     demand: the current `up` need applies at once (wakes a pool at zero; never a
+     scale-down that tick);
    - *up*: the least `up` over `scaleUpWindowSeconds`, and always over at least the last
      two readings, whatever the tick rate: a one-reading spike never moves the pool, a
      step does on its second reading;
@@ -180,7 +184,7 @@ class Decision:
     """One sentence for the status, the Event and the log."""
     history: History
     demand: int | None = None
-    """Active turns plus queued tasks; None when unknown."""
+    """Active turns plus refused callers plus queued tasks; None when unknown."""
     load_percent: int | None = None
     """Demand over ready capacity, in percent; None when unknown or nothing is ready."""
     limited: bool = False
@@ -542,14 +546,17 @@ def decide(
     ready = current.ready
     stale_after = observation.stale_after
     turns = 0
+    refused = 0
     reporting = 0
     for sample in samples:
         if now - sample.at <= stale_after:
             turns += sample.active_turns
+            refused += sample.refused_turns
             if not sample.draining:
                 reporting += 1
     queued = observation.queued_tasks
-    demand = turns + queued
+    waiting = queued + refused
+    demand = turns + waiting
     missing = ready - reporting if ready > reporting else 0
     full_demand = demand + missing * cap
     per_replica = cap * s.target  # demand one replica holds at the target, x100
@@ -567,7 +574,7 @@ def decide(
         up_cut = len(points) - 1
     up_rec = min(up_need, min(map(_up, points[up_cut:]))) if points else None
     guard_ok = now - max(history.started_at, seen_since) >= s.guard
-    panic = demand > 0 and (ready == 0 or cur == 0 or (queued > 0 and demand >= slots))
+    panic = demand > 0 and (ready == 0 or cur == 0 or (waiting > 0 and demand >= slots))
     going_up = panic or (up_rec is not None and up_rec > cur)
     low_now = full_demand * 100 < s.scale_down_load * slots
     zero_now = s.min_replicas == 0 and cur > 0 and full_demand == 0
@@ -587,6 +594,8 @@ def decide(
             why = f"demand {demand} ({queued} queued) and no replica ready"
         else:
             why = f"every slot busy ({turns} turns for {slots}) and {queued} queued"
+            if refused:
+                why += f", {refused} refused"
     elif up_rec is not None and up_rec > cur:
         recommendation = up_rec
         of_target = demand * 100 * 100 // (slots * s.target) if slots else 0
