@@ -39,10 +39,10 @@ class LoadSettings(ConfigSection):
 #     key    {keyPrefix}:{namespace}:{pool}:load       (memory.keyPrefix; parts %-encoded)
 #     field  the pod's name
 #     value  {"v": 1, "activeTurns": 3, "capacity": 8, "queuedTasks": 0,
-#             "draining": false, "at": 1764800000.25, "refusedTurns": 0}
+#             "draining": false, "at": 1764800000.25, "refusedTurns": 2}
 #
-# `refusedTurns` (added later, so optional: a replica of an older version writes no such
-# field and its samples still read, as 0) is the callers this replica refused with 503
+# `refusedTurns` (added later, so optional: written only when not 0, and a replica of an
+# older version writes none; absent reads as 0) is the callers this replica refused with 503
 # for lack of a free slot within the last `stale_after(interval)` seconds: demand that
 # `activeTurns` cannot show, since it never exceeds `capacity` (agent/refusals.py says
 # why a window and not a counter). An older reader ignores the field.
@@ -145,15 +145,18 @@ def stale_after(publish_interval_seconds: float) -> float:
 
 def encode_sample(sample: LoadSample) -> str:
     """The hash field's value."""
-    body = {
+    body: dict[str, object] = {
         "v": LOAD_SAMPLE_VERSION,
         "activeTurns": sample.active_turns,
         "capacity": sample.capacity,
         "queuedTasks": sample.queued_tasks,
         "draining": sample.draining,
         "at": sample.at,
-        "refusedTurns": sample.refused_turns,
     }
+    if sample.refused_turns:
+        # Only when there are any: the common sample stays the older format, which costs
+        # the autoscaler's decoding nothing more and reads fast in an older operator too.
+        body["refusedTurns"] = sample.refused_turns
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -171,8 +174,8 @@ def decode_sample(
         return None
 
 
-_OLD_FIELDS = frozenset({"activeTurns", "capacity", "queuedTasks", "draining", "at"})
-_FIELDS = _OLD_FIELDS | {"refusedTurns"}
+_FIELDS_WITHOUT_REFUSALS = frozenset({"activeTurns", "capacity", "queuedTasks", "draining", "at"})
+_FIELDS = _FIELDS_WITHOUT_REFUSALS | {"refusedTurns"}
 
 
 def _well_formed(body: dict[str, object]) -> LoadSample | None:
@@ -181,12 +184,12 @@ def _well_formed(body: dict[str, object]) -> LoadSample | None:
     replica's sample of every pool every second, and validation was most of that cost
     (benchmarks/README.md, the autoscaler's tick); this accepts only what validation would."""
     keys = body.keys()
-    if keys == _FIELDS:
+    if keys == _FIELDS_WITHOUT_REFUSALS:  # the common sample (and an older replica's)
+        refused = 0
+    elif keys == _FIELDS:
         refused = body["refusedTurns"]
         if type(refused) is not int or refused < 0:
             return None
-    elif keys == _OLD_FIELDS:  # a replica of the version before refusedTurns
-        refused = 0
     else:
         return None
     turns, capacity, queued = body["activeTurns"], body["capacity"], body["queuedTasks"]
