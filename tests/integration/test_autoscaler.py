@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from kubernetes import client
 
 from agent_runtime.config.identity import PoolIdentity
-from agent_runtime.config.load import task_queue_keys
+from agent_runtime.config.load import task_queue_keys, wake_key
+from agent_runtime.tools.wake import WakeRequests
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.operator_process import OperatorProcess, operator_running
@@ -264,6 +267,32 @@ async def test_scale_to_zero_and_wake_on_a_queued_task(
         with redis.Redis.from_url(redis_url) as conn:
             conn.xadd(stream, {"task": "t-1"})
         await _replicas_become(pools, "zero", 1, within=10)
+
+
+async def test_a_waiting_caller_wakes_a_pool_at_zero_and_an_expired_request_does_not(
+    operator: OperatorProcess, kube_api: client.ApiClient, namespace: str, redis_url: str
+) -> None:
+    """A pool-as-tool caller that found the pool with no ready replica asks for it to be
+    woken in its OWN Redis (here another database: another URL to the operator, as
+    another pool's Redis would be); the operator reads it there."""
+    pools = Pools(kube_api, namespace)
+    caller_url = redis_url.removesuffix("/0") + "/1"
+    pools.create("sleeper", _pool_spec(redis_url, min_replicas=0))
+    pools.create("caller", _pool_spec(caller_url))  # the operator reads its Redis too
+    sleeper = PoolIdentity(namespace=namespace, name="sleeper")
+    async with SimulatedReplicas(kube_api, redis_url, namespace, "sleeper", CAPACITY) as sim:
+        await _replicas_become(pools, "sleeper", 0, within=40)
+        await _running(sim, 0)
+        conn = aioredis.Redis.from_url(caller_url)
+        try:
+            # A request whose caller stopped waiting a second ago (and never withdrew it).
+            await conn.zadd(wake_key("agentpool", sleeper), {"gone": time.time() - 1})
+            await _stays(pools, "sleeper", 0, seconds=3)
+            member = await WakeRequests(conn, "agentpool").register(sleeper, 30.0)
+            assert member is not None
+            await _replicas_become(pools, "sleeper", 1, within=10)
+        finally:
+            await conn.aclose()
 
 
 async def test_a_restarted_operator_waits_a_full_window_before_scaling_down(

@@ -997,3 +997,21 @@ def test_with_refusals_a_full_pool_grows_past_one_step_when_behavior_allows(
     capped = Pool(spec, replicas=ready)
     capped.tick(ready * CAP)
     assert capped.tick(ready * CAP).replicas == min(one_step, spec.max_replicas)
+
+
+@given(specs(min_replicas=st.just(0)), st.integers(1, 50), st.integers(0, 30))
+@settings(max_examples=50)
+def test_a_waiting_caller_wakes_a_pool_at_zero(
+    spec: api.ScalingSpec, waking: int, quiet: int
+) -> None:
+    """Callers waiting for a pool with no ready replica are demand: one wakes a pool at
+    zero at once (unless scale-up is Disabled), whatever its history; none keeps it there."""
+    history = History(started_at=0.0)
+    now = float(quiet)
+    idle = decide(spec, CAP, Current(0, 0), Observation((), 0), history, now)
+    assert idle.replicas == 0
+    woken = decide(spec, CAP, Current(0, 0), Observation((), 0, waking=waking), history, now)
+    assert woken.demand == waking
+    up = spec.operator_settings.behavior.scale_up
+    if up is None or up.select_policy != "Disabled":
+        assert woken.replicas >= 1, woken.reason

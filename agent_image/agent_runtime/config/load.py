@@ -65,6 +65,20 @@ class LoadSettings(ConfigSection):
 # before lowering replicas) it takes turns again. The pod is then deleted by the
 # ReplicaSet, and its preStop hook waits for the turns it still runs.
 #
+# A caller waiting for a pool that has no ready replica (pool-as-tool, answered with
+# connection refused or a proxy's 503) asks for it to be woken, in the caller's OWN Redis
+# (the only one it has credentials for), under a key naming the pool it waits for:
+#
+#     key    {keyPrefix}:{namespace}:{pool}:wake       (the pool waited for)
+#     member a unique id per waiting call
+#     score  Unix time until which the caller waits (its call's deadline)
+#
+# The caller removes its member when its call ends (answered or given up); a member
+# whose score has passed is dead whether removed or not (a caller that died), and the
+# whole key expires after its latest score. The autoscaler, for each pool with no ready
+# replica only, counts the live members (score > now) of that pool's key in every Redis
+# it reads, pipelined with the samples: each one is demand, and one wakes the pool.
+#
 # Pure (no Redis here): the operator imports only `agent_runtime.config`.
 
 LOAD_SAMPLE_VERSION = 1
@@ -130,6 +144,12 @@ def drain_key(key_prefix: str, pool: PoolIdentity) -> str:
     return pool_root(key_prefix, pool) + ":drain"
 
 
+def wake_key(key_prefix: str, pool: PoolIdentity) -> str:
+    """The sorted set of requests that `pool` be woken (see the layout above); it lives
+    in the waiting caller's Redis, which may be another pool's."""
+    return pool_root(key_prefix, pool) + ":wake"
+
+
 def task_queue_keys(key_prefix: str, pool: PoolIdentity) -> tuple[str, str]:
     """The task queue's stream and the count of tasks waiting behind their conversation:
     with no replica left to publish a sample, the autoscaler reads these to wake the pool."""
@@ -184,13 +204,13 @@ def _well_formed(body: dict[str, object]) -> LoadSample | None:
     replica's sample of every pool every second, and validation was most of that cost
     (benchmarks/README.md, the autoscaler's tick); this accepts only what validation would."""
     keys = body.keys()
-    if keys == _FIELDS_WITHOUT_REFUSALS:  # the common sample (and an older replica's)
-        refused = 0
-    elif keys == _FIELDS:
-        refused = body["refusedTurns"]
-        if type(refused) is not int or refused < 0:
+    refused = 0  # absent: the common sample (and an older replica's)
+    if keys == _FIELDS:
+        written = body["refusedTurns"]
+        if type(written) is not int or written < 0:
             return None
-    else:
+        refused = written
+    elif keys != _FIELDS_WITHOUT_REFUSALS:
         return None
     turns, capacity, queued = body["activeTurns"], body["capacity"], body["queuedTasks"]
     draining, at = body["draining"], body["at"]

@@ -26,6 +26,7 @@ from agent_runtime.tools.errors import ToolError
 from agent_runtime.tools.http import HttpTool, new_http_client
 from agent_runtime.tools.registry import Closer, ToolRegistry
 from agent_runtime.tools.tool import Implementation, Tool
+from agent_runtime.tools.wake import WakeRequests
 
 log = structlog.get_logger("agent_runtime.tools")
 
@@ -37,11 +38,15 @@ async def tools_for(
     environ: Mapping[str, str] | None = None,
     on_close: Callable[[Closer], None] = lambda _: None,
     runner_socket: str | None = None,
+    wake: WakeRequests | None = None,
+    namespace: str | None = None,
 ) -> list[Tool]:
     """The tools one definition stands for (several for a discover-all MCP server).
 
     Resources the tools hold (an MCP session) are handed to `on_close`; command tools
-    run in the tool-runner at `runner_socket` when it is set.
+    run in the tool-runner at `runner_socket` when it is set; agent tools ask for a pool
+    at zero to be woken through `wake`, naming pools in no namespace of their own in
+    `namespace` (this pod's).
     """
     implementation: Implementation
     attempt_timeout: float
@@ -56,7 +61,14 @@ async def tools_for(
         # The sandbox enforces its own wall clock; the margin lets it report, not be cut off.
         attempt_timeout = definition.command.timeout_seconds + 5
     elif definition.agent is not None:
-        implementation = PoolTool(definition.name, definition.agent, client, environ=environ)
+        implementation = PoolTool(
+            definition.name,
+            definition.agent,
+            client,
+            environ=environ,
+            wake=wake,
+            namespace=namespace,
+        )
         attempt_timeout = definition.agent.timeout_seconds
         parameters = parameters or AGENT_PARAMETERS
     else:
@@ -117,6 +129,7 @@ async def build_registry(
         clock=clock,
         sleep=sleep,
     )
+    wake = WakeRequests(redis, keys.prefix) if redis is not None and keys is not None else None
     client = http_client
     if client is None:
         client = new_http_client()
@@ -130,6 +143,8 @@ async def build_registry(
                     environ=environ,
                     on_close=registry.on_close,
                     runner_socket=runner_socket,
+                    wake=wake,
+                    namespace=keys.pool.namespace if keys is not None else None,
                 )
             except ToolError as exc:
                 if strict:

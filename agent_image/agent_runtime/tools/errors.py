@@ -83,11 +83,17 @@ class ToolTransportError(ToolError):
     kind: ErrorKind = "transport"
 
 
+class ToolConnectError(ToolTransportError):
+    """Nothing accepted the connection (refused, no route): for a Service, no ready
+    endpoint behind it."""
+
+
 class ToolHttpStatusError(ToolError):
     """The dependency answered with an error status."""
 
     def __init__(self, tool: str, status: int, body: str) -> None:
         self.status = status
+        self.body = body
         kind: ErrorKind = (
             "rateLimited" if status == 429 else "server" if status >= 500 else "client"
         )

@@ -22,6 +22,7 @@ from agent_runtime.config.tools import HttpImplementation
 from agent_runtime.tools.errors import (
     ToolArgumentRefusedError,
     ToolConfigError,
+    ToolConnectError,
     ToolError,
     ToolHttpStatusError,
     ToolResponseTooLargeError,
@@ -123,6 +124,8 @@ async def send(
             await response.aclose()
     except httpx.TimeoutException:
         raise ToolTimeoutError(tool, timeout_seconds, "request") from None
+    except httpx.ConnectError as exc:
+        raise ToolConnectError(tool, f"{type(exc).__name__}: {exc}") from None
     except httpx.TransportError as exc:
         raise ToolTransportError(tool, f"{type(exc).__name__}: {exc}") from None
     if response.status_code >= 400:

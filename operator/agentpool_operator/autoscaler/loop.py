@@ -30,6 +30,7 @@ from agent_runtime.config.load import (
     load_key,
     stale_after,
     task_queue_keys,
+    wake_key,
 )
 from agent_runtime.config.memory import MemoryConfig
 from agentpool_operator import api
@@ -110,12 +111,13 @@ class Seen:
     counts_queue: bool = False
     """Whether demand counts queued tasks (mode HPA, or signal ActiveTurnsAndQueuedTasks)."""
     light_target: Target | None = None
-    """The target without the queue's keys."""
+    """The target without the queue's and wake requests' keys."""
 
     def reading_target(self) -> Target | None:
-        """What this tick reads: the queue itself only while no replica is ready (with
-        ready replicas, their samples carry the queue's depth; without, nobody publishes
-        and the queue is what wakes the pool)."""
+        """What this tick reads: the queue itself and the callers waiting for a wake-up
+        only while no replica is ready (with ready replicas, their samples carry the
+        queue's depth and the callers they refused; without, nobody publishes, and the
+        queue and the waiting callers are what wake the pool)."""
         return self.target if self.ready == 0 else self.light_target
 
 
@@ -127,6 +129,12 @@ def queued_tasks(pool: Seen, reading: Reading, now: float) -> int:
         return 0
     fresh = [s.queued_tasks for s in reading.samples.values() if now - s.at <= STALE_SECONDS]
     return max(fresh, default=reading.queue_length)
+
+
+def waiting(pool: Seen, reading: Reading, now: float) -> int:
+    """The work waiting outside any replica: queued tasks (`queued_tasks`) and callers
+    waiting for the pool to wake (read only while no replica is ready)."""
+    return queued_tasks(pool, reading, now) + reading.waking
 
 
 def pool_load(
@@ -263,7 +271,9 @@ class Autoscaler:
                 queue_keys=None,
             )
             queue = task_queue_keys(KEY_PREFIX, identity) if counts_queue else None
-            target = dataclasses.replace(light, queue_keys=queue)
+            target = dataclasses.replace(
+                light, queue_keys=queue, wake_key=wake_key(KEY_PREFIX, identity)
+            )
         return Seen(
             key=key,
             body=body,
@@ -309,7 +319,7 @@ class Autoscaler:
             return
         demand, percent = pool_load(
             reading.samples,
-            queued_tasks(pool, reading, now),
+            waiting(pool, reading, now),
             pool.ready,
             pool.pool.spec.concurrency_per_replica,
             now,
@@ -365,7 +375,7 @@ class Autoscaler:
         if reading is not None:
             demand, percent = pool_load(
                 samples,
-                queued_tasks(pool, reading, now),
+                waiting(pool, reading, now),
                 pool.ready,
                 pool.pool.spec.concurrency_per_replica,
                 now,
@@ -417,6 +427,7 @@ class Autoscaler:
             samples=tuple(reading.samples.values()) if reading is not None else None,
             queued_tasks=queued,
             stale_after=STALE_SECONDS,
+            waking=reading.waking if reading is not None else 0,
         )
         decision = decide(
             pool.pool.spec.scaling,

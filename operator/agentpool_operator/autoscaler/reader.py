@@ -2,14 +2,18 @@
 
 The layout is the runtime's (`agent_runtime.config.load`): a hash of per-pod samples, and,
 for a pool whose signal counts queued tasks, its task stream's length and waiting count
-(what wakes a pool that has no replica left to publish). Also writes the drain requests
-the autoscaler makes before a scale-down.
+(what wakes a pool that has no replica left to publish). For a pool with no ready
+replica, also the callers waiting for it to wake: its wake key, read from EVERY Redis of
+the tick (a caller writes its own Redis, which may be another pool's), in the same
+pipelines; a pool with ready replicas costs no such read. Also writes the drain
+requests the autoscaler makes before a scale-down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +51,8 @@ class Target:
     drain_key: str
     queue_keys: tuple[str, str] | None
     """The task stream and waiting count, when the signal counts queued tasks."""
+    wake_key: str | None = None
+    """The callers' requests that the pool be woken (read while it has no ready replica)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class Reading:
     """Every readable sample by pod name, stale ones included (the policy decides)."""
     queue_length: int
     """Tasks in the pool's queue (queued or running), 0 when not read."""
+    waking: int = 0
+    """Callers waiting for the pool to wake, in every Redis that answered; 0 when not read."""
 
 
 class LoadReader:
@@ -85,14 +93,30 @@ class LoadReader:
         for target in targets:
             groups.setdefault(target.url, []).append(target)
         await self._close_unused(groups)
-        results = await asyncio.gather(*(self._read_one(url, g) for url, g in groups.items()))
+        waking = [t for t in targets if t.wake_key is not None]
+        now = time.time()
+        results = await asyncio.gather(
+            *(self._read_one(url, g, waking, now) for url, g in groups.items())
+        )
         found: dict[str, Reading | None] = {}
-        for result in results:
-            found.update(result)
+        woken: dict[str, int] = {}
+        for readings, counts in results:
+            found.update(readings)
+            for key, count in counts.items():
+                woken[key] = woken.get(key, 0) + count
+        for key, count in woken.items():
+            reading = found.get(key)
+            if reading is not None and count:
+                found[key] = dataclasses.replace(reading, waking=count)
         return found
 
-    async def _read_one(self, url: str, targets: list[Target]) -> dict[str, Reading | None]:
+    async def _read_one(
+        self, url: str, targets: list[Target], waking: list[Target], now: float
+    ) -> tuple[dict[str, Reading | None], dict[str, int]]:
+        """This Redis's readings of its own pools, and its wake requests for every pool
+        with no ready replica (live: scored after `now`)."""
         started = time.perf_counter()
+        live_after = f"({now}"
         try:
             async with self._client(url).pipeline(transaction=False) as pipe:
                 for target in targets:
@@ -100,14 +124,22 @@ class LoadReader:
                     if target.queue_keys is not None:
                         pipe.xlen(target.queue_keys[0])
                         pipe.get(target.queue_keys[1])
-                raw = await asyncio.wait_for(pipe.execute(), self._timeout * 2)
+                for target in waking:
+                    assert target.wake_key is not None
+                    pipe.zcount(target.wake_key, live_after, "+inf")
+                # A key of the wrong type (any pod that writes this Redis can make one)
+                # spoils its own pool's reading, not the tick of every pool here.
+                raw = await asyncio.wait_for(pipe.execute(raise_on_error=False), self._timeout * 2)
         except (RedisError, OSError, TimeoutError) as exc:
             metrics.READ_FAILURES.inc()
             log.warning("load not read", pools=len(targets), error=str(exc) or type(exc).__name__)
-            return {t.key: None for t in targets}
+            return {t.key: None for t in targets}, {}
         finally:
             metrics.READ_SECONDS.observe(time.perf_counter() - started)
-        return dict(_decode(targets, raw))
+        counts = raw[len(raw) - len(waking) :]
+        own = raw[: len(raw) - len(waking)]
+        woken = {t.key: _count(c) for t, c in zip(waking, counts, strict=True)}
+        return dict(_decode(targets, own)), woken
 
     async def request_drain(
         self, url: str, drain_key: str, pods: Iterable[str], until: float

@@ -7,18 +7,20 @@ or the API server.
 
 One tick, in order:
 
-1. **Signal.** Fresh samples (`now - at <= stale_after`) count; the non-draining ones are
-   the reporting replicas, and `missing = ready - reporting` (never below 0) are ready
-   replicas that went silent. Demand = active turns of every fresh sample (a draining
-   replica's turns still run) + the callers refused for lack of a slot (each fresh
-   sample's `refusedTurns`: turns wanted that active turns, capped by capacity, cannot
-   show) + the pool's queue, read once by the loop (the samples' own `queuedTasks` are
-   ignored: the queue is pool-wide). Refusals only ever add demand: they can hasten a
-   scale-up and hold a scale-down, never cause one. Two needs, in replicas, at the
-   target load: `up` counts silent replicas empty, `down` counts them full (the HPA rule:
-   missing data never makes the pool grow, and never lets it shrink). A draining replica
-   that is still ready is not reporting, so it counts full for scale-down too (and its
-   turns in the demand): a pool being drained is not shrunk further on its account.
+1. **Signal.** Fresh samples (`now - at <= stale_after`) count; the non-draining ones
+   are the reporting replicas, and `missing = ready - reporting` (never below 0) are
+   ready replicas that went silent. Demand = active turns of every fresh sample (a
+   draining replica's turns still run) + the callers refused for lack of a slot (each
+   fresh sample's `refusedTurns`: turns wanted that active turns, capped by capacity,
+   cannot show) + the pool's queue, read once by the loop (the samples' own
+   `queuedTasks` are ignored: the queue is pool-wide) + callers waiting for a pool with
+   no ready replica to wake (`Observation.waking`; counted with the queue in the
+   reasons). Refusals only ever add demand: they can hasten a scale-up and hold a
+   scale-down, never cause one. Two needs, in replicas, at the target load: `up` counts
+   silent replicas empty, `down` counts them full (the HPA rule: missing data never
+   makes the pool grow, and never lets it shrink). A draining replica that is still
+   ready is not reporting, so it counts full for scale-down too (and its turns in the
+   demand): a pool being drained is not shrunk further on its account.
 2. **Load policy** (the recommendation):
    - *panic*: every slot busy and work waiting (`demand >= ready x capacity` with queued
      tasks or refused callers), or demand with no replica ready, or a pool at zero with
@@ -128,6 +130,10 @@ class Observation:
     ActiveTurns): this is what wakes a pool that has no replica."""
     stale_after: float = 5.0
     """Seconds after which a sample belongs to a replica that stopped reporting."""
+    waking: int = 0
+    """Callers waiting for the pool to wake (pool-as-tool calls that found no ready
+    replica), read while no replica is ready: like queued tasks, they wake a pool at
+    zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,7 +560,7 @@ def decide(
             refused += sample.refused_turns
             if not sample.draining:
                 reporting += 1
-    queued = observation.queued_tasks
+    queued = observation.queued_tasks + observation.waking
     waiting = queued + refused
     demand = turns + waiting
     missing = ready - reporting if ready > reporting else 0
