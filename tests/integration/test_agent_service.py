@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis.asyncio as aioredis
 
 from agent_runtime.config import RuntimeConfig
 from agent_runtime.config.auth import AuthConfig
+from agent_runtime.config.load import decode_sample, load_key
 from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.server import create_app
 from tests.support.loopback import serve_asgi
@@ -403,3 +405,42 @@ async def test_redis_answering_with_errors_is_a_listed_502_on_the_conversation_r
         ("/v1/conversations/{conversation_id}/events", "get"),
     ]:
         assert "502" in document["paths"][path][method]["responses"], (method, path)
+
+
+async def test_a_full_replica_refuses_with_503_and_publishes_its_refused_callers(
+    model: ScriptedModel, redis_url: str
+) -> None:
+    """One slot, taken by a slow turn: the next requests get 503 with Retry-After, and
+    the replica's load sample says how many callers it refused (a client retrying its
+    conversation counts once), at once, not at the next interval."""
+    async with serve_asgi(model.app()) as model_url:
+        config = service_config(model_url, redis_url, concurrency=1)
+        app = create_app(config)
+        async with (
+            serve_asgi(app, lifespan="on") as url,
+            httpx.AsyncClient(base_url=url, timeout=20) as api,
+        ):
+            first = await api.post("/v1/chat", json={"message": "hi", "tenant": "alice"})
+            waiting = {"tenant": "alice", "conversationId": first.json()["conversationId"]}
+            slow = asyncio.create_task(
+                api.post("/v1/chat", json={"message": "slow 1", "tenant": "alice"})
+            )
+            redis = aioredis.Redis.from_url(redis_url)
+            key = load_key("agentpool", config.pool)
+
+            async def sample_shows(field: str, value: int) -> bool:
+                samples = [decode_sample(v) for v in (await redis.hgetall(key)).values()]
+                return any(getattr(s, field) == value for s in samples if s is not None)
+
+            await async_wait_until(
+                lambda: sample_shows("active_turns", 1), timeout=5, what="the slow turn"
+            )
+            for body in (waiting, waiting, {"tenant": "alice"}):  # a retry, a new one
+                refused = await api.post("/v1/chat", json={**body, "message": "me too"})
+                assert refused.status_code == 503
+                assert refused.headers["Retry-After"] == "1"
+            await async_wait_until(
+                lambda: sample_shows("refused_turns", 2), timeout=0.9, what="refusedTurns 2"
+            )
+            assert (await slow).status_code == 200
+            await redis.aclose()

@@ -126,3 +126,29 @@ async def test_a_pool_that_never_wakes_fails_the_call_at_its_deadline_and_withdr
         assert loop.time() - started <= 3.0
     assert await redis.zcard(wake_key("agentpool", SLEEPER)) == 0
     await redis.aclose()
+
+
+async def test_a_wake_key_of_the_wrong_type_spoils_nothing_else(redis_url: str) -> None:
+    """Any pod that writes a Redis can put a string where a wake key belongs: that pool
+    reads as no caller waiting, and the other pools of that Redis still read."""
+    redis = aioredis.Redis.from_url(redis_url)
+    other = PoolIdentity(namespace="team", name="other")
+    await redis.set(wake_key("agentpool", SLEEPER), "not a sorted set")
+    await WakeRequests(redis, "agentpool").register(other, 30.0)
+    reader = LoadReader()
+    other_target = Target(
+        key=str(other),
+        url=redis_url,
+        load_key=load_key("agentpool", other),
+        drain_key="unused",
+        queue_keys=None,
+        wake_key=wake_key("agentpool", other),
+    )
+    found = await reader.read([_target(redis_url), other_target])
+    sleeper_reading, other_reading = found[str(SLEEPER)], found[str(other)]
+    assert sleeper_reading is not None
+    assert sleeper_reading.waking == 0
+    assert other_reading is not None
+    assert other_reading.waking == 1
+    await reader.close()
+    await redis.aclose()
