@@ -59,14 +59,15 @@ def woken_pool(*, proxy_503_first: int = 0) -> FastAPI:
     return app
 
 
-def _target(redis_url: str) -> Target:
+def _target(redis_url: str, pool: PoolIdentity = SLEEPER) -> Target:
+    """What the operator reads for `pool` while it has no ready replica."""
     return Target(
-        key=str(SLEEPER),
+        key=str(pool),
         url=redis_url,
-        load_key=load_key("agentpool", SLEEPER),
+        load_key=load_key("agentpool", pool),
         drain_key="unused",
         queue_keys=None,
-        wake_key=wake_key("agentpool", SLEEPER),
+        wake_key=wake_key("agentpool", pool),
     )
 
 
@@ -136,15 +137,7 @@ async def test_a_wake_key_of_the_wrong_type_spoils_nothing_else(redis_url: str) 
     await redis.set(wake_key("agentpool", SLEEPER), "not a sorted set")
     await WakeRequests(redis, "agentpool").register(other, 30.0)
     reader = LoadReader()
-    other_target = Target(
-        key=str(other),
-        url=redis_url,
-        load_key=load_key("agentpool", other),
-        drain_key="unused",
-        queue_keys=None,
-        wake_key=wake_key("agentpool", other),
-    )
-    found = await reader.read([_target(redis_url), other_target])
+    found = await reader.read([_target(redis_url), _target(redis_url, other)])
     sleeper_reading, other_reading = found[str(SLEEPER)], found[str(other)]
     assert sleeper_reading is not None
     assert sleeper_reading.waking == 0
