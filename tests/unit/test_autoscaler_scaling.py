@@ -1012,6 +1012,7 @@ def test_a_waiting_caller_wakes_a_pool_at_zero(
     assert idle.replicas == 0
     woken = decide(spec, CAP, Current(0, 0), Observation((), 0, waking=waking), history, now)
     assert woken.demand == waking
+    assert f"{waking} callers waiting" in woken.reason
     up = spec.operator_settings.behavior.scale_up
     if up is None or up.select_policy != "Disabled":
         assert woken.replicas >= 1, woken.reason

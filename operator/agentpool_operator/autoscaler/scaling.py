@@ -14,8 +14,8 @@ One tick, in order:
    fresh sample's `refusedTurns`: turns wanted that active turns, capped by capacity,
    cannot show) + the pool's queue, read once by the loop (the samples' own
    `queuedTasks` are ignored: the queue is pool-wide) + callers waiting for a pool with
-   no ready replica to wake (`Observation.waking`; counted with the queue in the
-   reasons). Refusals only ever add demand: they can hasten a scale-up and hold a
+   no ready replica to wake (`Observation.waking`: work waiting, as the queue is).
+   Refusals only ever add demand: they can hasten a scale-up and hold a
    scale-down, never cause one. Two needs, in replicas, at the target load: `up` counts
    silent replicas empty, `down` counts them full (the HPA rule: missing data never
    makes the pool grow, and never lets it shrink). A draining replica that is still
@@ -597,7 +597,10 @@ def decide(
     if panic:
         recommendation = max(cur, up_need)
         if ready == 0 or cur == 0:
-            why = f"demand {demand} ({queued} queued) and no replica ready"
+            why = f"demand {demand} ({observation.queued_tasks} queued"
+            if observation.waking:
+                why += f", {observation.waking} callers waiting"
+            why += ") and no replica ready"
         else:
             why = f"every slot busy ({turns} turns for {slots}) and {queued} queued"
             if refused:
