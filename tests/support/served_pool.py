@@ -6,14 +6,19 @@ tests and benchmark.
     # then: pod_runner_process(...) front, LoadGenerator(front, TOKEN)
 
 Each replica takes `concurrency` turns at once; the scripted model's think time is what
-makes a turn last.
+makes a turn last. `short_windows()` is a mode-Operator scaling section whose windows are
+seconds; `replicas_become`, `serving`, `ReplicaTrace` and `pool_condition` are how the
+tests watch what the autoscaler did.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -21,9 +26,42 @@ from kubernetes import client
 
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import load_key
+from hack.pod_runner import RunnerProcess
+from tests.support.wait import ConditionTimeoutError, async_wait_until
 
 GROUP, VERSION, PLURAL = "agentpool.dev", "v1alpha1", "agentpools"
 TOKEN = "autoscaling-e2e-token-0123456789"
+
+
+def short_windows(
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 4,
+    signal: str = "ActiveTurns",
+    **operator: Any,
+) -> dict[str, Any]:
+    """Mode Operator with windows of seconds (the defaults wait a minute and more);
+    `operator` overrides its settings (e.g. scaleDownWindowSeconds=8)."""
+    return {
+        "mode": "Operator",
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "operator": {
+            "signal": signal,
+            "targetLoadPercent": 50,
+            "scaleDownLoadPercent": 30,
+            "scaleUpWindowSeconds": 1,
+            "scaleDownWindowSeconds": 4,
+            "cooldownPeriodSeconds": 3,
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}],
+                }
+            },
+            **operator,
+        },
+    }
 
 
 def create_served_pool(
@@ -79,6 +117,107 @@ def pool_replicas(api: client.ApiClient, namespace: str, name: str) -> int | Non
     )
     value = pool["spec"].get("replicas")  # type: ignore[index]
     return value if isinstance(value, int) else None
+
+
+def pool_condition(
+    api: client.ApiClient, namespace: str, name: str, type_: str
+) -> tuple[str, str] | None:
+    """(status, reason) of one of the pool's conditions, None while it has none."""
+    pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    for condition in (pool.get("status") or {}).get("conditions", []):  # type: ignore[attr-defined]
+        if condition["type"] == type_:
+            return condition["status"], condition["reason"]
+    return None
+
+
+def annotate_pool(
+    api: client.ApiClient, namespace: str, name: str, annotations: dict[str, str | None]
+) -> None:
+    """Set (or, with None, remove) annotations of the pool."""
+    body = {"metadata": {"annotations": annotations}}
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, body
+    )
+
+
+def event_reasons(api: client.ApiClient, namespace: str) -> set[str]:
+    """The reasons of every Event in the namespace (the autoscaler's among them)."""
+    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return {e.reason for e in events if e.reason}
+
+
+async def replicas_become(
+    api: client.ApiClient, namespace: str, name: str, value: int, within: float
+) -> float:
+    """Seconds until the pool's spec.replicas is `value`."""
+    start = time.monotonic()
+
+    async def probe() -> bool:
+        return await asyncio.to_thread(pool_replicas, api, namespace, name) == value
+
+    await async_wait_until(probe, timeout=within, interval=0.1, what=f"replicas {value}")
+    return time.monotonic() - start
+
+
+async def serving(
+    runner: RunnerProcess, namespace: str, name: str, count: int, within: float = 90
+) -> set[str]:
+    """The pods once exactly `count` agent processes serve the pool (none draining)."""
+    pods = await asyncio.to_thread(runner.wait_serving, namespace, name, count, timeout=within)
+    return {p.pod for p in pods}
+
+
+@dataclass
+class ReplicaTrace:
+    """The pool's spec.replicas over time (monotonic seconds), read every 100 ms while
+    watched: what the tests assert on when a pool must hold its size for a while."""
+
+    api: client.ApiClient
+    namespace: str
+    name: str
+    samples: list[tuple[float, int | None]] = field(default_factory=list)
+
+    async def _watch(self) -> None:
+        while True:
+            value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
+            self.samples.append((time.monotonic(), value))
+            await asyncio.sleep(0.1)
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[ReplicaTrace]:
+        task = asyncio.create_task(self._watch())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def since(self, start: float) -> list[tuple[float, int | None]]:
+        """The samples taken at or after `start`, as (seconds after `start`, replicas)."""
+        return [(at - start, value) for at, value in self.samples if at >= start]
+
+    def first_other_than(self, start: float, value: int) -> float | None:
+        """Seconds after `start` of the first sample other than `value` (None: none yet)."""
+        return next((at for at, found in self.since(start) if found != value), None)
+
+    async def holds(self, value: int, seconds: float) -> None:
+        """The pool has `value` replicas now and keeps them for `seconds`."""
+        start = time.monotonic()
+
+        async def left() -> bool:
+            return self.first_other_than(start, value) is not None
+
+        # Waiting for the size to leave `value`: the deadline passing is the success.
+        with contextlib.suppress(ConditionTimeoutError):
+            await async_wait_until(left, timeout=seconds, interval=0.1)
+        seen = self.since(start)
+        assert len(seen) >= 2, f"no replicas read while holding: {seen}"
+        assert all(found == value for _, found in seen), (
+            f"replicas left {value} within {seconds}s: {seen}"
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,317 @@
+"""The operator's autoscaler under faults, end to end: real agent processes (the pod
+runner), a real Redis, the scripted model with a think time, and callers sending
+/v1/chat through the pool's front port (tests/support/load_generator.py).
+
+- Redis stopped while callers run turns: the pool holds its size and says so (condition
+  and Event), the agents answer 503 (not 500) on what needs Redis; Redis back on the same
+  port: the agents publish their load again and the pool scales on it again.
+- Pause holds the size under a load that would scale it; a pin sets the size, and that
+  many real pods serve turns.
+- minReplicas 0: the pool idles to no pod (and no agent process); a task put on its
+  queue wakes it, a real agent runs it and stores the result, and the pool goes back
+  to 0.
+- The operator SIGKILLed mid-run and started again: no scale-down before a full
+  scale-down window of samples after the restart, then a normal one.
+
+test_autoscaler.py shows the same rules with simulated replicas (exact control of the
+load); test_autoscaling_e2e.py the load step, scale-down and return to the minimum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import redis
+from kubernetes import client
+
+from agent_runtime.config.identity import PoolIdentity
+from agent_runtime.tasks import TaskStatus
+from hack.pod_runner import RunnerProcess, pod_runner_process
+from tests.integration.crd_install import install_crds
+from tests.support.cluster import Cluster
+from tests.support.load_generator import LoadGenerator
+from tests.support.operator_process import operator_running, start_operator, stop_operator
+from tests.support.redis_server import RedisServer
+from tests.support.scripted_model import scripted_model_process
+from tests.support.served_pool import (
+    TOKEN,
+    ReplicaTrace,
+    annotate_pool,
+    create_served_pool,
+    event_reasons,
+    load_samples,
+    pool_condition,
+    replicas_become,
+    serving,
+    short_windows,
+)
+from tests.support.tasks import task_queue
+from tests.support.wait import async_wait_until
+
+POOL = "faults"
+THINK_SECONDS = 1.0
+"""The scripted model's time to answer: what makes a turn last, as an LLM's would."""
+CONCURRENCY = 4
+"""Turns per replica; the target is 50 %: 2 callers per replica."""
+SCALE_DOWN_WINDOW = 4.0
+COOLDOWN = 3.0
+"""short_windows()'s scaleDownWindowSeconds and cooldownPeriodSeconds."""
+PAUSED = "agentpool.dev/paused"
+PINNED = "agentpool.dev/paused-replicas"
+"""The operator's annotations (operator/agentpool_operator/api/agentpool.py)."""
+
+
+@contextlib.contextmanager
+def agents(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, RunnerProcess]]:
+    """The scripted model and the pod runner: (model URL, runner)."""
+    install_crds(cluster)
+    with (
+        scripted_model_process(tmp_path / "model.log", think_seconds=THINK_SECONDS) as model,
+        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
+    ):
+        yield model, runner
+
+
+async def condition_is(
+    api: client.ApiClient, namespace: str, expected: tuple[str, str], within: float = 15
+) -> None:
+    """Wait until the pool's ScalingActive condition is (status, reason)."""
+
+    async def probe() -> bool:
+        found = await asyncio.to_thread(pool_condition, api, namespace, POOL, "ScalingActive")
+        return found == expected
+
+    await async_wait_until(probe, timeout=within, interval=0.2, what=f"ScalingActive {expected}")
+
+
+def process_gone(pid: int) -> bool:
+    """No process with this id (not even one waiting to be reaped)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+async def test_redis_stopped_mid_run_holds_the_pool_agents_answer_503_then_it_recovers(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    # The test's own Redis: stopping the session's would pull it from under other tests.
+    own = RedisServer()
+    own.start()
+    try:
+        with (
+            agents(cluster, namespace, tmp_path) as (model, runner),
+            operator_running(cluster, [namespace], tmp_path / "operator.log"),
+        ):
+            create_served_pool(
+                kube_api,
+                namespace,
+                POOL,
+                model,
+                own.url,
+                concurrency=CONCURRENCY,
+                scaling=short_windows(),
+            )
+            front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+            await serving(runner, namespace, POOL, 1)
+            trace = ReplicaTrace(kube_api, namespace, POOL)
+            async with LoadGenerator(front, TOKEN) as load, trace.watching():
+                # 4 callers fill one replica (100 %, twice the target): 2 replicas.
+                load.set_users(4)
+                await replicas_become(kube_api, namespace, POOL, 2, within=30)
+                await serving(runner, namespace, POOL, 2)
+                await condition_is(kube_api, namespace, ("True", "LoadRead"))
+                answered_before = load.stats.ok
+
+                own.stop()  # while the callers run turns
+                await condition_is(kube_api, namespace, ("False", "LoadUnavailable"))
+                pods = await asyncio.to_thread(runner.serving, namespace, POOL)
+                assert len(pods) == 2, pods
+                async with httpx.AsyncClient(
+                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+                ) as agent:
+                    for pod in pods:
+                        # Enqueueing a task needs Redis: refused, with the one error shape.
+                        answer = await agent.post(f"{pod.url}/v1/tasks", json={"input": "hi"})
+                        assert answer.status_code == 503, (pod.pod, answer.text)
+                        assert answer.json()["error"]["type"], answer.text
+                        # A turn is answered from working memory or refused: never a 500.
+                        answer = await agent.post(f"{pod.url}/v1/chat", json={"message": "hi"})
+                        assert answer.status_code in (200, 503), (pod.pod, answer.text)
+
+                # The callers stop: an autoscaler that read the load would now go to 1
+                # within a scale-down window (and cooldown). Without Redis it holds 2.
+                load.set_users(0)
+                await trace.holds(2, seconds=SCALE_DOWN_WINDOW + COOLDOWN + 2)
+
+                own.start()  # the same port, as a restarted Redis comes back
+                names = {p.pod for p in pods}
+
+                async def republished() -> bool:
+                    with redis.Redis.from_url(own.url, decode_responses=True) as conn:
+                        samples = await asyncio.to_thread(load_samples, conn, namespace, POOL)
+                    return names <= set(samples)
+
+                await async_wait_until(republished, timeout=15, what="load samples again")
+                await condition_is(kube_api, namespace, ("True", "LoadRead"))
+                await load.drain()
+                # Scaling on load again: the idle pool goes back to its minimum.
+                await replicas_become(kube_api, namespace, POOL, 1, within=30)
+                await serving(runner, namespace, POOL, 1)
+            assert load.stats.failed == [], load.stats.failed
+            assert load.stats.ok > answered_before, load.stats
+            reasons = await asyncio.to_thread(event_reasons, kube_api, namespace)
+            assert {"LoadUnavailable", "ScalingResumed", "ScaledDown"} <= reasons, reasons
+    finally:
+        own.cleanup()
+    print(f"\nturns: {load.stats.ok} answered, {load.stats.refused} 503s retried, 0 failed")
+
+
+async def test_pause_holds_under_load_and_a_pin_sets_the_pods_that_serve(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
+) -> None:
+    with (
+        agents(cluster, namespace, tmp_path) as (model, runner),
+        operator_running(cluster, [namespace], tmp_path / "operator.log"),
+    ):
+        create_served_pool(
+            kube_api,
+            namespace,
+            POOL,
+            model,
+            redis_url,
+            concurrency=CONCURRENCY,
+            scaling=short_windows(),
+        )
+        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+        (first,) = await serving(runner, namespace, POOL, 1)
+        annotate_pool(kube_api, namespace, POOL, {PAUSED: "true"})
+        await condition_is(kube_api, namespace, ("False", "Paused"))
+        trace = ReplicaTrace(kube_api, namespace, POOL)
+        async with LoadGenerator(front, TOKEN) as load, trace.watching():
+            # 8 callers on 4 slots: unpaused, this is 4 replicas within seconds.
+            load.set_users(8)
+
+            async def full() -> bool:
+                with redis.Redis.from_url(redis_url, decode_responses=True) as conn:
+                    samples = await asyncio.to_thread(load_samples, conn, namespace, POOL)
+                return first in samples and samples[first].active_turns == CONCURRENCY
+
+            await async_wait_until(full, timeout=15, what="the one replica full")
+            await trace.holds(1, seconds=5)
+
+            annotate_pool(kube_api, namespace, POOL, {PAUSED: None, PINNED: "3"})
+            await replicas_become(kube_api, namespace, POOL, 3, within=10)
+            await condition_is(kube_api, namespace, ("False", "Pinned"))
+            pods = await serving(runner, namespace, POOL, 3)
+            served = {
+                p.pod: p.served for p in await asyncio.to_thread(runner.serving, namespace, POOL)
+            }
+
+            async def all_take_turns() -> bool:
+                now = await asyncio.to_thread(runner.serving, namespace, POOL)
+                return all(p.served > served[p.pod] for p in now) and len(now) == 3
+
+            await async_wait_until(all_take_turns, timeout=20, what=f"turns on {sorted(pods)}")
+            # 8 callers ask for 4: the pin holds 3.
+            await trace.holds(3, seconds=4)
+
+            annotate_pool(kube_api, namespace, POOL, {PINNED: None})
+            await replicas_become(kube_api, namespace, POOL, 4, within=15)
+            await condition_is(kube_api, namespace, ("True", "LoadRead"))
+            load.set_users(0)
+        assert load.stats.failed == [], load.stats.failed
+
+
+async def test_from_zero_a_queued_task_wakes_the_pool_a_real_agent_runs_it_and_back_to_zero(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
+) -> None:
+    with (
+        agents(cluster, namespace, tmp_path) as (model, runner),
+        operator_running(cluster, [namespace], tmp_path / "operator.log"),
+    ):
+        scaling = short_windows(min_replicas=0, max_replicas=2, signal="ActiveTurnsAndQueuedTasks")
+        create_served_pool(
+            kube_api, namespace, POOL, model, redis_url, concurrency=CONCURRENCY, scaling=scaling
+        )
+        # A new pool starts with one replica (it answers its first request), then idles.
+        (first,) = await asyncio.to_thread(runner.wait_serving, namespace, POOL, 1, timeout=90)
+        assert first.pid is not None
+        await replicas_become(kube_api, namespace, POOL, 0, within=30)
+        await serving(runner, namespace, POOL, 0)
+        await async_wait_until(lambda: _gone(first.pid), timeout=15, what="the agent exits")
+
+        identity = PoolIdentity(namespace=namespace, name=POOL)
+        async with task_queue(redis_url, pool=identity) as queue:
+            enqueued = await queue.enqueue("load", "wake up")
+            woke = await replicas_become(kube_api, namespace, POOL, 1, within=15)
+            (agent,) = await asyncio.to_thread(runner.wait_serving, namespace, POOL, 1, timeout=60)
+
+            async def done() -> bool:
+                record = await queue.get(enqueued.id, tenant="load")
+                assert record.status not in (TaskStatus.FAILED, TaskStatus.DEAD), record
+                return record.status == TaskStatus.SUCCEEDED
+
+            await async_wait_until(done, timeout=60, interval=0.2, what="the task done")
+            record = await queue.get(enqueued.id, tenant="load")
+        assert isinstance(record.result, dict), record
+        assert record.result["answer"] == "echo: wake up", record.result
+
+        assert agent.pid is not None
+        await replicas_become(kube_api, namespace, POOL, 0, within=30)
+        await serving(runner, namespace, POOL, 0)
+        await async_wait_until(lambda: _gone(agent.pid), timeout=15, what="the agent exits")
+    print(f"\nwoken {woke:.1f}s after the task was queued")
+
+
+async def _gone(pid: int | None) -> bool:
+    assert pid is not None
+    return process_gone(pid)
+
+
+async def test_operator_killed_mid_run_waits_a_full_window_before_scaling_down(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
+) -> None:
+    window = 10.0
+    with agents(cluster, namespace, tmp_path) as (model, runner):
+        create_served_pool(
+            kube_api,
+            namespace,
+            POOL,
+            model,
+            redis_url,
+            concurrency=CONCURRENCY,
+            scaling=short_windows(scaleDownWindowSeconds=window),
+        )
+        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+        trace = ReplicaTrace(kube_api, namespace, POOL)
+        async with LoadGenerator(front, TOKEN) as load, trace.watching():
+            first = await asyncio.to_thread(
+                start_operator, cluster, [namespace], tmp_path / "operator-1.log"
+            )
+            try:
+                await serving(runner, namespace, POOL, 1)
+                load.set_users(8)
+                await replicas_become(kube_api, namespace, POOL, 4, within=40)
+                await serving(runner, namespace, POOL, 4)
+            finally:
+                stop_operator(first, kill=True)  # mid-run: 8 callers hold turns
+            assert first.proc.returncode == -9, first.proc.returncode
+            # Idle while no operator runs: the next one finds 4 replicas and no load.
+            await load.drain()
+            restarted = time.monotonic()
+            second = await asyncio.to_thread(
+                start_operator, cluster, [namespace], tmp_path / "operator-2.log"
+            )
+            try:
+                await replicas_become(kube_api, namespace, POOL, 1, within=window + 30)
+            finally:
+                stop_operator(second)
+        held = trace.first_other_than(restarted, 4)
+        assert held is not None
+        before = [(round(t, 1), v) for t, v in trace.since(restarted) if t < window]
+        assert held >= window, f"scaled down {held:.1f}s after the restart: {before}"
+        assert load.stats.failed == [], load.stats.failed
+    print(f"\nafter the restart: 4 replicas held {held:.1f}s (window {window:.0f}s), then 1")
