@@ -178,11 +178,16 @@ class ReplicaTrace:
     namespace: str
     name: str
     samples: list[tuple[float, int | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     async def _watch(self) -> None:
         while True:
-            value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
-            self.samples.append((time.monotonic(), value))
+            try:
+                value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
+            except client.ApiException as exc:  # a hiccup of the API server: not a sample
+                self.errors.append(f"{exc.status} {exc.reason}")
+            else:
+                self.samples.append((time.monotonic(), value))
             await asyncio.sleep(0.1)
 
     @contextlib.asynccontextmanager
@@ -193,7 +198,7 @@ class ReplicaTrace:
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await task  # re-raises what stopped the watch early, if anything did
 
     def since(self, start: float) -> list[tuple[float, int | None]]:
         """The samples taken at or after `start`, as (seconds after `start`, replicas)."""
@@ -202,6 +207,16 @@ class ReplicaTrace:
     def first_other_than(self, start: float, value: int) -> float | None:
         """Seconds after `start` of the first sample other than `value` (None: none yet)."""
         return next((at for at, found in self.since(start) if found != value), None)
+
+    async def reaches(self, value: int, within: float) -> float:
+        """Seconds until a sample taken from now on reads `value` (the trace has it then)."""
+        start = time.monotonic()
+
+        async def seen() -> bool:
+            return any(found == value for _, found in self.since(start))
+
+        await async_wait_until(seen, timeout=within, interval=0.1, what=f"replicas {value}")
+        return time.monotonic() - start
 
     async def holds(self, value: int, seconds: float) -> None:
         """The pool has `value` replicas now and keeps them for `seconds`."""
