@@ -19,24 +19,19 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import redis
 from kubernetes import client
 
-from hack.pod_runner import pod_runner_process
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.load_generator import LoadGenerator
-from tests.support.operator_process import operator_running
-from tests.support.scripted_model import scripted_model_process
 from tests.support.served_pool import (
     TOKEN,
-    create_served_pool,
-    load_samples,
+    PeakTurns,
     replicas_become,
+    serve_pool,
     serving,
     short_windows,
 )
@@ -47,33 +42,6 @@ THINK_SECONDS = 1.0
 """The scripted model's time to answer: what makes a turn last, as an LLM's would."""
 CONCURRENCY = 4
 """Turns per replica; the target is 50 %: 2 callers per replica."""
-
-
-class PeakTurns:
-    """The most turns each pod reported running in its Redis sample while watched."""
-
-    def __init__(self, redis_url: str, namespace: str, pool: str) -> None:
-        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
-        self._where = (namespace, pool)
-        self.peak: dict[str, int] = {}
-
-    async def _watch(self) -> None:
-        while True:
-            samples = await asyncio.to_thread(load_samples, self._redis, *self._where)
-            for pod, sample in samples.items():
-                self.peak[pod] = max(self.peak.get(pod, 0), sample.active_turns)
-            await asyncio.sleep(0.2)
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[PeakTurns]:
-        task = asyncio.create_task(self._watch())
-        try:
-            yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._redis.close()
 
 
 def drain_events(workdir: Path) -> list[dict[str, Any]]:
@@ -96,25 +64,21 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
     tmp_path: Path,
 ) -> None:
     install_crds(cluster)
-    workdir = tmp_path / "runner"
-    with (
-        scripted_model_process(tmp_path / "model.log", think_seconds=THINK_SECONDS) as model,
-        operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(cluster.kubeconfig, [namespace], workdir) as runner,
-    ):
-        create_served_pool(
-            kube_api,
-            namespace,
-            POOL,
-            model,
-            redis_url,
-            concurrency=CONCURRENCY,
-            scaling=short_windows(),
-        )
-        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+    with serve_pool(
+        cluster,
+        kube_api,
+        namespace,
+        POOL,
+        tmp_path,
+        redis_url,
+        scaling=short_windows(),
+        concurrency=CONCURRENCY,
+        think_seconds=THINK_SECONDS,
+    ) as served:
+        runner = served.runner
         first = await serving(runner, namespace, POOL, 1)
         async with (
-            LoadGenerator(front, TOKEN) as load,
+            LoadGenerator(served.front, TOKEN) as load,
             PeakTurns(redis_url, namespace, POOL).watching() as turns,
         ):
             # (a) The step: 8 callers, 1 replica of 4 slots. Demand is turns running, and
@@ -156,7 +120,7 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
         assert load.stats.ok >= 20, load.stats
         # The agents themselves say they were asked to drain with turns running; those
         # turns are among the 200s above.
-        scale_downs = [e for e in drain_events(workdir) if e.get("reason") == "scale-down"]
+        scale_downs = [e for e in drain_events(runner.workdir) if e.get("reason") == "scale-down"]
         assert any(e["active_turns"] >= 1 for e in scale_downs), scale_downs
     print(
         f"\nstep to replicas written (1 -> 2) {first_up_seconds:.1f}s, to 4 pods serving "

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -33,22 +34,21 @@ from kubernetes import client
 
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.tasks import TaskStatus
-from hack.pod_runner import RunnerProcess, pod_runner_process
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.load_generator import LoadGenerator
-from tests.support.operator_process import operator_running, start_operator, stop_operator
+from tests.support.operator_process import start_operator, stop_operator
 from tests.support.redis_server import RedisServer
-from tests.support.scripted_model import scripted_model_process
 from tests.support.served_pool import (
     TOKEN,
     ReplicaTrace,
+    ServedPool,
     annotate_pool,
-    create_served_pool,
     event_reasons,
     load_samples,
     pool_condition,
     replicas_become,
+    serve_pool,
     serving,
     short_windows,
 )
@@ -69,14 +69,31 @@ PINNED = "agentpool.dev/paused-replicas"
 
 
 @contextlib.contextmanager
-def agents(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, RunnerProcess]]:
-    """The scripted model and the pod runner: (model URL, runner)."""
+def pool_served(
+    cluster: Cluster,
+    api: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    redis_url: str,
+    scaling: dict[str, Any],
+    *,
+    operator: bool = True,
+) -> Iterator[ServedPool]:
+    """The pool served by real agent processes (the pod runner's), its CRDs installed."""
     install_crds(cluster)
-    with (
-        scripted_model_process(tmp_path / "model.log", think_seconds=THINK_SECONDS) as model,
-        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
-    ):
-        yield model, runner
+    with serve_pool(
+        cluster,
+        api,
+        namespace,
+        POOL,
+        tmp_path,
+        redis_url,
+        scaling=scaling,
+        concurrency=CONCURRENCY,
+        think_seconds=THINK_SECONDS,
+        operator=operator,
+    ) as pool:
+        yield pool
 
 
 async def condition_is(
@@ -135,20 +152,9 @@ async def test_redis_stopped_mid_run_holds_the_pool_agents_answer_503_then_it_re
     own = RedisServer()
     own.start()
     try:
-        with (
-            agents(cluster, namespace, tmp_path) as (model, runner),
-            operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        ):
-            create_served_pool(
-                kube_api,
-                namespace,
-                POOL,
-                model,
-                own.url,
-                concurrency=CONCURRENCY,
-                scaling=short_windows(),
-            )
-            front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+        scaling = short_windows()
+        with pool_served(cluster, kube_api, namespace, tmp_path, own.url, scaling) as pool:
+            runner, front = pool.runner, pool.front
             await serving(runner, namespace, POOL, 1)
             trace = ReplicaTrace(kube_api, namespace, POOL)
             # Turns refused while Redis is down are retried (503); a shorter give-up than
@@ -212,20 +218,9 @@ async def test_redis_stopped_mid_run_holds_the_pool_agents_answer_503_then_it_re
 async def test_pause_holds_under_load_and_a_pin_sets_the_pods_that_serve(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
 ) -> None:
-    with (
-        agents(cluster, namespace, tmp_path) as (model, runner),
-        operator_running(cluster, [namespace], tmp_path / "operator.log"),
-    ):
-        create_served_pool(
-            kube_api,
-            namespace,
-            POOL,
-            model,
-            redis_url,
-            concurrency=CONCURRENCY,
-            scaling=short_windows(),
-        )
-        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+    scaling = short_windows()
+    with pool_served(cluster, kube_api, namespace, tmp_path, redis_url, scaling) as pool:
+        runner, front = pool.runner, pool.front
         (first,) = await serving(runner, namespace, POOL, 1)
         annotate_pool(kube_api, namespace, POOL, {PAUSED: "true"})
         await condition_is(kube_api, namespace, ("False", "Paused"))
@@ -246,13 +241,13 @@ async def test_pause_holds_under_load_and_a_pin_sets_the_pods_that_serve(
             await replicas_become(kube_api, namespace, POOL, 3, within=10)
             await condition_is(kube_api, namespace, ("False", "Pinned"))
             pods = await serving(runner, namespace, POOL, 3)
-            served = {
+            before = {
                 p.pod: p.served for p in await asyncio.to_thread(runner.serving, namespace, POOL)
             }
 
             async def all_take_turns() -> bool:
                 now = await asyncio.to_thread(runner.serving, namespace, POOL)
-                return all(p.served > served[p.pod] for p in now) and len(now) == 3
+                return all(p.served > before[p.pod] for p in now) and len(now) == 3
 
             await async_wait_until(all_take_turns, timeout=20, what=f"turns on {sorted(pods)}")
             # 8 callers ask for 4: the pin holds 3.
@@ -268,14 +263,9 @@ async def test_pause_holds_under_load_and_a_pin_sets_the_pods_that_serve(
 async def test_from_zero_a_queued_task_wakes_the_pool_a_real_agent_runs_it_and_back_to_zero(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
 ) -> None:
-    with (
-        agents(cluster, namespace, tmp_path) as (model, runner),
-        operator_running(cluster, [namespace], tmp_path / "operator.log"),
-    ):
-        scaling = short_windows(min_replicas=0, max_replicas=2, signal="ActiveTurnsAndQueuedTasks")
-        create_served_pool(
-            kube_api, namespace, POOL, model, redis_url, concurrency=CONCURRENCY, scaling=scaling
-        )
+    scaling = short_windows(min_replicas=0, max_replicas=2, signal="ActiveTurnsAndQueuedTasks")
+    with pool_served(cluster, kube_api, namespace, tmp_path, redis_url, scaling) as pool:
+        runner = pool.runner
         # A new pool starts with one replica (it answers its first request), then idles.
         (first,) = await asyncio.to_thread(runner.wait_serving, namespace, POOL, 1, timeout=90)
         assert first.pid is not None
@@ -315,17 +305,12 @@ async def test_operator_killed_mid_run_waits_a_full_window_before_scaling_down(
     cluster: Cluster, kube_api: client.ApiClient, namespace: str, redis_url: str, tmp_path: Path
 ) -> None:
     window = 8.0
-    with agents(cluster, namespace, tmp_path) as (model, runner):
-        create_served_pool(
-            kube_api,
-            namespace,
-            POOL,
-            model,
-            redis_url,
-            concurrency=CONCURRENCY,
-            scaling=short_windows(max_replicas=3, scaleDownWindowSeconds=window),
-        )
-        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
+    scaling = short_windows(max_replicas=3, scaleDownWindowSeconds=window)
+    # No operator yet: this test starts (and kills) its own.
+    with pool_served(
+        cluster, kube_api, namespace, tmp_path, redis_url, scaling, operator=False
+    ) as pool:
+        runner, front = pool.runner, pool.front
         trace = ReplicaTrace(kube_api, namespace, POOL)
         async with LoadGenerator(front, TOKEN) as load, trace.watching():
             first = await asyncio.to_thread(

@@ -5,10 +5,14 @@ tests and benchmark.
     create_served_pool(api, "ns", "support", model_url, redis_url, scaling={...})
     # then: pod_runner_process(...) front, LoadGenerator(front, TOKEN)
 
+    with serve_pool(cluster, api, "ns", "support", work, redis_url, scaling=...) as served:
+        # the scripted model, the operator (unless operator=False), the pod runner
+        ...LoadGenerator(served.front, TOKEN)
+
 Each replica takes `concurrency` turns at once; the scripted model's think time is what
 makes a turn last. `short_windows()` is a mode-Operator scaling section whose windows are
-seconds; `replicas_become`, `serving`, `ReplicaTrace` and `pool_condition` are how the
-tests watch what the autoscaler did.
+seconds; `replicas_become`, `serving`, `ReplicaTrace`, `PeakTurns` and `pool_condition`
+are how the tests watch what the autoscaler did.
 """
 
 from __future__ import annotations
@@ -17,16 +21,21 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
+import redis
 import yaml
 from kubernetes import client
 
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import load_key
-from hack.pod_runner import RunnerProcess
+from hack.pod_runner import RunnerProcess, pod_runner_process
+from tests.support.cluster import Cluster
+from tests.support.operator_process import operator_running
+from tests.support.scripted_model import scripted_model_process
 from tests.support.wait import ConditionTimeoutError, async_wait_until
 
 GROUP, VERSION, PLURAL = "agentpool.dev", "v1alpha1", "agentpools"
@@ -37,17 +46,18 @@ def short_windows(
     *,
     min_replicas: int = 1,
     max_replicas: int = 4,
-    signal: str = "ActiveTurns",
+    signal: str | None = "ActiveTurns",
     **operator: Any,
 ) -> dict[str, Any]:
     """Mode Operator with windows of seconds (the defaults wait a minute and more);
-    `operator` overrides its settings (e.g. scaleDownWindowSeconds=8)."""
+    `operator` overrides its settings (e.g. scaleDownWindowSeconds=8); signal None
+    leaves the API's default."""
     return {
         "mode": "Operator",
         "minReplicas": min_replicas,
         "maxReplicas": max_replicas,
         "operator": {
-            "signal": signal,
+            **({"signal": signal} if signal is not None else {}),
             "targetLoadPercent": 50,
             "scaleDownLoadPercent": 30,
             "scaleUpWindowSeconds": 1,
@@ -110,6 +120,47 @@ def create_served_pool(
     )
 
 
+@dataclass(frozen=True)
+class ServedPool:
+    model: str
+    """The scripted model's URL."""
+    runner: RunnerProcess
+    front: str
+    """The pool's front port (the pod runner's), where callers send their turns."""
+
+
+@contextlib.contextmanager
+def serve_pool(
+    cluster: Cluster,
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    workdir: Path,
+    redis_url: str,
+    *,
+    scaling: dict[str, Any],
+    concurrency: int = 4,
+    think_seconds: float = 1.0,
+    operator: bool = True,
+) -> Iterator[ServedPool]:
+    """The scripted model (`think_seconds` per answer), the operator (unless told not
+    to: a test that kills it starts its own), the pod runner, and the pool (its CRDs
+    installed already). Everything started here is stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(
+            scripted_model_process(workdir / "model.log", think_seconds=think_seconds)
+        )
+        if operator:
+            stack.enter_context(operator_running(cluster, [namespace], workdir / "operator.log"))
+        runner = stack.enter_context(
+            pod_runner_process(cluster.kubeconfig, [namespace], workdir / "runner")
+        )
+        create_served_pool(
+            api, namespace, name, model, redis_url, concurrency=concurrency, scaling=scaling
+        )
+        yield ServedPool(model, runner, runner.front_url(namespace, name))
+
+
 def pool_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:
     """The pool's spec.replicas (what an autoscaler wrote)."""
     pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
@@ -169,8 +220,58 @@ async def serving(
     return {p.pod for p in pods}
 
 
+class BackgroundWatch:
+    """A look at something every `interval` seconds, beside the test, while `watching()`
+    (an error that stops it is raised when the block ends)."""
+
+    interval = 0.1
+
+    async def look(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the looks used (called when watching ends)."""
+
+    async def _watch(self) -> None:
+        while True:
+            await self.look()
+            await asyncio.sleep(self.interval)
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[Self]:
+        task = asyncio.create_task(self._watch())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                self.close()
+
+
+class PeakTurns(BackgroundWatch):
+    """The most turns each pod reported running in its Redis sample while watched."""
+
+    interval = 0.2
+
+    def __init__(self, redis_url: str, namespace: str, pool: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._where = (namespace, pool)
+        self.peak: dict[str, int] = {}
+
+    async def look(self) -> None:
+        samples = await asyncio.to_thread(load_samples, self._redis, *self._where)
+        for pod, sample in samples.items():
+            self.peak[pod] = max(self.peak.get(pod, 0), sample.active_turns)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
 @dataclass
-class ReplicaTrace:
+class ReplicaTrace(BackgroundWatch):
     """The pool's spec.replicas over time (monotonic seconds), read every 100 ms while
     watched: what the tests assert on when a pool must hold its size for a while."""
 
@@ -180,25 +281,13 @@ class ReplicaTrace:
     samples: list[tuple[float, int | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    async def _watch(self) -> None:
-        while True:
-            try:
-                value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
-            except client.ApiException as exc:  # a hiccup of the API server: not a sample
-                self.errors.append(f"{exc.status} {exc.reason}")
-            else:
-                self.samples.append((time.monotonic(), value))
-            await asyncio.sleep(0.1)
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[ReplicaTrace]:
-        task = asyncio.create_task(self._watch())
+    async def look(self) -> None:
         try:
-            yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # re-raises what stopped the watch early, if anything did
+            value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
+        except client.ApiException as exc:  # a hiccup of the API server: not a sample
+            self.errors.append(f"{exc.status} {exc.reason}")
+        else:
+            self.samples.append((time.monotonic(), value))
 
     def since(self, start: float) -> list[tuple[float, int | None]]:
         """The samples taken at or after `start`, as (seconds after `start`, replicas)."""
