@@ -28,6 +28,7 @@ from tests.support.cluster import Cluster
 from tests.support.operator_process import OperatorProcess, operator_running
 from tests.support.redis_server import RedisServer
 from tests.support.replicas import SimulatedReplicas
+from tests.support.served_pool import short_windows
 from tests.support.wait import async_wait_until
 
 GROUP, VERSION = "agentpool.dev", "v1alpha1"
@@ -42,20 +43,6 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
 
 
 def _pool_spec(redis_url: str, *, min_replicas: int = 1, **operator: Any) -> dict[str, Any]:
-    settings = {
-        "targetLoadPercent": 50,
-        "scaleDownLoadPercent": 30,
-        "scaleUpWindowSeconds": 1,
-        "scaleDownWindowSeconds": 4,
-        "cooldownPeriodSeconds": 3,
-        "behavior": {
-            "scaleDown": {
-                "stabilizationWindowSeconds": 0,
-                "policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}],
-            }
-        },
-        **operator,
-    }
     return {
         "domain": "support",
         "instructions": "Help.",
@@ -66,12 +53,10 @@ def _pool_spec(redis_url: str, *, min_replicas: int = 1, **operator: Any) -> dic
         },
         "concurrencyPerReplica": CAPACITY,
         "memory": {"redis": {"url": redis_url}},
-        "scaling": {
-            "mode": "Operator",
-            "minReplicas": min_replicas,
-            "maxReplicas": 5,
-            "operator": settings,
-        },
+        # The API's default signal: queued tasks count (the zero-and-back test needs it).
+        "scaling": short_windows(
+            min_replicas=min_replicas, max_replicas=5, signal=None, **operator
+        ),
     }
 
 

@@ -19,20 +19,22 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import redis
 from kubernetes import client
 
-from hack.pod_runner import RunnerProcess, pod_runner_process
 from tests.integration.crd_install import install_crds
 from tests.support.cluster import Cluster
 from tests.support.load_generator import LoadGenerator
-from tests.support.operator_process import operator_running
-from tests.support.scripted_model import scripted_model_process
-from tests.support.served_pool import TOKEN, create_served_pool, load_samples, pool_replicas
+from tests.support.served_pool import (
+    TOKEN,
+    PeakTurns,
+    replicas_become,
+    serve_pool,
+    serving,
+    short_windows,
+)
 from tests.support.wait import async_wait_until
 
 POOL = "support"
@@ -40,74 +42,6 @@ THINK_SECONDS = 1.0
 """The scripted model's time to answer: what makes a turn last, as an LLM's would."""
 CONCURRENCY = 4
 """Turns per replica; the target is 50 %: 2 callers per replica."""
-
-
-def scaling() -> dict[str, Any]:
-    """Mode Operator with short windows (the defaults wait a minute and more)."""
-    return {
-        "mode": "Operator",
-        "minReplicas": 1,
-        "maxReplicas": 4,
-        "operator": {
-            "signal": "ActiveTurns",
-            "targetLoadPercent": 50,
-            "scaleDownLoadPercent": 30,
-            "scaleUpWindowSeconds": 1,
-            "scaleDownWindowSeconds": 4,
-            "cooldownPeriodSeconds": 3,
-            "behavior": {
-                "scaleDown": {
-                    "stabilizationWindowSeconds": 0,
-                    "policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}],
-                }
-            },
-        },
-    }
-
-
-class PeakTurns:
-    """The most turns each pod reported running in its Redis sample while watched."""
-
-    def __init__(self, redis_url: str, namespace: str, pool: str) -> None:
-        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
-        self._where = (namespace, pool)
-        self.peak: dict[str, int] = {}
-
-    async def _watch(self) -> None:
-        while True:
-            samples = await asyncio.to_thread(load_samples, self._redis, *self._where)
-            for pod, sample in samples.items():
-                self.peak[pod] = max(self.peak.get(pod, 0), sample.active_turns)
-            await asyncio.sleep(0.2)
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[PeakTurns]:
-        task = asyncio.create_task(self._watch())
-        try:
-            yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._redis.close()
-
-
-async def replicas_become(
-    api: client.ApiClient, namespace: str, value: int, within: float
-) -> float:
-    """Seconds until the pool's spec.replicas is `value`."""
-    start = time.monotonic()
-
-    async def probe() -> bool:
-        return await asyncio.to_thread(pool_replicas, api, namespace, POOL) == value
-
-    await async_wait_until(probe, timeout=within, interval=0.1, what=f"replicas {value}")
-    return time.monotonic() - start
-
-
-async def serving(runner: RunnerProcess, namespace: str, count: int) -> set[str]:
-    pods = await asyncio.to_thread(runner.wait_serving, namespace, POOL, count, timeout=90)
-    return {p.pod for p in pods}
 
 
 def drain_events(workdir: Path) -> list[dict[str, Any]]:
@@ -130,19 +64,21 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
     tmp_path: Path,
 ) -> None:
     install_crds(cluster)
-    workdir = tmp_path / "runner"
-    with (
-        scripted_model_process(tmp_path / "model.log", think_seconds=THINK_SECONDS) as model,
-        operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(cluster.kubeconfig, [namespace], workdir) as runner,
-    ):
-        create_served_pool(
-            kube_api, namespace, POOL, model, redis_url, concurrency=CONCURRENCY, scaling=scaling()
-        )
-        front = await asyncio.to_thread(runner.front_url, namespace, POOL)
-        first = await serving(runner, namespace, 1)
+    with serve_pool(
+        cluster,
+        kube_api,
+        namespace,
+        POOL,
+        tmp_path,
+        redis_url,
+        scaling=short_windows(),
+        concurrency=CONCURRENCY,
+        think_seconds=THINK_SECONDS,
+    ) as served:
+        runner = served.runner
+        first = await serving(runner, namespace, POOL, 1)
         async with (
-            LoadGenerator(front, TOKEN) as load,
+            LoadGenerator(served.front, TOKEN) as load,
             PeakTurns(redis_url, namespace, POOL).watching() as turns,
         ):
             # (a) The step: 8 callers, 1 replica of 4 slots. Demand is turns running, and
@@ -150,9 +86,9 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
             # its 50 % target, and doubles; 2 replicas full again: 4 (8 callers at 50 %).
             started = time.monotonic()
             load.set_users(8)
-            first_up_seconds = await replicas_become(kube_api, namespace, 2, within=15)
-            await replicas_become(kube_api, namespace, 4, within=60)
-            now_serving = await serving(runner, namespace, 4)
+            first_up_seconds = await replicas_become(kube_api, namespace, POOL, 2, within=15)
+            await replicas_become(kube_api, namespace, POOL, 4, within=60)
+            now_serving = await serving(runner, namespace, POOL, 4)
             all_serving_seconds = time.monotonic() - started
             new = now_serving - first
             assert len(new) == 3, (first, now_serving)
@@ -171,20 +107,20 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
             # pods removed hold a turn when they are asked to drain.
             load.message = "slow 4"
             load.set_users(4)
-            down_seconds = await replicas_become(kube_api, namespace, 2, within=40)
-            await serving(runner, namespace, 2)
+            down_seconds = await replicas_become(kube_api, namespace, POOL, 2, within=40)
+            await serving(runner, namespace, POOL, 2)
 
             # (b) Load stops: back to minReplicas once the scale-down window saw none.
             load.set_users(0)
             await load.drain()
-            idle_seconds = await replicas_become(kube_api, namespace, 1, within=40)
-            await serving(runner, namespace, 1)
+            idle_seconds = await replicas_become(kube_api, namespace, POOL, 1, within=40)
+            await serving(runner, namespace, POOL, 1)
 
         assert load.stats.failed == [], load.stats.failed
         assert load.stats.ok >= 20, load.stats
         # The agents themselves say they were asked to drain with turns running; those
         # turns are among the 200s above.
-        scale_downs = [e for e in drain_events(workdir) if e.get("reason") == "scale-down"]
+        scale_downs = [e for e in drain_events(runner.workdir) if e.get("reason") == "scale-down"]
         assert any(e["active_turns"] >= 1 for e in scale_downs), scale_downs
     print(
         f"\nstep to replicas written (1 -> 2) {first_up_seconds:.1f}s, to 4 pods serving "

@@ -5,25 +5,73 @@ tests and benchmark.
     create_served_pool(api, "ns", "support", model_url, redis_url, scaling={...})
     # then: pod_runner_process(...) front, LoadGenerator(front, TOKEN)
 
+    with serve_pool(cluster, api, "ns", "support", work, redis_url, scaling=...) as served:
+        # the scripted model, the operator (unless operator=False), the pod runner
+        ...LoadGenerator(served.front, TOKEN)
+
 Each replica takes `concurrency` turns at once; the scripted model's think time is what
-makes a turn last.
+makes a turn last. `short_windows()` is a mode-Operator scaling section whose windows are
+seconds; `replicas_become`, `serving`, `ReplicaTrace`, `PeakTurns` and `pool_condition`
+are how the tests watch what the autoscaler did.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
 
+import redis
 import yaml
 from kubernetes import client
 
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.load import load_key
+from hack.pod_runner import RunnerProcess, pod_runner_process
+from tests.support.cluster import Cluster
+from tests.support.operator_process import operator_running
+from tests.support.scripted_model import scripted_model_process
+from tests.support.wait import ConditionTimeoutError, async_wait_until
 
 GROUP, VERSION, PLURAL = "agentpool.dev", "v1alpha1", "agentpools"
 TOKEN = "autoscaling-e2e-token-0123456789"
+
+
+def short_windows(
+    *,
+    min_replicas: int = 1,
+    max_replicas: int = 4,
+    signal: str | None = "ActiveTurns",
+    **operator: Any,
+) -> dict[str, Any]:
+    """Mode Operator with windows of seconds (the defaults wait a minute and more);
+    `operator` overrides its settings (e.g. scaleDownWindowSeconds=8); signal None
+    leaves the API's default."""
+    return {
+        "mode": "Operator",
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "operator": {
+            **({"signal": signal} if signal is not None else {}),
+            "targetLoadPercent": 50,
+            "scaleDownLoadPercent": 30,
+            "scaleUpWindowSeconds": 1,
+            "scaleDownWindowSeconds": 4,
+            "cooldownPeriodSeconds": 3,
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}],
+                }
+            },
+            **operator,
+        },
+    }
 
 
 def create_served_pool(
@@ -72,6 +120,47 @@ def create_served_pool(
     )
 
 
+@dataclass(frozen=True)
+class ServedPool:
+    model: str
+    """The scripted model's URL."""
+    runner: RunnerProcess
+    front: str
+    """The pool's front port (the pod runner's), where callers send their turns."""
+
+
+@contextlib.contextmanager
+def serve_pool(
+    cluster: Cluster,
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    workdir: Path,
+    redis_url: str,
+    *,
+    scaling: dict[str, Any],
+    concurrency: int = 4,
+    think_seconds: float = 1.0,
+    operator: bool = True,
+) -> Iterator[ServedPool]:
+    """The scripted model (`think_seconds` per answer), the operator (unless told not
+    to: a test that kills it starts its own), the pod runner, and the pool (its CRDs
+    installed already). Everything started here is stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(
+            scripted_model_process(workdir / "model.log", think_seconds=think_seconds)
+        )
+        if operator:
+            stack.enter_context(operator_running(cluster, [namespace], workdir / "operator.log"))
+        runner = stack.enter_context(
+            pod_runner_process(cluster.kubeconfig, [namespace], workdir / "runner")
+        )
+        create_served_pool(
+            api, namespace, name, model, redis_url, concurrency=concurrency, scaling=scaling
+        )
+        yield ServedPool(model, runner, runner.front_url(namespace, name))
+
+
 def pool_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:
     """The pool's spec.replicas (what an autoscaler wrote)."""
     pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
@@ -79,6 +168,160 @@ def pool_replicas(api: client.ApiClient, namespace: str, name: str) -> int | Non
     )
     value = pool["spec"].get("replicas")  # type: ignore[index]
     return value if isinstance(value, int) else None
+
+
+def pool_condition(
+    api: client.ApiClient, namespace: str, name: str, type_: str
+) -> tuple[str, str] | None:
+    """(status, reason) of one of the pool's conditions, None while it has none."""
+    pool = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    for condition in (pool.get("status") or {}).get("conditions", []):  # type: ignore[attr-defined]
+        if condition["type"] == type_:
+            return condition["status"], condition["reason"]
+    return None
+
+
+def annotate_pool(
+    api: client.ApiClient, namespace: str, name: str, annotations: dict[str, str | None]
+) -> None:
+    """Set (or, with None, remove) annotations of the pool."""
+    body = {"metadata": {"annotations": annotations}}
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, body
+    )
+
+
+def event_reasons(api: client.ApiClient, namespace: str) -> set[str]:
+    """The reasons of every Event in the namespace (the autoscaler's among them)."""
+    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return {e.reason for e in events if e.reason}
+
+
+async def replicas_become(
+    api: client.ApiClient, namespace: str, name: str, value: int, within: float
+) -> float:
+    """Seconds until the pool's spec.replicas is `value`."""
+    start = time.monotonic()
+
+    async def probe() -> bool:
+        return await asyncio.to_thread(pool_replicas, api, namespace, name) == value
+
+    await async_wait_until(probe, timeout=within, interval=0.1, what=f"replicas {value}")
+    return time.monotonic() - start
+
+
+async def serving(
+    runner: RunnerProcess, namespace: str, name: str, count: int, within: float = 90
+) -> set[str]:
+    """The pods once exactly `count` agent processes serve the pool (none draining)."""
+    pods = await asyncio.to_thread(runner.wait_serving, namespace, name, count, timeout=within)
+    return {p.pod for p in pods}
+
+
+class BackgroundWatch:
+    """A look at something every `interval` seconds, beside the test, while `watching()`
+    (an error that stops it is raised when the block ends)."""
+
+    interval = 0.1
+
+    async def look(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the looks used (called when watching ends)."""
+
+    async def _watch(self) -> None:
+        while True:
+            await self.look()
+            await asyncio.sleep(self.interval)
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[Self]:
+        task = asyncio.create_task(self._watch())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            try:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            finally:
+                self.close()
+
+
+class PeakTurns(BackgroundWatch):
+    """The most turns each pod reported running in its Redis sample while watched."""
+
+    interval = 0.2
+
+    def __init__(self, redis_url: str, namespace: str, pool: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self._where = (namespace, pool)
+        self.peak: dict[str, int] = {}
+
+    async def look(self) -> None:
+        samples = await asyncio.to_thread(load_samples, self._redis, *self._where)
+        for pod, sample in samples.items():
+            self.peak[pod] = max(self.peak.get(pod, 0), sample.active_turns)
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+@dataclass
+class ReplicaTrace(BackgroundWatch):
+    """The pool's spec.replicas over time (monotonic seconds), read every 100 ms while
+    watched: what the tests assert on when a pool must hold its size for a while."""
+
+    api: client.ApiClient
+    namespace: str
+    name: str
+    samples: list[tuple[float, int | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    async def look(self) -> None:
+        try:
+            value = await asyncio.to_thread(pool_replicas, self.api, self.namespace, self.name)
+        except client.ApiException as exc:  # a hiccup of the API server: not a sample
+            self.errors.append(f"{exc.status} {exc.reason}")
+        else:
+            self.samples.append((time.monotonic(), value))
+
+    def since(self, start: float) -> list[tuple[float, int | None]]:
+        """The samples taken at or after `start`, as (seconds after `start`, replicas)."""
+        return [(at - start, value) for at, value in self.samples if at >= start]
+
+    def first_other_than(self, start: float, value: int) -> float | None:
+        """Seconds after `start` of the first sample other than `value` (None: none yet)."""
+        return next((at for at, found in self.since(start) if found != value), None)
+
+    async def reaches(self, value: int, within: float) -> float:
+        """Seconds until a sample taken from now on reads `value` (the trace has it then)."""
+        start = time.monotonic()
+
+        async def seen() -> bool:
+            return any(found == value for _, found in self.since(start))
+
+        await async_wait_until(seen, timeout=within, interval=0.1, what=f"replicas {value}")
+        return time.monotonic() - start
+
+    async def holds(self, value: int, seconds: float) -> None:
+        """The pool has `value` replicas now and keeps them for `seconds`."""
+        start = time.monotonic()
+
+        async def left() -> bool:
+            return self.first_other_than(start, value) is not None
+
+        # Waiting for the size to leave `value`: the deadline passing is the success.
+        with contextlib.suppress(ConditionTimeoutError):
+            await async_wait_until(left, timeout=seconds, interval=0.1)
+        seen = self.since(start)
+        assert len(seen) >= 2, f"no replicas read while holding: {seen}"
+        assert all(found == value for _, found in seen), (
+            f"replicas left {value} within {seconds}s: {seen}"
+        )
 
 
 @dataclass(frozen=True)

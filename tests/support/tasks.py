@@ -10,6 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.memory import RedisSettings
 from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.memory.connection import create_health, create_redis
@@ -21,14 +22,17 @@ POOL = identity("tasks")
 
 
 @asynccontextmanager
-async def task_queue(redis_url: str, **settings: Any) -> AsyncIterator[TaskQueue]:
-    """A queue of the test pool with `settings` (enabled), on its own client."""
+async def task_queue(
+    redis_url: str, *, pool: PoolIdentity = POOL, **settings: Any
+) -> AsyncIterator[TaskQueue]:
+    """A queue of `pool` (the test pool unless named) with `settings` (enabled), on its
+    own client: what a client that enqueues into a pool's Redis keys holds."""
     redis_settings = RedisSettings(url=redis_url, reconnect_backoff_max_seconds=0.3)
     client: Redis = create_redis(redis_settings)
-    health = create_health(POOL, client, redis_settings)
+    health = create_health(pool, client, redis_settings)
     queue = TaskQueue(
         client,
-        KeySpace("agentpool", POOL),
+        KeySpace("agentpool", pool),
         health,
         TasksSettings(enabled=True, **settings),
     )
