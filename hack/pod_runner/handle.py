@@ -114,8 +114,10 @@ def start_pod_runner_process(
     front_ports: Mapping[tuple[str, str], int] | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> RunnerProcess:
-    """Start the runner for `namespaces` (empty: all) and wait until its status answers."""
+    """Start the runner for `namespaces` (empty: all) and wait until its status answers;
+    with `image`, each pod's agent container runs in that image (image mode)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     argv = [
@@ -128,6 +130,7 @@ def start_pod_runner_process(
         *(f"--namespace={n}" for n in namespaces),
         *(f"--alias={k}={v}" for k, v in (aliases or {}).items()),
         *(f"--front={ns}/{pool}={p}" for (ns, pool), p in (front_ports or {}).items()),
+        *([f"--image={image}"] if image else []),
         *extra_args,
     ]
     log = workdir / "pod-runner.log"
@@ -140,7 +143,8 @@ def start_pod_runner_process(
             stderr=subprocess.STDOUT,
         )
     handle = RunnerProcess(proc, f"http://127.0.0.1:{port}", log, workdir)
-    deadline = time.monotonic() + 60  # a loaded 2-core machine imports slowly
+    # A loaded 2-core machine imports slowly; image mode first makes its working container.
+    deadline = time.monotonic() + (180 if image else 60)
     while True:
         if not handle.alive():
             raise RunnerWaitError(f"the pod runner exited:\n{handle.log_tail()}")
