@@ -81,6 +81,47 @@ async def test_changes_are_published_without_waiting_for_the_interval(redis_url:
     await client.aclose()
 
 
+async def test_a_burst_of_turns_is_paced_into_few_writes_and_the_last_state_wins(
+    redis_url: str,
+) -> None:
+    """Turns starting and ending faster than the publisher's gap cost a write per gap, not
+    two per turn, and the sample after the burst is the state after it."""
+    import asyncio
+
+    client = aioredis.Redis.from_url(redis_url)
+    admission = Admission(4)
+    key = load_key("agentpool", identity("burst"))
+    publisher = LoadPublisher(client, key, key + ":drain", "pod", admission, interval=30.0)
+    task = asyncio.create_task(publisher.run())
+    await async_wait_until(lambda: _published(publisher, 1), timeout=5, what="first sample")
+    loop = asyncio.get_running_loop()
+    started, turns = loop.time(), 0
+    held = admission.turn()
+    held.__enter__()  # one turn stays open through the burst: the last state has it
+    while loop.time() - started < 0.5:
+        with admission.turn():
+            turns += 1
+            await asyncio.sleep(0)  # the publisher may run between any two changes
+        await asyncio.sleep(0.001)
+
+    async def shows_one_active() -> bool:
+        value = await client.hget(key, "pod")
+        return value is not None and json.loads(value)["activeTurns"] == 1
+
+    await async_wait_until(shows_one_active, timeout=2, what="the state after the burst")
+    elapsed = loop.time() - started
+    assert turns > 100
+    # One write per 50 ms gap at most (plus the first and the last), not 2 per turn.
+    assert publisher.published <= elapsed / 0.05 + 3, (publisher.published, turns)
+    held.__exit__(None, None, None)
+    task.cancel()
+    await client.aclose()
+
+
+async def _published(publisher: LoadPublisher, at_least: int) -> bool:
+    return publisher.published >= at_least
+
+
 async def test_a_drain_request_is_followed_while_it_stands_and_lapses(redis_url: str) -> None:
     """The autoscaler's drain request: the replica drains on its next publication, says
     so in its sample, takes turns again when the request is withdrawn, and when it lapses

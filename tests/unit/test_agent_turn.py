@@ -24,6 +24,8 @@ from agent_runtime.config.tools import ToolHints
 from agent_runtime.conversation.state import (
     ApprovalGranted,
     ApprovalRequested,
+    ConversationState,
+    Event,
     InputReceived,
     ModelCalled,
     ToolCalled,
@@ -141,6 +143,72 @@ async def test_an_answer_without_tools(registry: ToolRegistry) -> None:
     assert model.seen[0][-1] == {"role": "user", "content": "hi"}
     state, _ = await store.load("c1")
     assert state.status == "responded"
+
+
+class CountingConversations(MemoryConversations):
+    """Records the events of each append: what one Redis round trip would write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[str]] = []
+
+    async def append(
+        self, state: ConversationState, *events: Event, last: bool = False
+    ) -> ConversationState:
+        self.writes.append([e.type for e in events])
+        return await super().append(state, *events, last=last)
+
+
+async def test_the_opening_message_is_written_with_the_models_first_reply(
+    registry: ToolRegistry,
+) -> None:
+    store = CountingConversations()
+    agent, _, _ = make_agent(tools_then_answer(call("lookup", {"q": "x"})), registry, store)
+    await agent.run_turn(TurnRequest("c1", "alice", "find x"))
+    # One write per step: the message with the reply that asks for a tool, the tool's
+    # result, the answer; the message never alone (a round trip fewer per turn).
+    assert store.writes[0][0] == "inputReceived"
+    assert "toolCalled" in store.writes[0]
+    assert store.writes[1:] == [["toolResult"], ["modelCalled", "responseGenerated"]]
+    _, events = await store.load("c1")
+    assert [v for v, _ in events] == list(range(1, len(events) + 1))
+
+
+async def test_a_model_failure_before_its_first_reply_leaves_no_trace(
+    registry: ToolRegistry,
+) -> None:
+    def broken(messages: list[dict[str, Any]]) -> ModelReply:
+        raise RuntimeError("a bug, not an outage")
+
+    agent, _, store = make_agent(broken, registry)
+    with pytest.raises(RuntimeError):
+        await agent.run_turn(TurnRequest("c1", "alice", "hi"))
+    state, events = await store.load("c1")
+    assert (state.version, events) == (0, [])  # as if the request had never come
+    agent2, _, _ = make_agent(lambda m: answer("back"), registry, store)
+    assert (await agent2.run_turn(TurnRequest("c1", "alice", "hi"))).answer == "back"
+
+
+async def test_a_turn_out_of_time_before_the_model_answered_logs_the_message_and_why(
+    registry: ToolRegistry,
+) -> None:
+    class Silent(ScriptedModel):
+        async def complete(self, *args: Any, **kwargs: Any) -> ModelReply:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    store = MemoryConversations()
+    agent = Agent(
+        instructions="be brief",
+        model=Silent(lambda m: answer("")),
+        registry=registry,
+        conversations=store,
+        limits=TurnLimits(turn_timeout_seconds=1),
+    )
+    out = await agent.run_turn(TurnRequest("c1", "alice", "anyone?"))
+    assert out.reason == "timeout"
+    _, events = await store.load("c1")
+    assert [e.type for _, e in events] == ["inputReceived", "error"]
 
 
 async def test_tool_results_go_back_to_the_model(

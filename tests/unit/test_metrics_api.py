@@ -455,7 +455,7 @@ async def test_a_serving_certificate_near_its_end_is_renewed_trusted_first(tmp_p
     port = _free_port()
     server = ServingMetricsApi(
         MetricsApi(LoadBoard(), proxy, Reviewer()), short, read, host="127.0.0.1", port=port,
-        renew=lambda: make_serving_cert(names, cert_dir), publish_ca=publish,
+        renew=lambda: make_serving_cert(names, cert_dir), publish_ca=publish, cert_dir=cert_dir,
     )  # fmt: skip
     await server.start()
     try:
@@ -475,3 +475,4 @@ async def test_a_serving_certificate_near_its_end_is_renewed_trusted_first(tmp_p
         assert not await server.renew_cert(now)  # a year left: nothing to do
     finally:
         await server.cleanup()
+    assert not cert_dir.exists()  # the private key does not outlive the server

@@ -7,7 +7,10 @@
     outcome = await agent.decide(DecisionRequest("c-1", "alice", (Decision(id, True),), by="ops"))
 
 Every step is appended to the conversation's log before the next one starts, under the
-conversation's one writer. That gives three guarantees:
+conversation's one writer; the message that opens a turn goes in the same write as the
+model's first reply (a round trip fewer per turn: a turn that fails before the model
+answers leaves no trace, like a request that never arrived, and no tool can have run
+before that write). That gives three guarantees:
 
 - another replica continues a conversation this one began (it folds the same log);
 - a turn interrupted by a crash resumes: the next turn first settles the calls the log
@@ -70,6 +73,7 @@ from agent_runtime.conversation.state import (
     ToolCalled,
     ToolCallRecord,
     ToolResultReceived,
+    fold,
     refusal_text,
 )
 from agent_runtime.memory import codec
@@ -169,6 +173,10 @@ class _Turn:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     streamed: bool = False
     """Whether the answer's text already went out as deltas while the model wrote it."""
+    unwritten: list[Event] = field(default_factory=list)
+    """Events in `state` and `events` that the next append writes first (`_hold`)."""
+    stored: ConversationState | None = None
+    """The state as written, while `unwritten` events follow it."""
 
 
 class Agent:
@@ -274,6 +282,8 @@ class Agent:
                 )
             except TurnTimeoutError:
                 finish = await self._timed_out(turn)
+            if turn.unwritten:  # every path appends at its end; this keeps it so
+                await self._append(turn, last=True)
         outcome = self._outcome(turn, finish)
         metrics.TURN_DURATION.labels(finish.reason).observe(time.perf_counter() - started)
         if emit is not None:
@@ -287,7 +297,10 @@ class Agent:
         # events (an approval's) can make new calls pending: those then run exactly once.
         if turn.state.pending_tool_calls:
             await self._resume(turn)
-        await self._append(turn, *opening)
+        if len(opening) == 1 and isinstance(opening[0], InputReceived):
+            self._hold(turn, *opening)  # written with the model's reply
+        else:
+            await self._append(turn, *opening)
         system = await self._system_prompt(turn.request.tenant, _recall_query(turn))
         tools = self.registry.openai_tools()
         while True:
@@ -317,7 +330,10 @@ class Agent:
     async def _timed_out(self, turn: _Turn) -> Finish:
         """Record the timeout; calls cut off mid-flight have an unknown outcome."""
         state, events = await self.conversations.load(turn.request.conversation_id)
-        turn.state, turn.events = state, events
+        held, stored = turn.unwritten, turn.stored
+        turn.state, turn.events, turn.unwritten, turn.stored = state, events, [], None
+        if held and stored is not None and state.version == stored.version:
+            self._hold(turn, *held)  # the time ran out before the turn's first write
         now = self._clock()
         detail = (
             f"the turn ran past its limit of {self.limits.turn_timeout_seconds}s "
@@ -443,11 +459,14 @@ class Agent:
     # ------------------------------------------------------------------ the log
 
     async def _append(self, turn: _Turn, *events: Event, last: bool = False) -> None:
-        """Log `events` and stream their steps; `last`: the turn writes nothing after."""
-        if not events:
+        """Log `events` (after the held ones) and stream their steps; `last`: the turn
+        writes nothing after."""
+        if not events and not turn.unwritten:
             return
+        base = turn.stored if turn.stored is not None else turn.state
         before = turn.state.version
-        turn.state = await self.conversations.append(turn.state, *events, last=last)
+        turn.state = await self.conversations.append(base, *turn.unwritten, *events, last=last)
+        turn.unwritten, turn.stored = [], None
         turn.events.extend(zip(range(before + 1, turn.state.version + 1), events, strict=True))
         for event in events:
             if isinstance(event, ApprovalRequested | ApprovalGranted | ApprovalRefused):
@@ -455,6 +474,16 @@ class Agent:
             step = _step(event, turn)
             if step is not None and turn.emit is not None:
                 await turn.emit(step)
+
+    def _hold(self, turn: _Turn, *events: Event) -> None:
+        """Take `events` into the turn's state now and into the log with its next append
+        (events that stream no step: the opening message)."""
+        if turn.stored is None:
+            turn.stored = turn.state
+        before = turn.state.version
+        turn.state = fold(turn.state, events)
+        turn.events.extend(zip(range(before + 1, turn.state.version + 1), events, strict=True))
+        turn.unwritten.extend(events)
 
     def _outcome(self, turn: _Turn, finish: Finish) -> TurnOutcome:
         state, start = turn.state, turn.start

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -227,8 +230,12 @@ class ServingMetricsApi:
         renew: Callable[[], ServingCert] | None = None,
         publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
         renew_before: datetime.timedelta = RENEW_BEFORE,
+        cert_dir: Path | None = None,
     ) -> None:
+        """`cert_dir`: a directory of the server's own, removed (private key and all)
+        by `cleanup`: a leader that loses its lease and wins it again makes a new one."""
         self.api = api
+        self._cert_dir = cert_dir
         self.cert = cert
         self._renew = renew
         self._publish_ca = publish_ca
@@ -303,6 +310,8 @@ class ServingMetricsApi:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._runner.cleanup()
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
 
 
 async def serve_metrics_api(
@@ -325,15 +334,21 @@ async def serve_metrics_api(
         METRICS_API_SERVING.set(0)
         return None
     names = service_dns_names(service.name, service.namespace)
-    cert = make_serving_cert(names)
+    cert_dir = Path(tempfile.mkdtemp(prefix="agentpool-metrics-api-"))
+    try:
+        cert = make_serving_cert(names, cert_dir)
+    except Exception:
+        shutil.rmtree(cert_dir, ignore_errors=True)
+        raise
     server = ServingMetricsApi(
         MetricsApi(board, proxy, Authorizer(api_client)),
         cert,
         lambda: read_front_proxy(api_client),
         host=host,
         port=port,
-        renew=lambda: make_serving_cert(names, cert.cert_file.parent),
+        renew=lambda: make_serving_cert(names, cert_dir),
         publish_ca=lambda bundle: claim(api_client, service, bundle, owner_cluster_role),
+        cert_dir=cert_dir,
     )
     await server.start()
     try:

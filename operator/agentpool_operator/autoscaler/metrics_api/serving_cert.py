@@ -16,7 +16,6 @@ import math
 import secrets
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +60,14 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
 
 
 def make_serving_cert(
-    dns_names: list[str], directory: Path | None = None, validity: datetime.timedelta = VALIDITY
+    dns_names: list[str], directory: Path, validity: datetime.timedelta = VALIDITY
 ) -> ServingCert:
-    """A self-signed P-256 certificate for `dns_names`, written to `directory` (default:
-    a new private temporary directory); files of an earlier one there are replaced."""
+    """A self-signed P-256 certificate for `dns_names`, written to `directory` (the
+    caller's, which it removes when done); files of an earlier one there are kept."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise ServingCertError("the metrics API needs the openssl command for its certificate")
-    where = directory or Path(tempfile.mkdtemp(prefix="agentpool-metrics-api-"))
+    where = directory
     # Whole days: OpenSSL 3.0's `req` takes no finer validity and no backdating, so the
     # certificate is valid from now (the renewal runs well before its end).
     days = max(1, math.ceil(validity / datetime.timedelta(days=1)))
