@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,18 @@ def _all_gone(pids: list[int]) -> bool:
     return all(proc_status(pid) is None for pid in pids)
 
 
-def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothing(
+@dataclass
+class ImagePool:
+    """A pool of one serving pod, run by the pod runner in image mode."""
+
+    runner: RunnerProcess
+    namespace: str
+    container: str | None
+    """The runner's working container, as its status reports it."""
+
+
+@pytest.fixture
+def image_pool(
     cluster: Cluster,
     kube_api: client.ApiClient,
     namespace: str,
@@ -94,7 +106,7 @@ def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothin
     model_url: str,
     agent_image: str,
     tmp_path: Path,
-) -> None:
+) -> Iterator[ImagePool]:
     install_crds(cluster)
     _secrets(kube_api, namespace)
     with (
@@ -107,71 +119,61 @@ def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothin
         assert status.image == agent_image
         assert status.container in _working_containers()
         _create_pool(kube_api, namespace, {**_pool_spec(model_url, redis_url), "replicas": 1})
-        front = runner.front_url(namespace, POOL)
         runner.wait_serving(namespace, POOL, 1, timeout=300)
+        yield ImagePool(runner, namespace, status.container)
 
-        answer = _chat(front, "from the image")
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["answer"] == "echo: from the image"
 
-        runtime, tree = _runtime_pid(runner, namespace)
-        status_lines = proc_status(runtime)
-        assert status_lines is not None
-        assert status_lines["Uid"].split() == [UID] * 4
-        assert status_lines["Gid"].split() == [UID] * 4
-        # The image's runtime, under its tini, in the image's root (not the checkout's).
-        assert cmdline(runtime)[1] == "/opt/agentpool/bin/agentpool-agent"
-        parent = int(status_lines["PPid"])
-        assert cmdline(parent)[:2] == ["/usr/bin/tini", "--"]
-        assert Path(f"/proc/{runtime}/root").resolve() != Path("/")
+def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothing(
+    image_pool: ImagePool, kube_api: client.ApiClient, tmp_path: Path
+) -> None:
+    runner, namespace = image_pool.runner, image_pool.namespace
+    answer = _chat(runner.front_url(namespace, POOL), "from the image")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["answer"] == "echo: from the image"
 
-        # The pod goes away: preStop and SIGTERM through tini; nothing of it is left.
-        client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, "agentpools", POOL
-        )
-        wait_until(
-            lambda: runner.pool(namespace, POOL).pods == [],
-            timeout=120,
-            what="the pod's container stopped",
-        )
-        assert _all_gone(tree), [cmdline(pid) for pid in tree]
-        log = (tmp_path / "runner" / "logs").glob("*.log")
-        assert any("drained" in f.read_text() for f in log)
-    assert status.container not in _working_containers()
+    runtime, tree = _runtime_pid(runner, namespace)
+    status_lines = proc_status(runtime)
+    assert status_lines is not None
+    assert status_lines["Uid"].split() == [UID] * 4
+    assert status_lines["Gid"].split() == [UID] * 4
+    # The image's runtime, under its tini, in the image's root (not the checkout's).
+    assert cmdline(runtime)[1] == "/opt/agentpool/bin/agentpool-agent"
+    parent = int(status_lines["PPid"])
+    assert cmdline(parent)[:2] == ["/usr/bin/tini", "--"]
+    assert Path(f"/proc/{runtime}/root").resolve() != Path("/")
+
+    # The pod goes away: preStop and SIGTERM through tini; nothing of it is left.
+    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "agentpools", POOL
+    )
+    wait_until(
+        lambda: runner.pool(namespace, POOL).pods == [],
+        timeout=120,
+        what="the pod's container stopped",
+    )
+    assert _all_gone(tree), [cmdline(pid) for pid in tree]
+    log = (tmp_path / "runner" / "logs").glob("*.log")
+    assert any("drained" in f.read_text() for f in log)
+    runner.stop()
+    assert image_pool.container not in _working_containers()
 
 
 def test_a_killed_runner_leaves_no_container_process_or_working_container(
-    cluster: Cluster,
-    kube_api: client.ApiClient,
-    namespace: str,
-    redis_url: str,
-    model_url: str,
-    agent_image: str,
-    tmp_path: Path,
+    image_pool: ImagePool,
 ) -> None:
     """`buildah run` killed with the runner leaves tini and the runtime running (chroot
     isolation); the container's guard and the working container's remover end them."""
-    install_crds(cluster)
-    _secrets(kube_api, namespace)
-    with (
-        operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(
-            cluster.kubeconfig, [namespace], tmp_path / "runner", image=agent_image
-        ) as runner,
-    ):
-        container = runner.status().container
-        _create_pool(kube_api, namespace, {**_pool_spec(model_url, redis_url), "replicas": 1})
-        runner.wait_serving(namespace, POOL, 1, timeout=300)
-        _, tree = _runtime_pid(runner, namespace)
-        runner.proc.send_signal(signal.SIGKILL)
-        runner.proc.wait(timeout=10)
-        wait_until(
-            lambda: _all_gone(tree),
-            timeout=60,
-            what="the pod's container processes gone with the runner",
-        )
-        wait_until(
-            lambda: container not in _working_containers(),
-            timeout=60,
-            what=f"the working container {container} removed",
-        )
+    runner = image_pool.runner
+    _, tree = _runtime_pid(runner, image_pool.namespace)
+    runner.proc.send_signal(signal.SIGKILL)
+    runner.proc.wait(timeout=10)
+    wait_until(
+        lambda: _all_gone(tree),
+        timeout=60,
+        what="the pod's container processes gone with the runner",
+    )
+    wait_until(
+        lambda: image_pool.container not in _working_containers(),
+        timeout=60,
+        what=f"the working container {image_pool.container} removed",
+    )
