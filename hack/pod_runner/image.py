@@ -31,6 +31,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -171,8 +172,10 @@ class WorkingContainer:
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C to the runner's group is the runner's
         )
+        started = time.monotonic()
         root, config = await asyncio.to_thread(_make_working_container, name, image)
-        log.info("working container ready", image=image, container=name)
+        seconds = round(time.monotonic() - started, 2)
+        log.info("working container ready", image=image, container=name, seconds=seconds)
         return cls(image=image, name=name, root=root, config=config, remover=remover)
 
     async def remove(self) -> None:
