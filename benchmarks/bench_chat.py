@@ -1,4 +1,5 @@
-"""A chat turn's overhead: turns/s and p99 at 1 and 50 clients, and idle memory.
+"""A chat turn's and a cached tool call's overhead: requests/s and p99 at 1 and 50
+clients, and idle memory.
 
 Run: `.venv/bin/python -m benchmarks chat` (about a minute; needs `redis-server`).
 
@@ -10,6 +11,13 @@ alternating rounds so machine load hits them alike. Every turn starts a new
 conversation (no history growth). What a turn adds: the Redis work (owner claim, writer
 lease, load, two appends, lease release), the step, the events, metrics, logs at INFO
 rendered as JSON to a file.
+
+The cached tool call: `POST /v1/tools/lookup/call` on the same runtime (a read-only HTTP
+tool whose upstream is the model server's `/items/{q}`; 20 distinct arguments, so after
+the warm-up every call is a hit of the in-process cache), against the baseline's route
+that keeps results in a dict. What a call adds: request validation, the tool's schema
+check, the middleware chain (breaker, bulkhead, rate limit, cache), metrics and the
+per-call log line.
 
 Idle memory: VmRSS of the runtime process after start-up and one turn, at rest.
 """
@@ -26,19 +34,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 
 from tests.support.redis_server import RedisServer, free_port
 
 ROUNDS = 5
+TOOL_PATH = "/v1/tools/lookup/call"
 TURNS_PER_CLIENT = {1: 200, 50: 20}
 """Turns each client makes per round: a round is 200 (1 client) or 1,000 (50) turns."""
 
 BIN = Path(sys.executable).parent
 
 
-def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"],
@@ -48,7 +58,7 @@ def uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.P
         )
 
 
-def wait_ready(url: str, path: str, proc: subprocess.Popen[bytes]) -> None:
+def wait_ready(url: str, path: str, proc: Popen[bytes]) -> None:
     deadline = time.monotonic() + 120  # a shared, loaded machine starts a runtime slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -65,9 +75,23 @@ def wait_ready(url: str, path: str, proc: subprocess.Popen[bytes]) -> None:
 ERRORS: dict[str, list[str]] = {}
 
 
-async def drive(url: str, clients: int, turns: int) -> tuple[float, list[float]]:
-    """(turns per second, per-turn latencies in ms) for `clients` clients; failed turns
-    are counted in ERRORS and left out of the latencies."""
+def chat_body(n: int, i: int) -> dict[str, object]:
+    return {"message": f"hello {n}.{i}", "tenant": "bench"}
+
+
+def tool_body(n: int, i: int) -> dict[str, object]:
+    return {"arguments": {"q": f"sku-{(n + i) % 20}"}, "tenant": "bench"}
+
+
+SUBJECTS = {"chat turn": ("/v1/chat", chat_body), "cached tool call": (TOOL_PATH, tool_body)}
+
+
+async def drive(
+    url: str, clients: int, turns: int, subject: str = "chat turn"
+) -> tuple[float, list[float]]:
+    """(requests per second, per-request latencies in ms) for `clients` clients; failed
+    requests are counted in ERRORS and left out of the latencies."""
+    path, make_body = SUBJECTS[subject]
     latencies: list[float] = []
     errors = ERRORS.setdefault(url, [])
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -75,10 +99,10 @@ async def drive(url: str, clients: int, turns: int) -> tuple[float, list[float]]
 
         async def one_client(n: int) -> None:
             for i in range(turns):
-                body = {"message": f"hello {n}.{i}", "tenant": "bench"}
+                body = make_body(n, i)
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/v1/chat", json=body)
+                    response = await client.post(path, json=body)
                 except httpx.HTTPError as exc:
                     errors.append(repr(exc))
                     continue
@@ -104,36 +128,75 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def measure(agent_url: str, bare_url: str) -> None:
-    for clients, turns in TURNS_PER_CLIENT.items():
-        await drive(agent_url, clients, max(turns // 4, 2))  # warm up
-        await drive(bare_url, clients, max(turns // 4, 2))
-        rates: dict[str, list[float]] = {"agent": [], "bare": []}
-        tails: dict[str, list[float]] = {"agent": [], "bare": []}
-        medians: dict[str, list[float]] = {"agent": [], "bare": []}
-        for _ in range(ROUNDS):
-            for name, url in (("agent", agent_url), ("bare", bare_url)):
-                rate, latencies = await drive(url, clients, turns)
-                rates[name].append(rate)
-                tails[name].append(p99(latencies))
-                medians[name].append(statistics.median(latencies))
-        print(f"\n{clients} client(s), {ROUNDS} rounds of {clients * turns} turns")
-        for name in ("bare", "agent"):
-            print(
-                f"  {name:<6} {statistics.median(rates[name]):8.1f} turns/s "
-                f"(rounds {min(rates[name]):.1f}-{max(rates[name]):.1f})  "
-                f"median {statistics.median(medians[name]):6.2f} ms  "
-                f"p99 {statistics.median(tails[name]):6.2f} ms "
-                f"(rounds {min(tails[name]):.2f}-{max(tails[name]):.2f})"
-            )
-        added = statistics.median(medians["agent"]) - statistics.median(medians["bare"])
-        ratio = statistics.median(rates["bare"]) / statistics.median(rates["agent"])
-        print(f"  overhead per turn (median latency, agent - bare): {added:.2f} ms (goal < 2 ms)")
-        print(f"  throughput ratio bare/agent: {ratio:.2f}x")
-        for url, errors in ERRORS.items():
-            if errors:
-                print(f"  {len(errors)} failed turns at {url}, e.g. {errors[0]}")
-            errors.clear()
+async def measure(agents: dict[str, str], bare_url: str) -> None:
+    """`agents`: the runtime's URL for each subject."""
+    for subject in SUBJECTS:
+        for clients, turns in TURNS_PER_CLIENT.items():
+            await measure_one(agents[subject], bare_url, subject, clients, turns)
+
+
+async def measure_one(
+    agent_url: str, bare_url: str, subject: str, clients: int, turns: int
+) -> None:
+    await drive(agent_url, clients, max(turns // 4, 2), subject)  # warm up
+    await drive(bare_url, clients, max(turns // 4, 2), subject)
+    rates: dict[str, list[float]] = {"agent": [], "bare": []}
+    tails: dict[str, list[float]] = {"agent": [], "bare": []}
+    medians: dict[str, list[float]] = {"agent": [], "bare": []}
+    for _ in range(ROUNDS):
+        for name, url in (("agent", agent_url), ("bare", bare_url)):
+            rate, latencies = await drive(url, clients, turns, subject)
+            rates[name].append(rate)
+            tails[name].append(p99(latencies))
+            medians[name].append(statistics.median(latencies))
+    print(f"\n{subject}, {clients} client(s), {ROUNDS} rounds of {clients * turns}")
+    for name in ("bare", "agent"):
+        print(
+            f"  {name:<6} {statistics.median(rates[name]):8.1f} req/s "
+            f"(rounds {min(rates[name]):.1f}-{max(rates[name]):.1f})  "
+            f"median {statistics.median(medians[name]):6.2f} ms  "
+            f"p99 {statistics.median(tails[name]):6.2f} ms "
+            f"(rounds {min(tails[name]):.2f}-{max(tails[name]):.2f})"
+        )
+    added = statistics.median(medians["agent"]) - statistics.median(medians["bare"])
+    ratio = statistics.median(rates["bare"]) / statistics.median(rates["agent"])
+    print(f"  added per request (median latency, agent - bare): {added:.2f} ms (goal < 2 ms)")
+    print(f"  throughput ratio bare/agent: {ratio:.2f}x")
+    for name, url in (("bare", bare_url), ("agent", agent_url)):
+        errors = ERRORS.get(url, [])
+        if errors:
+            print(f"  {len(errors)} failed requests at {name} ({url}), e.g. {errors[0]}")
+        errors.clear()
+
+
+LOOKUP_TOOL = {
+    "name": "lookup",
+    "description": "An item by its id.",
+    "parameters": {
+        "type": "object",
+        "properties": {"q": {"type": "string", "maxLength": 32}},
+        "required": ["q"],
+    },
+    "hints": {"readOnly": True},
+}
+
+
+def start_runtime(config: dict[str, object], tmp: Path, name: str) -> tuple[str, Popen[bytes]]:
+    port = free_port()
+    (tmp / f"{name}.json").write_text(json.dumps(config))
+    with (tmp / f"{name}.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "agentpool-agent"),
+                "--host=127.0.0.1",
+                f"--port={port}",
+                f"--config={tmp / f'{name}.json'}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "AGENTPOOL_LOG_FORMAT": "json"},
+        )
+    return f"http://127.0.0.1:{port}", proc
 
 
 def main() -> None:
@@ -143,9 +206,9 @@ def main() -> None:
     redis = RedisServer(appendonly=False)
     redis.start()
     tmp = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Popen[bytes]] = []
     try:
-        model_port, bare_port, agent_port = free_port(), free_port(), free_port()
+        model_port, bare_port = free_port(), free_port()
         model_url = f"http://127.0.0.1:{model_port}"
         procs.append(uvicorn("benchmarks.chat_servers:model_app", model_port, {}, tmp / "m.log"))
         wait_ready(model_url, "/docs", procs[-1])
@@ -153,35 +216,32 @@ def main() -> None:
         procs.append(
             uvicorn("benchmarks.chat_servers:bare_app", bare_port, bare_env, tmp / "b.log")
         )
-        config = {
+        config: dict[str, object] = {
             "pool": {"namespace": "bench", "name": "chat"},
             "auth": {"mode": "disabled"},  # the baseline checks no token either
             "agent": {"instructions": "be brief", "concurrency": 64},
             "model": {"primary": {"name": "instant", "baseUrl": f"{model_url}/v1"}},
             "memory": {"redis": {"url": redis.url}},
         }
-        (tmp / "config.json").write_text(json.dumps(config))
-        with (tmp / "agent.log").open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(BIN / "agentpool-agent"),
-                        "--host=127.0.0.1",
-                        f"--port={agent_port}",
-                        f"--config={tmp / 'config.json'}",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "AGENTPOOL_LOG_FORMAT": "json"},
-                )
-            )
-        agent_url, bare_url = f"http://127.0.0.1:{agent_port}", f"http://127.0.0.1:{bare_port}"
-        wait_ready(agent_url, "/readyz", procs[-1])
+        # The tool has a runtime of its own: in the chat runtime its definition would go
+        # to the model with every turn, which the baseline's turn does not send.
+        http = {"http": {"url": f"{model_url}/items/{{q}}", "method": "GET"}}
+        tools = {"definitions": [{**LOOKUP_TOOL, **http}]}
+        agent_url, agent = start_runtime(config, tmp, "agent")
+        tool_url, tool_runtime = start_runtime(
+            {**config, "pool": {"namespace": "bench", "name": "tools"}, "tools": tools},
+            tmp,
+            "tools",
+        )
+        procs += [agent, tool_runtime]
+        bare_url = f"http://127.0.0.1:{bare_port}"
+        wait_ready(agent_url, "/readyz", agent)
+        wait_ready(tool_url, "/readyz", tool_runtime)
         wait_ready(bare_url, "/docs", procs[1])
         httpx.post(f"{agent_url}/v1/chat", json={"message": "hi", "tenant": "bench"}, timeout=10)
         time.sleep(2)  # at rest before reading memory
-        print(f"idle runtime RSS: {rss_mb(procs[-1].pid):.1f} MB (goal < 120 MB)")
-        asyncio.run(measure(agent_url, bare_url))
+        print(f"idle runtime RSS: {rss_mb(agent.pid):.1f} MB (goal < 120 MB)")
+        asyncio.run(measure({"chat turn": agent_url, "cached tool call": tool_url}, bare_url))
     finally:
         for proc in procs:
             proc.terminate()

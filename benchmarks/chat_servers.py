@@ -3,14 +3,18 @@
 - `model_app`: an instant OpenAI-compatible model (answers at once, no tool calls);
 - `bare_app`: the baseline, a bare FastAPI endpoint that asks that model once through
   the same `openai` client and returns the answer: the model's own time plus the least
-  a chat endpoint can do, so (runtime - bare) is what our turn adds.
+  a chat endpoint can do, so (runtime - bare) is what our turn adds. Its tool route is
+  the least a cached tool call can be: the arguments as the key of a dict in memory,
+  the upstream (`model_app`'s `/items/{q}`) asked on a miss.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+import httpx
 import openai
 from fastapi import FastAPI, Request
 
@@ -36,6 +40,12 @@ async def complete(request: Request) -> dict[str, Any]:
     }
 
 
+@model_app.get("/items/{q}")
+async def item(q: str) -> dict[str, Any]:
+    """The upstream of the benchmark's HTTP tool (asked once per argument: then cached)."""
+    return {"id": q, "name": f"item {q}", "stock": 3}
+
+
 bare_app = FastAPI()
 _client = openai.AsyncOpenAI(
     base_url=os.environ.get("BENCH_MODEL_URL", "http://127.0.0.1:1/v1"),
@@ -51,3 +61,19 @@ async def bare_chat(request: Request) -> dict[str, Any]:
         model="instant", messages=[{"role": "user", "content": body["message"]}]
     )
     return {"answer": reply.choices[0].message.content}
+
+
+_upstream = httpx.AsyncClient(
+    base_url=os.environ.get("BENCH_MODEL_URL", "http://127.0.0.1:1/v1").removesuffix("/v1")
+)
+_results: dict[str, Any] = {}
+
+
+@bare_app.post("/v1/tools/{name}/call")
+async def bare_tool(name: str, request: Request) -> dict[str, Any]:
+    body = await request.json()
+    key = name + json.dumps(body["arguments"], sort_keys=True)
+    if key not in _results:
+        reply = await _upstream.get(f"/items/{body['arguments']['q']}")
+        _results[key] = reply.json()
+    return {"tool": name, "result": _results[key]}

@@ -84,10 +84,13 @@ for name in "${names[@]}"; do
       die "building the $name image failed; full log: $log. Retry with: make images"
     fi
     echo ">> built $ref in $((SECONDS - start))s" >&2
-    # Older builds of this image are superseded (vfs keeps a full copy of each); the
-    # untagged layer cache stays (reclaim it with: hack/buildah.sh rmi --prune).
-    buildah images --format '{{.Name}}:{{.Tag}}' | grep "^localhost/agentpool/$name:" | grep -vxF "$ref" |
-      xargs -r buildah rmi >/dev/null 2>&1 || true
+    # Older builds of this image are superseded (vfs keeps a full copy of each); the two
+    # newest others stay, since another checkout on this machine (a CI clone, a second
+    # worktree) may be testing its own. The untagged layer cache stays too (reclaim it
+    # with: hack/buildah.sh rmi --prune).
+    buildah images --format '{{.CreatedAtRaw}}|{{.Name}}:{{.Tag}}' |
+      grep -F "|localhost/agentpool/$name:" | sort -r | cut -d'|' -f2 | grep -vxF "$ref" |
+      tail -n +3 | xargs -r buildah rmi >/dev/null 2>&1 || true
   fi
   echo "$name $ref"
 done

@@ -17,6 +17,11 @@ def wants_json(stream_is_tty: bool, env: dict[str, str]) -> bool:
     return not stream_is_tty
 
 
+_CHATTY_CLIENTS = ("httpx", "httpx2")
+"""HTTP client loggers whose INFO lines are one per request sent (`httpx2`: the client
+the `openai` package uses)."""
+
+
 def configure_logging(level: str = "INFO", log_format: str | None = None) -> None:
     """Route structlog and stdlib logging (uvicorn, kopf, httpx) through one renderer.
 
@@ -55,3 +60,9 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request it sends at INFO ("HTTP Request: POST ... 200"): a line per
+    # model and tool call without its latency or outcome, which our own lines carry (and
+    # a measurable share of a turn's time). Kept at DEBUG, and for its warnings.
+    quiet = max(logging.WARNING, root.level) if root.level > logging.DEBUG else root.level
+    for name in _CHATTY_CLIENTS:
+        logging.getLogger(name).setLevel(quiet)

@@ -1,5 +1,6 @@
-"""The chart's Grafana dashboard shows every metric the runtime defines, and queries
-no metric that nothing defines (a renamed metric leaves an empty panel otherwise).
+"""The chart's Grafana dashboard shows every metric the runtime and the operator define,
+and queries no metric that nothing defines (a renamed metric leaves an empty panel
+otherwise).
 
 Metric definitions are found in the source (calls of prometheus-client's Counter, Gauge,
 Histogram, Summary with a literal name), so a new metric anywhere in the runtime fails
@@ -71,6 +72,11 @@ def test_the_scan_finds_the_runtimes_metrics() -> None:
 def test_every_runtime_metric_is_on_a_panel() -> None:
     missing = defined_metrics(RUNTIME) - queried_metrics()
     assert not missing, f"metrics without a panel in {DASHBOARD.name}: {sorted(missing)}"
+
+
+def test_every_operator_metric_is_on_a_panel() -> None:
+    missing = defined_metrics(OPERATOR) - queried_metrics()
+    assert not missing, f"operator metrics without a panel in {DASHBOARD.name}: {sorted(missing)}"
 
 
 def test_the_dashboard_queries_only_metrics_that_exist() -> None:
