@@ -186,7 +186,11 @@ def test_a_cold_started_process_serves_and_stops_with_its_pod(
     with (
         operator_running(cluster, [namespace], tmp_path / "operator.log"),
         pod_runner_process(
-            cluster.kubeconfig, [namespace], tmp_path / "runner", extra_args=["--pending-timeout=2"]
+            cluster.kubeconfig,
+            [namespace],
+            tmp_path / "runner",
+            extra_args=["--pending-timeout=2"],
+            image="",  # a cold process of the checkout, whatever make test runs the rest in
         ) as runner,
     ):
         _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
@@ -221,7 +225,10 @@ def test_a_killed_runner_leaves_no_agent_process_behind(
     _secrets(kube_api, namespace)
     with (
         operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
+        # Processes (orphans.py); image mode's guard: test_pod_runner_image.py.
+        pod_runner_process(
+            cluster.kubeconfig, [namespace], tmp_path / "runner", image=""
+        ) as runner,
     ):
         _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
         (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)
