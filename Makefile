@@ -54,7 +54,8 @@ test-unit: $(STAMP) ## unit tests only (no cluster, no redis)
 
 # The end-to-end tests' pods run in the agent image where buildah works (image mode of the
 # pod runner; docs/images.md): AGENTPOOL_TEST_POD_RUNNER_IMAGE=0 runs them as processes.
-POD_RUNNER_IMAGE_TESTS = $${AGENTPOOL_TEST_POD_RUNNER_IMAGE:-$$(hack/ensure-buildah.sh >/dev/null 2>&1 && echo 1 || echo 0)}
+# The image is built (when it changed) before pytest, not inside a test's timeout.
+POD_RUNNER_IMAGE_TESTS = $${AGENTPOOL_TEST_POD_RUNNER_IMAGE:-$$(hack/ensure-buildah.sh >/dev/null 2>&1 && AGENTPOOL_IMAGE_BUILDER=buildah hack/build-images.sh agent | awk '$$1 == "agent" {print $$2}')}
 
 test-integration: $(STAMP) binaries redis ## integration tests against the local control plane and redis
 	AGENTPOOL_TEST_POD_RUNNER_IMAGE=$(POD_RUNNER_IMAGE_TESTS) $(PY) -m pytest tests/integration -q
