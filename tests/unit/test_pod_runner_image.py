@@ -9,9 +9,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hack.pod_runner.handle import IMAGE_KNOB, image_from_environment
 from hack.pod_runner.image import (
     ENV_DIR,
     GUARD,
@@ -119,3 +121,15 @@ def test_the_environment_file_gives_the_container_every_value_unchanged(
         item.split("=", 1) for item in out.stdout.decode().split("\0") if item.startswith("T_")
     )
     assert seen == env
+
+
+def test_the_test_knob_picks_image_mode_for_runners_without_an_image_or_warm_forks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(IMAGE_KNOB, raising=False)
+    assert image_from_environment([]) is None
+    monkeypatch.setenv(IMAGE_KNOB, "0")
+    assert image_from_environment([]) is None
+    monkeypatch.setenv(IMAGE_KNOB, "localhost/agentpool/agent:k")
+    assert image_from_environment([]) == "localhost/agentpool/agent:k"
+    assert image_from_environment(["--fork-server"]) is None
