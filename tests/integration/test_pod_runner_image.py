@@ -83,6 +83,15 @@ def _runtime_pid(runner: RunnerProcess, namespace: str) -> tuple[int, list[int]]
     return runtime, tree
 
 
+def _mounts(pid: int) -> dict[str, set[str]]:
+    """Each mount point the process sees (in its root) -> its options (the top mount)."""
+    found: dict[str, set[str]] = {}
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        fields = line.split()
+        found[fields[4]] = set(fields[5].split(","))
+    return found
+
+
 def _all_gone(pids: list[int]) -> bool:
     return all(proc_status(pid) is None for pid in pids)
 
@@ -141,6 +150,11 @@ def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothin
     parent = int(status_lines["PPid"])
     assert cmdline(parent)[:2] == ["/usr/bin/tini", "--"]
     assert Path(f"/proc/{runtime}/root").resolve() != Path("/")
+    # A read-only root; the pod's /tmp writable, its config read-only as the pod mounts it.
+    mounts = _mounts(runtime)
+    assert "ro" in mounts["/"], mounts["/"]
+    assert "rw" in mounts["/tmp"]
+    assert "ro" in mounts["/etc/agentpool"]
 
     # The pod goes away: preStop and SIGTERM through tini; nothing of it is left.
     client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
