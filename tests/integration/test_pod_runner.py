@@ -93,6 +93,20 @@ def _chat(front: str, message: str) -> httpx.Response:
     )
 
 
+def _delete_pool_and_wait(
+    kube_api: client.ApiClient, runner: RunnerProcess, namespace: str, *, timeout: float
+) -> None:
+    """Delete the pool; wait until the runner has stopped every process of its pods."""
+    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "agentpools", POOL
+    )
+    wait_until(
+        lambda: runner.pool(namespace, POOL).pods == [],
+        timeout=timeout,
+        what="the processes stopped with their pods",
+    )
+
+
 def _served(runner: RunnerProcess, namespace: str) -> dict[str, int]:
     return {p.pod: p.served for p in runner.pool(namespace, POOL).pods}
 
@@ -198,14 +212,7 @@ def test_a_cold_started_process_serves_and_stops_with_its_pod(
         (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)
         assert pod.ready_at is not None
         assert _chat(front, "cold").json()["answer"] == "echo: cold"
-        client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, "agentpools", POOL
-        )
-        wait_until(
-            lambda: runner.pool(namespace, POOL).pods == [],
-            timeout=60,
-            what="the process stopped with its pod",
-        )
+        _delete_pool_and_wait(kube_api, runner, namespace, timeout=60)
         answer = _chat(front, "nobody")  # waits --pending-timeout (2 s) for a process
         assert answer.status_code == 503
         assert answer.json()["error"]["type"] == "NoReadyPods"

@@ -22,11 +22,10 @@ from hack.pod_runner import RunnerProcess, pod_runner_process
 from hack.pod_runner.container_guard import descendants
 from tests.integration.crd_install import install_crds
 from tests.integration.test_pod_runner import (
-    GROUP,
     POOL,
-    VERSION,
     _chat,
     _create_pool,
+    _delete_pool_and_wait,
     _pool_spec,
     _secrets,
 )
@@ -157,14 +156,7 @@ def test_a_pod_served_by_the_image_answers_as_the_non_root_uid_and_leaves_nothin
     assert "ro" in mounts["/etc/agentpool"]
 
     # The pod goes away: preStop and SIGTERM through tini; nothing of it is left.
-    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
-        GROUP, VERSION, namespace, "agentpools", POOL
-    )
-    wait_until(
-        lambda: runner.pool(namespace, POOL).pods == [],
-        timeout=120,
-        what="the pod's container stopped",
-    )
+    _delete_pool_and_wait(kube_api, runner, namespace, timeout=120)
     assert _all_gone(tree), [cmdline(pid) for pid in tree]
     log = (tmp_path / "runner" / "logs").glob("*.log")
     assert any("drained" in f.read_text() for f in log)
