@@ -40,7 +40,9 @@ _PR_SET_CHILD_SUBREAPER = 36
 INIT = "/usr/bin/tini"
 KILL_NOW = signal.SIGUSR1
 """The runner's SIGKILL, passed on: the guard itself must live to kill the others."""
-REMOVE_WAIT_SECONDS = 120.0
+REMOVE_WAIT_SECONDS = 3600.0
+"""Each guard ends on its own, a grace period after SIGTERM (a pool's can be minutes:
+its longest turn); this only bounds a guard that somehow never does."""
 _SIGNALS = {signal.SIGTERM, KILL_NOW, signal.SIGCHLD}
 
 
