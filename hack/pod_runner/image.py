@@ -1,7 +1,7 @@
 """Image mode: each pod's agent container runs in the agent image with `buildah run`, as
 docs/images.md describes buildah here (vfs storage, chroot isolation, no Docker engine).
 
-One working container per runner (`buildah from` once, 1-5 s on vfs), not one per pod:
+One working container per runner (`buildah from` once, 1.7-12 s here), not one per pod:
 the root is bound read-only in each run's own mount namespace and every pod brings its
 own /tmp, so pods share nothing through it; only the mount points a pod needs are made
 in it first (buildah cannot create one on a read-only root). Per pod:
