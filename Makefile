@@ -52,11 +52,16 @@ fmt: $(STAMP) ## format and autofix
 test-unit: $(STAMP) ## unit tests only (no cluster, no redis)
 	$(PY) -m pytest tests/unit -q
 
+# The end-to-end tests' pods run in the agent image where buildah works (image mode of the
+# pod runner; docs/images.md): AGENTPOOL_TEST_POD_RUNNER_IMAGE=0 runs them as processes.
+# The image is built (when it changed) before pytest, not inside a test's timeout.
+POD_RUNNER_IMAGE_TESTS = $${AGENTPOOL_TEST_POD_RUNNER_IMAGE:-$$(hack/ensure-buildah.sh >/dev/null 2>&1 && AGENTPOOL_IMAGE_BUILDER=buildah hack/build-images.sh agent | awk '$$1 == "agent" {print $$2}')}
+
 test-integration: $(STAMP) binaries redis ## integration tests against the local control plane and redis
-	$(PY) -m pytest tests/integration -q
+	AGENTPOOL_TEST_POD_RUNNER_IMAGE=$(POD_RUNNER_IMAGE_TESTS) $(PY) -m pytest tests/integration -q
 
 test: lint binaries redis ## lint, then every test (unit + integration)
-	$(PY) -m pytest tests -q --durations=30
+	AGENTPOOL_TEST_POD_RUNNER_IMAGE=$(POD_RUNNER_IMAGE_TESTS) $(PY) -m pytest tests -q --durations=30
 
 dev: $(STAMP) binaries ## the local cluster, the operator and the sample pools, Ready
 	@hack/dev.sh

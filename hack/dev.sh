@@ -140,6 +140,22 @@ kubectl -n "$NAMESPACE" wait --for=condition=Ready agentpools --all --timeout=18
 }
 
 # The kubelet's and kube-proxy's parts: a process per Running agent pod, a port per pool.
+# AGENTPOOL_DEV_POD_RUNNER_IMAGE=1 (or `make dev POD_RUNNER_IMAGE=1`): each pod's agent
+# container runs in the agent image instead (buildah run; built first when it changed),
+# as users deploy it; a value other than 1 names the image to run.
+RUNNER_MODE=()
+POD_IMAGE="${AGENTPOOL_DEV_POD_RUNNER_IMAGE:-${POD_RUNNER_IMAGE:-}}"
+if [[ -n "$POD_IMAGE" && "$POD_IMAGE" != 0 ]]; then
+  if [[ "$POD_IMAGE" == 1 ]]; then
+    echo ">> building the agent image when it changed (log: $DEV_DIR/images.log)"
+    POD_IMAGE="$(AGENTPOOL_IMAGE_BUILDER=buildah "$REPO_ROOT/hack/build-images.sh" agent 2>"$DEV_DIR/images.log" | awk '$1 == "agent" {print $2}')"
+    [[ -n "$POD_IMAGE" ]] || die "the agent image did not build; see $DEV_DIR/images.log"
+  fi
+  RUNNER_MODE=(--image="$POD_IMAGE")
+  [[ -z "${AGENTPOOL_DEV_FORK_SERVER:-}" ]] || echo ">> image mode: AGENTPOOL_DEV_FORK_SERVER ignored"
+elif [[ -n "${AGENTPOOL_DEV_FORK_SERVER:-}" ]]; then
+  RUNNER_MODE=(--fork-server)
+fi
 stop_pidfile "$DEV_DIR/pod-runner.pid"
 echo ">> starting the pod runner (log: $DEV_DIR/pod-runner.log)"
 nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
@@ -147,10 +163,10 @@ nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
   --status-file="$DEV_DIR/pods.json" \
   --front="$NAMESPACE/customer-support=$SUPPORT_PORT" --front="$NAMESPACE/billing=$BILLING_PORT" \
   --alias="agentpool-redis.agentpool-system.svc:6379=127.0.0.1:$REDIS_PORT" \
-  ${AGENTPOOL_DEV_FORK_SERVER:+--fork-server} \
+  "${RUNNER_MODE[@]}" \
   >"$DEV_DIR/pod-runner.log" 2>&1 &
 echo $! >"$DEV_DIR/pod-runner.pid"
-wait_http "http://127.0.0.1:$RUNNER_STATUS_PORT/healthz" 30 "the pod runner" "$DEV_DIR/pod-runner.pid" "$DEV_DIR/pod-runner.log"
+wait_http "http://127.0.0.1:$RUNNER_STATUS_PORT/healthz" 120 "the pod runner" "$DEV_DIR/pod-runner.pid" "$DEV_DIR/pod-runner.log"
 echo ">> waiting for every Running pod's process to answer /readyz"
 serving() {
   local running status

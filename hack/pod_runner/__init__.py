@@ -5,7 +5,8 @@ port per pool) on this machine. docs/dev-cluster.md says what it does and does n
 In-process (asyncio): `PodRunner(RunnerSettings(...))`, `await start()`, `front_url()`,
 `status()`, `await stop()`. As a child process (tests, benchmarks):
 `pod_runner_process(kubeconfig, namespaces, workdir)`. From a shell:
-`python -m hack.pod_runner --help`.
+`python -m hack.pod_runner --help`. Image mode (`--image REF`, `image=REF`): each pod's
+agent container runs in the agent image with `buildah run` (image.py).
 """
 
 from hack.pod_runner.handle import (

@@ -75,8 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fork each pod's process from one that has imported the runtime (warm starts)",
     )
+    parser.add_argument(
+        "--image",
+        default=None,
+        help="run each pod's agent container in this image with `buildah run` (image mode: "
+        "docs/dev-cluster.md); not with --fork-server",
+    )
     parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.image and args.fork_server:
+        parser.error("--image runs the image's own runtime: it does not take --fork-server")
+    return args
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -92,6 +101,7 @@ async def run(args: argparse.Namespace) -> None:
         status_file=args.status_file,
         drain_on_stop=args.drain_on_stop,
         fork_server=args.fork_server,
+        image=args.image or None,
     )
     runner = PodRunner(settings)
     stop = asyncio.Event()

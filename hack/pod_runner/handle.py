@@ -11,6 +11,7 @@ and `stop()` is what a user's Ctrl-C does.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -27,6 +28,9 @@ import httpx
 from hack.pod_runner.status import PodProcess, PoolFrontStatus, RunnerStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE_KNOB = "AGENTPOOL_TEST_POD_RUNNER_IMAGE"
+"""`1`: every runner started here without an image or `--fork-server` runs its pods in
+the agent image (built first when it changed); another value names the image."""
 
 
 class RunnerWaitError(AssertionError):
@@ -105,6 +109,29 @@ class RunnerProcess:
             self.proc.wait()
 
 
+@functools.cache
+def _built_agent_image() -> str:
+    out = subprocess.run(
+        [str(REPO_ROOT / "hack" / "build-images.sh"), "agent"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "AGENTPOOL_IMAGE_BUILDER": "buildah"},
+    )
+    refs = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    if out.returncode != 0 or "agent" not in refs:
+        raise RunnerWaitError(f"the agent image did not build:\n{out.stderr[-4000:]}")
+    return refs["agent"]
+
+
+def image_from_environment(extra_args: Sequence[str]) -> str | None:
+    """The image `AGENTPOOL_TEST_POD_RUNNER_IMAGE` asks for, unless warm forks are."""
+    knob = os.environ.get(IMAGE_KNOB, "")
+    if knob in ("", "0") or "--fork-server" in extra_args:
+        return None
+    return _built_agent_image() if knob == "1" else knob
+
+
 def start_pod_runner_process(
     kubeconfig: Path,
     namespaces: Sequence[str],
@@ -114,9 +141,13 @@ def start_pod_runner_process(
     front_ports: Mapping[tuple[str, str], int] | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    image: str | None = None,
 ) -> RunnerProcess:
-    """Start the runner for `namespaces` (empty: all) and wait until its status answers."""
+    """Start the runner for `namespaces` (empty: all) and wait until its status answers;
+    with `image` (None: `AGENTPOOL_TEST_POD_RUNNER_IMAGE` decides; "": processes in any
+    case), each pod's agent container runs in that image (image mode)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    image = image if image is not None else image_from_environment(extra_args)
     port = _free_port()
     argv = [
         sys.executable,
@@ -128,6 +159,7 @@ def start_pod_runner_process(
         *(f"--namespace={n}" for n in namespaces),
         *(f"--alias={k}={v}" for k, v in (aliases or {}).items()),
         *(f"--front={ns}/{pool}={p}" for (ns, pool), p in (front_ports or {}).items()),
+        *([f"--image={image}"] if image else []),
         *extra_args,
     ]
     log = workdir / "pod-runner.log"
@@ -140,7 +172,8 @@ def start_pod_runner_process(
             stderr=subprocess.STDOUT,
         )
     handle = RunnerProcess(proc, f"http://127.0.0.1:{port}", log, workdir)
-    deadline = time.monotonic() + 60  # a loaded 2-core machine imports slowly
+    # A loaded 2-core machine imports slowly; image mode first makes its working container.
+    deadline = time.monotonic() + (180 if image else 60)
     while True:
         if not handle.alive():
             raise RunnerWaitError(f"the pod runner exited:\n{handle.log_tail()}")

@@ -51,6 +51,8 @@ class Mount:
     files: tuple[KeyFile | TokenFile, ...] = ()
     emulated: bool = True
     """False for volume kinds the runner cannot play (a PVC, a host path): an empty dir."""
+    read_only: bool = False
+    """The mount's `readOnly` (image mode binds it read-only)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class PodPlan:
     annotations: Mapping[str, str]
     command: tuple[str, ...]
     """The image's entry point (`agentpool-agent`) unless the container sets `command`."""
+    image_entrypoint: bool
+    """Whether `command` stands for the image's entry point (the container sets none)."""
     args: tuple[str, ...]
     env: tuple[EnvVar, ...]
     env_from: tuple[EnvFrom, ...]
@@ -97,6 +101,9 @@ class PodPlan:
     readiness_path: str
     pre_stop: tuple[str, ...] | None
     grace_seconds: int
+    run_as_user: int | None = None
+    """The securityContext's uid (the container's over the pod's); None: the image's."""
+    run_as_group: int | None = None
 
 
 def is_wanted(pod: Mapping[str, Any]) -> bool:
@@ -192,6 +199,14 @@ def _port(container: Mapping[str, Any], ref: object) -> int:
     return int(ports[0]["containerPort"])
 
 
+def _security(spec: Mapping[str, Any], container: Mapping[str, Any], key: str) -> int | None:
+    """A securityContext field as the kubelet resolves it: the container's over the pod's."""
+    for context in (container.get("securityContext"), spec.get("securityContext")):
+        if context and context.get(key) is not None:
+            return int(context[key])
+    return None
+
+
 def plan_pod(pod: Mapping[str, Any]) -> PodPlan | None:
     """The plan for an agent pod (a pod with an `agent` container); None for any other."""
     meta = pod.get("metadata") or {}
@@ -206,7 +221,9 @@ def plan_pod(pod: Mapping[str, Any]) -> PodPlan | None:
     for mount in container.get("volumeMounts") or []:
         volume = volumes.get(mount["name"], {})
         files, emulated = _volume_files(volume)
-        mounts.append(Mount(str(mount["mountPath"]), str(mount["name"]), files, emulated))
+        read_only = bool(mount.get("readOnly", False))
+        path, name = str(mount["mountPath"]), str(mount["name"])
+        mounts.append(Mount(path, name, files, emulated, read_only))
     probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
     container_port = _port(container, "http")
     pre_stop = (((container.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}).get(
@@ -222,6 +239,7 @@ def plan_pod(pod: Mapping[str, Any]) -> PodPlan | None:
         labels=labels,
         annotations=dict(meta.get("annotations") or {}),
         command=tuple(container.get("command") or ("agentpool-agent",)),
+        image_entrypoint=not container.get("command"),
         args=tuple(str(a) for a in container.get("args") or ()),
         env=_env(container.get("env") or []),
         env_from=_env_from(container.get("envFrom") or []),
@@ -230,6 +248,8 @@ def plan_pod(pod: Mapping[str, Any]) -> PodPlan | None:
         readiness_path=str(probe.get("path") or "/readyz"),
         pre_stop=tuple(str(a) for a in pre_stop) if pre_stop else None,
         grace_seconds=int(spec.get("terminationGracePeriodSeconds") or DEFAULT_GRACE_SECONDS),
+        run_as_user=_security(spec, container, "runAsUser"),
+        run_as_group=_security(spec, container, "runAsGroup"),
     )
 
 

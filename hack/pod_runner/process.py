@@ -29,6 +29,17 @@ import structlog
 
 from hack.pod_runner.fork_server import ForkedProcess, ForkServer
 from hack.pod_runner.front import Backend, PoolFront
+from hack.pod_runner.image import (
+    ENV_DIR,
+    ENV_FILE,
+    ContainerProcess,
+    PodContainer,
+    WorkingContainer,
+    chown_tree,
+    container_user,
+    env_script,
+    start_container_process,
+)
 from hack.pod_runner.orphans import die_with_parent
 from hack.pod_runner.plan import PodPlan
 from hack.pod_runner.rewrite import (
@@ -44,9 +55,11 @@ log = structlog.get_logger(__name__)
 
 BIN_DIR = Path(sys.executable).parent
 """Where `agentpool-agent` is installed (the venv the runner runs in)."""
-PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-"""What a container gets from its image rather than from the pod (plus proxies, so a
-model endpoint the user names is reachable the way it is from their shell)."""
+PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+"""Passed on, so a model endpoint the user names is reachable the way it is from their
+shell."""
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", *PROXIES)
+"""What a container gets from its image rather than from the pod (plus proxies)."""
 READY_PERIOD_SECONDS = 1.0
 STARTUP_PROBE_SECONDS = 0.05
 RESTART_BACKOFF_MAX_SECONDS = 30.0
@@ -59,6 +72,10 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+Handle = asyncio.subprocess.Process | ForkedProcess | ContainerProcess
+"""A pod's process: a bare one, a forked one, or a guarded `buildah run`."""
 
 
 def _executable(name: str) -> str:
@@ -94,10 +111,13 @@ class AgentProcess:
     error: str | None = None
     fork_server: ForkServer | None = None
     """Forks warm processes when set; else each process is started cold."""
-    proc: asyncio.subprocess.Process | ForkedProcess | None = None
+    container: WorkingContainer | None = None
+    """Image mode: the process runs in the agent image (`buildah run`; image.py)."""
+    proc: Handle | None = None
     backend: Backend | None = None
     _task: asyncio.Task[None] | None = None
     _env: dict[str, str] = field(default_factory=dict)
+    _pod_container: PodContainer | None = None
     _stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped_event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -124,10 +144,12 @@ class AgentProcess:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         write_volumes(plan, self.root, self.sources)
+        if self.container is not None:
+            return self._prepare_image(self.container)
         args = rewrite_argv(
             plan.args, layout, container_port=plan.container_port, host_port=self.port
         )
-        self._rewrite_config_files(args)
+        self._rewrite_config_files(_config_paths(args))
         env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
         tmp = layout.host_path("/tmp") or str(self.root / "tmp")  # noqa: S108 - container path
         Path(tmp).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -143,16 +165,46 @@ class AgentProcess:
         argv.append("--host=127.0.0.1")
         return argv, env
 
-    def _rewrite_config_files(self, args: list[str]) -> None:
-        """The runtime config (`--config`) with container paths and cluster names mapped."""
-        paths = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-        paths += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    def _prepare_image(self, container: WorkingContainer) -> tuple[list[str], dict[str, str]]:
+        """Image mode: the container sees its mounts at their own paths, so only ports and
+        cluster names move; the files go to the pod's uid; the env goes in a file."""
+        plan = self.plan
+        in_place = HostLayout(str(self.root), ())  # paths stay container paths
+        args = rewrite_argv(
+            plan.args, in_place, container_port=plan.container_port, host_port=self.port
+        )
+        on_host = [self.layout.host_path(path) for path in _config_paths(args)]
+        self._rewrite_config_files([path for path in on_host if path], in_place)
+        env = {k: os.environ[k] for k in PROXIES if k in os.environ}
+        env["HOSTNAME"] = plan.name  # the image's PATH, HOME and the rest come with it
+        for name, value in pod_environment(plan, self.sources).items():
+            env[name] = rewrite_string(value, in_place, self.resolve)
+        if "AGENTPOOL_PORT" in env:
+            env["AGENTPOOL_PORT"] = str(self.port)
+        env_dir = self.root / ".pod-env"
+        env_dir.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(env_dir / ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(env_script(env))
+        user = container_user(plan, container.config.user)
+        chown_tree(self.root, user)
+        container.make_mount_points([*(m.container_path for m in plan.mounts), ENV_DIR])
+        self._pod_container = PodContainer(host_root=self.root, user=user, env_dir=env_dir)
+        argv = container.entrypoint_argv(plan, args)
+        argv.append("--host=127.0.0.1")  # the host's network: only the loopback is ours
+        return argv, env
+
+    def _rewrite_config_files(self, paths: list[str], layout: HostLayout | None = None) -> None:
+        """The runtime config files (host paths) with container paths and cluster names
+        mapped (container paths left as they are with an image's `layout`)."""
         for path in paths:
             file = Path(path)
             if not file.is_file():
                 continue
             document = json.loads(file.read_text())
-            rewritten = rewrite_config(document, self.layout, self.resolve, self.plan.namespace)
+            rewritten = rewrite_config(
+                document, layout or self.layout, self.resolve, self.plan.namespace
+            )
             file.write_text(json.dumps(rewritten, indent=2, ensure_ascii=False))
 
     # ------------------------------------------------------------------ running it
@@ -184,9 +236,15 @@ class AgentProcess:
                 await asyncio.wait_for(self._stop_event.wait(), timeout=backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX_SECONDS)
 
-    async def _spawn(
-        self, argv: list[str], env: dict[str, str]
-    ) -> asyncio.subprocess.Process | ForkedProcess:
+    def _container_command(self, argv: list[str]) -> list[str]:
+        assert self.container is not None
+        assert self._pod_container is not None
+        grace = max(float(self.plan.grace_seconds), SIGTERM_MINIMUM_SECONDS)
+        return self.container.command(self.plan, self._pod_container, argv, grace=grace)
+
+    async def _spawn(self, argv: list[str], env: dict[str, str]) -> Handle:
+        if self.container is not None:
+            return await start_container_process(self._container_command(argv), self.log_path)
         if self.fork_server is not None:
             return await self.fork_server.spawn(argv, env, env["HOME"], str(self.log_path))
         with self.log_path.open("ab") as out:
@@ -201,7 +259,7 @@ class AgentProcess:
                 preexec_fn=die_with_parent,
             )
 
-    async def _probe_until_exit(self, proc: asyncio.subprocess.Process | ForkedProcess) -> None:
+    async def _probe_until_exit(self, proc: Handle) -> None:
         backend = self.backend
         assert backend is not None
         url = f"{backend.url}{self.plan.readiness_path}"
@@ -260,20 +318,24 @@ class AgentProcess:
 
     async def _pre_stop(self, deadline: float) -> None:
         assert self.plan.pre_stop is not None
+        in_container = self.container is not None
         argv = rewrite_argv(
             self.plan.pre_stop,
-            self.layout,
+            HostLayout(str(self.root), ()) if in_container else self.layout,
             container_port=self.plan.container_port,
             host_port=self.port,
         )
-        argv[0] = _executable(argv[0])
-        hook: asyncio.subprocess.Process | ForkedProcess
-        if self.fork_server is not None and argv[0] == _executable("agentpool-agent"):
+        hook: Handle
+        if in_container:  # the hook runs in the pod's container, as the kubelet runs it
+            hook = await start_container_process(self._container_command(argv), self.log_path)
+        elif self.fork_server is not None and argv[0] == "agentpool-agent":
             # The hook runs in the pod, with its environment; forked, it skips the imports.
+            argv[0] = _executable(argv[0])
             hook = await self.fork_server.spawn(
                 argv, self._env, self._env["HOME"], str(self.log_path)
             )
         else:
+            argv[0] = _executable(argv[0])
             with self.log_path.open("ab") as out:
                 hook = await asyncio.create_subprocess_exec(
                     *argv,
@@ -289,9 +351,7 @@ class AgentProcess:
             hook.kill()
             await hook.wait()
 
-    async def _terminate(
-        self, proc: asyncio.subprocess.Process | ForkedProcess, deadline: float
-    ) -> None:
+    async def _terminate(self, proc: Handle, deadline: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         left = max(SIGTERM_MINIMUM_SECONDS, deadline - time.monotonic())
@@ -302,3 +362,10 @@ class AgentProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _config_paths(args: list[str]) -> list[str]:
+    """The files `--config` names in the arguments."""
+    paths = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    paths += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    return paths

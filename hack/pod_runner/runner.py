@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from hack.pod_runner.fork_server import ForkServer
 from hack.pod_runner.front import PoolFront, bind, serve
+from hack.pod_runner.image import WorkingContainer
 from hack.pod_runner.plan import DEFAULT_SELECTOR, is_wanted, plan_pod
 from hack.pod_runner.process import AgentProcess
 from hack.pod_runner.status import PodProcess, PoolFrontStatus, RunnerStatus
@@ -79,6 +80,13 @@ class RunnerSettings:
     fork_server: bool = False
     """Fork each pod's process from one that has imported the runtime (warm starts:
     hack/pod_runner/fork_server.py) instead of starting it cold."""
+    image: str | None = None
+    """Image mode: run each pod's agent container in this image with `buildah run`
+    (hack/pod_runner/image.py) instead of a process of the checkout."""
+
+    def __post_init__(self) -> None:
+        if self.image is not None and self.fork_server:
+            raise ValueError("image mode runs the image's own runtime: no fork server")
 
 
 def _svc_parts(host: str) -> tuple[str, str] | None:
@@ -117,6 +125,7 @@ class PodRunner:
         self._stopping: set[asyncio.Task[None]] = set()
         self._status_server: Any = None
         self._fork_server: ForkServer | None = None
+        self._container: WorkingContainer | None = None
 
     # ------------------------------------------------------------------ the public API
 
@@ -127,6 +136,8 @@ class PodRunner:
         if self.settings.fork_server:
             self._fork_server = ForkServer()
             await self._fork_server.start()
+        if self.settings.image is not None:
+            self._container = await WorkingContainer.create(self.settings.image)
         for key, port in self.settings.front_ports.items():
             self._front(*key, port=port)
         for namespace in self.settings.namespaces or (None,):
@@ -161,6 +172,8 @@ class PodRunner:
         await asyncio.gather(*(f.stop() for f in self.fronts.values()))
         if self._fork_server is not None:
             await self._fork_server.stop()
+        if self._container is not None:
+            await self._container.remove()
         if self._status_server is not None:
             server, task = self._status_server
             server.should_exit = True
@@ -189,7 +202,12 @@ class PodRunner:
                     pods=sorted(pods, key=lambda p: p.pod),
                 )
             )
-        return RunnerStatus(pools=pools)
+        container = self._container
+        return RunnerStatus(
+            pools=pools,
+            image=self.settings.image,
+            container=container.name if container is not None else None,
+        )
 
     # ------------------------------------------------------------------ fronts and names
 
@@ -322,6 +340,7 @@ class PodRunner:
                 self.sources,
                 self.resolve,
                 fork_server=self._fork_server,
+                container=self._container,
             )
             self.processes[uid] = process
             process.start()

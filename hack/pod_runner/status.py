@@ -59,6 +59,10 @@ class PoolFrontStatus(_Model):
 
 class RunnerStatus(_Model):
     pools: list[PoolFrontStatus]
+    image: str | None = None
+    """Image mode: the image each pod's container runs (else None: processes)."""
+    container: str | None = None
+    """Image mode: the runner's working container of that image."""
 
     def pool(self, namespace: str, pool: str) -> PoolFrontStatus | None:
         for found in self.pools:

@@ -411,7 +411,9 @@ def test_operator_image_makes_the_metrics_apis_certificate(operator_container: C
     probe = (
         "from agentpool_operator.autoscaler.metrics_api.serving_cert import "
         "make_serving_cert, service_dns_names\n"
-        "cert = make_serving_cert(service_dns_names('svc', 'agentpool-system'))\n"
+        "import pathlib, tempfile\n"
+        "where = pathlib.Path(tempfile.mkdtemp())\n"  # the server's own directory, in /tmp
+        "cert = make_serving_cert(service_dns_names('svc', 'agentpool-system'), where)\n"
         "print(cert.cert_pem.decode().splitlines()[0], oct(cert.key_file.stat().st_mode))"
     )
     out = operator_container.run(["python3", "-c", probe])

@@ -93,6 +93,20 @@ def _chat(front: str, message: str) -> httpx.Response:
     )
 
 
+def _delete_pool_and_wait(
+    kube_api: client.ApiClient, runner: RunnerProcess, namespace: str, *, timeout: float
+) -> None:
+    """Delete the pool; wait until the runner has stopped every process of its pods."""
+    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "agentpools", POOL
+    )
+    wait_until(
+        lambda: runner.pool(namespace, POOL).pods == [],
+        timeout=timeout,
+        what="the processes stopped with their pods",
+    )
+
+
 def _served(runner: RunnerProcess, namespace: str) -> dict[str, int]:
     return {p.pod: p.served for p in runner.pool(namespace, POOL).pods}
 
@@ -186,7 +200,11 @@ def test_a_cold_started_process_serves_and_stops_with_its_pod(
     with (
         operator_running(cluster, [namespace], tmp_path / "operator.log"),
         pod_runner_process(
-            cluster.kubeconfig, [namespace], tmp_path / "runner", extra_args=["--pending-timeout=2"]
+            cluster.kubeconfig,
+            [namespace],
+            tmp_path / "runner",
+            extra_args=["--pending-timeout=2"],
+            image="",  # a cold process of the checkout, whatever make test runs the rest in
         ) as runner,
     ):
         _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
@@ -194,14 +212,7 @@ def test_a_cold_started_process_serves_and_stops_with_its_pod(
         (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)
         assert pod.ready_at is not None
         assert _chat(front, "cold").json()["answer"] == "echo: cold"
-        client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, "agentpools", POOL
-        )
-        wait_until(
-            lambda: runner.pool(namespace, POOL).pods == [],
-            timeout=60,
-            what="the process stopped with its pod",
-        )
+        _delete_pool_and_wait(kube_api, runner, namespace, timeout=60)
         answer = _chat(front, "nobody")  # waits --pending-timeout (2 s) for a process
         assert answer.status_code == 503
         assert answer.json()["error"]["type"] == "NoReadyPods"
@@ -221,7 +232,10 @@ def test_a_killed_runner_leaves_no_agent_process_behind(
     _secrets(kube_api, namespace)
     with (
         operator_running(cluster, [namespace], tmp_path / "operator.log"),
-        pod_runner_process(cluster.kubeconfig, [namespace], tmp_path / "runner") as runner,
+        # Processes (orphans.py); image mode's guard: test_pod_runner_image.py.
+        pod_runner_process(
+            cluster.kubeconfig, [namespace], tmp_path / "runner", image=""
+        ) as runner,
     ):
         _create_pool(kube_api, namespace, {**_pool_spec(model, redis_url), "replicas": 1})
         (pod,) = runner.wait_serving(namespace, POOL, 1, timeout=120)

@@ -17,16 +17,13 @@ from typing import Any
 
 import httpx
 
+from hack.pod_runner.container_guard import descendants
+from hack.pod_runner.image import BUILDAH, buildah, read_only_root_command
 from tests.support.cluster import Cluster
 from tests.support.wait import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
-BUILDAH = str(HACK / "buildah.sh")
-
-# Makes the container's root a read-only bind of itself, in a private mount namespace of
-# its own (nothing leaks to the host), then execs buildah: $0 is the root, "$@" the command.
-_READ_ONLY_ROOT = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
 
 
 _EXIT_MARKER = "agentpool-test-exit="
@@ -34,15 +31,6 @@ _EXIT_MARKER = "agentpool-test-exit="
 
 class BuildahUnavailableError(RuntimeError):
     """buildah is missing and could not be installed here."""
-
-
-def buildah(*args: str, timeout: float = 120) -> str:
-    out = subprocess.run(
-        [BUILDAH, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"buildah {' '.join(args)} failed: {out.stderr.strip()[-2000:]}")
-    return out.stdout
 
 
 def ensure_buildah() -> None:
@@ -153,7 +141,7 @@ class Container:
         run += [self.name, "--", *argv]
         if not read_only:
             return run
-        return ["unshare", "--mount", "sh", "-c", _READ_ONLY_ROOT, str(self.root), *run]
+        return read_only_root_command(str(self.root), run)
 
     def popen(self, argv: Sequence[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
@@ -262,24 +250,6 @@ def proc_status(pid: int) -> dict[str, str] | None:
         (key, value.strip())
         for key, _, value in (line.partition(":") for line in text.splitlines())
     )
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid`, parents before children."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        status = proc_status(int(entry.name))
-        if status is not None and "PPid" in status:
-            children.setdefault(int(status["PPid"]), []).append(int(entry.name))
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(0), []):
-            found.append(child)
-            queue.append(child)
-    return found
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
