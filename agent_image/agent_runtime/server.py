@@ -27,8 +27,10 @@ must name one (422).
 Errors, FastAPI's own validation errors included, are JSON `{"error": {"type",
 "message", ...}}` with the status `api_errors` picks; `edge.RequestGuard` refuses
 oversized, slow and unkeepable bodies before any route runs.
-Readiness stays 200 while Redis is down: the pod still serves from working memory, and
-taking every replica out of its Service at once would turn a degraded pool into a dead one.
+Readiness stays 200 while Redis is down, with the outage in its body: what needs Redis
+(chat turns, tasks, conversations, long-term memory) answers 503, what does not (tool
+calls, memory search from working memory) still serves, and taking every
+replica out of its Service at once would turn a degraded pool into a dead one.
 """
 
 from __future__ import annotations
