@@ -200,15 +200,23 @@ def event_reasons(api: client.ApiClient, namespace: str) -> set[str]:
 
 
 async def replicas_become(
-    api: client.ApiClient, namespace: str, name: str, value: int, within: float
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    value: int,
+    within: float,
+    *,
+    at_least: bool = False,
 ) -> float:
-    """Seconds until the pool's spec.replicas is `value`."""
+    """Seconds until the pool's spec.replicas is `value` (`at_least`: `value` or more)."""
     start = time.monotonic()
 
     async def probe() -> bool:
-        return await asyncio.to_thread(pool_replicas, api, namespace, name) == value
+        replicas = await asyncio.to_thread(pool_replicas, api, namespace, name)
+        return replicas is not None and (replicas >= value if at_least else replicas == value)
 
-    await async_wait_until(probe, timeout=within, interval=0.1, what=f"replicas {value}")
+    what = f"replicas {'>= ' if at_least else ''}{value}"
+    await async_wait_until(probe, timeout=within, interval=0.1, what=what)
     return time.monotonic() - start
 
 
