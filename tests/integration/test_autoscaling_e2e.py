@@ -126,7 +126,7 @@ async def test_load_scales_up_new_pods_serve_scale_down_cuts_no_turn_idle_return
         scale_downs = [e for e in drain_events(runner.workdir) if e.get("reason") == "scale-down"]
         assert any(e["active_turns"] >= 1 for e in scale_downs), scale_downs
     print(
-        f"\nstep to replicas written (the first scale-up) {first_up_seconds:.1f}s, to 4 pods serving "
+        f"\nstep to replicas written (first scale-up) {first_up_seconds:.1f}s, to 4 pods serving "
         f"{all_serving_seconds:.1f}s; 4 -> 2 in {down_seconds:.1f}s, 2 -> 1 in "
         f"{idle_seconds:.1f}s after the load stopped; turns: {load.stats.ok} answered, "
         f"{load.stats.refused} 503s retried, 0 cut; peak turns per pod {turns.peak}"
