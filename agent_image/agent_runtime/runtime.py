@@ -8,7 +8,6 @@ the config, the pod has working memory only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Mapping
@@ -48,6 +47,9 @@ from agent_runtime.tools.memory_tools import register_memory_tools
 from agent_runtime.tools.registry import ToolRegistry
 
 log = structlog.get_logger(__name__)
+
+STOP_TASKS_SECONDS = 5.0
+"""How long `stop` waits for the cancelled background tasks."""
 
 
 @dataclass
@@ -207,9 +209,12 @@ class Runtime:
             await self.task_worker.stop(timeout=drain_seconds)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: one background task that swallows its cancellation (a client
+            # library's reconnect loop) must not hold the process past its grace period.
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TASKS_SECONDS)
+            for task in stuck:
+                log.warning("background task did not stop; left behind", task=task.get_name())
         if self.load is not None:
             await self.load.withdraw()
         await self.registry.aclose()
