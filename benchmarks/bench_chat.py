@@ -25,7 +25,7 @@ Idle memory: VmRSS of the runtime process after start-up and one turn, at rest.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import os
 import shutil
 import statistics
@@ -39,6 +39,7 @@ from subprocess import Popen
 import httpx
 
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.runtime_process import running_runtime
 
 ROUNDS = 5
 TOOL_PATH = "/v1/tools/lookup/call"
@@ -121,13 +122,6 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 async def measure(agents: dict[str, str], bare_url: str) -> None:
     """`agents`: the runtime's URL for each subject."""
     for subject in SUBJECTS:
@@ -181,22 +175,9 @@ LOOKUP_TOOL = {
 }
 
 
-def start_runtime(config: dict[str, object], tmp: Path, name: str) -> tuple[str, Popen[bytes]]:
-    port = free_port()
-    (tmp / f"{name}.json").write_text(json.dumps(config))
-    with (tmp / f"{name}.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "agentpool-agent"),
-                "--host=127.0.0.1",
-                f"--port={port}",
-                f"--config={tmp / f'{name}.json'}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "AGENTPOOL_LOG_FORMAT": "json"},
-        )
-    return f"http://127.0.0.1:{port}", proc
+def workdir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def main() -> None:
@@ -207,6 +188,7 @@ def main() -> None:
     redis.start()
     tmp = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     procs: list[Popen[bytes]] = []
+    runtimes = contextlib.ExitStack()
     try:
         model_port, bare_port = free_port(), free_port()
         model_url = f"http://127.0.0.1:{model_port}"
@@ -227,22 +209,22 @@ def main() -> None:
         # to the model with every turn, which the baseline's turn does not send.
         http = {"http": {"url": f"{model_url}/items/{{q}}", "method": "GET"}}
         tools = {"definitions": [{**LOOKUP_TOOL, **http}]}
-        agent_url, agent = start_runtime(config, tmp, "agent")
-        tool_url, tool_runtime = start_runtime(
-            {**config, "pool": {"namespace": "bench", "name": "tools"}, "tools": tools},
-            tmp,
-            "tools",
+        tool_config = {**config, "pool": {"namespace": "bench", "name": "tools"}, "tools": tools}
+        # A shared, loaded machine starts a runtime slowly: up to 120 s each.
+        agent, tool_runtime = (
+            runtimes.enter_context(running_runtime(c, workdir(tmp / name), ready_within=120))
+            for c, name in ((config, "agent"), (tool_config, "tools"))
         )
-        procs += [agent, tool_runtime]
         bare_url = f"http://127.0.0.1:{bare_port}"
-        wait_ready(agent_url, "/readyz", agent)
-        wait_ready(tool_url, "/readyz", tool_runtime)
         wait_ready(bare_url, "/docs", procs[1])
-        httpx.post(f"{agent_url}/v1/chat", json={"message": "hi", "tenant": "bench"}, timeout=10)
+        httpx.post(f"{agent.url}/v1/chat", json={"message": "hi", "tenant": "bench"}, timeout=10)
         time.sleep(2)  # at rest before reading memory
-        print(f"idle runtime RSS: {rss_mb(agent.pid):.1f} MB (goal < 120 MB)")
-        asyncio.run(measure({"chat turn": agent_url, "cached tool call": tool_url}, bare_url))
+        print(f"idle runtime RSS: {agent.rss_bytes() / 2**20:.1f} MB (goal < 120 MB)")
+        asyncio.run(
+            measure({"chat turn": agent.url, "cached tool call": tool_runtime.url}, bare_url)
+        )
     finally:
+        runtimes.close()
         for proc in procs:
             proc.terminate()
         for proc in procs:

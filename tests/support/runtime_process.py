@@ -60,6 +60,7 @@ def running_runtime(
     *,
     tenants: tuple[str, ...] = ("alice", "bob"),
     args: tuple[str, ...] = (),
+    ready_within: float = 30,
 ) -> Iterator[RuntimeProcess]:
     """Start `agentpool-agent` with `config` and wait until /readyz answers."""
     gateway = secrets.token_urlsafe(24)
@@ -94,7 +95,7 @@ def running_runtime(
             return client.get("/readyz").status_code == 200
 
     try:
-        wait_until(up, timeout=30, what="the agent runtime to serve /readyz")
+        wait_until(up, timeout=ready_within, what="the agent runtime to serve /readyz")
         yield runtime
     finally:
         proc.terminate()
