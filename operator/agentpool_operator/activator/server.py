@@ -1,0 +1,226 @@
+"""The activator's HTTP server: a request for a pool that its Service routes here is held
+while the pool wakes, then proxied to a ready pod.
+
+For each request: the pool from the Host header (`host.py`); refused unless the pool
+exists, may scale to zero, and its Service routes to the activator now (its activator
+slice exists, or was deleted a moment ago): the activator must never be a way around a
+pool's NetworkPolicy to a pool that has ready pods of its own. Then a wake request in
+the pool's Redis (`wake.py`), a wait for a ready endpoint (the slice watch wakes it), and
+the proxy (`proxy.py`). Waits are bounded in time (`wait_seconds`) and in number per
+pool (`max_held`); beyond either, a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from agent_runtime.config.identity import PoolIdentity
+from agentpool_operator.activator import metrics
+from agentpool_operator.activator.errors import error
+from agentpool_operator.activator.host import HostError, PoolAddress, pool_from_host
+from agentpool_operator.activator.pools import PoolRoute, Pools
+from agentpool_operator.activator.proxy import UpstreamUnreachableError, forward, new_client
+from agentpool_operator.activator.slices import Endpoint
+from agentpool_operator.activator.wake import WakeRequests
+
+log = structlog.get_logger(__name__)
+
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ActivatorSettings:
+    wait_seconds: float = 60.0
+    """How long a request waits for its pool to have a ready endpoint."""
+    max_held: int = 100
+    """Requests held at once per pool; more get a 503 at once."""
+    pod_proxy: str | None = None
+    """An HTTP proxy to the pods (out of cluster: the pod runner's pod network)."""
+
+
+class Activator:
+    def __init__(
+        self,
+        pools: Pools,
+        wake: WakeRequests,
+        settings: ActivatorSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pools = pools
+        self._wake = wake
+        self._settings = settings
+        self._clock = clock
+        self._held: dict[PoolAddress, int] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self.handle, methods=METHODS)])
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await self._wake.close()
+
+    def held(self, pool: PoolAddress) -> int:
+        return self._held.get(pool, 0)
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            pool = pool_from_host(request.headers.get("host"))
+        except HostError as exc:
+            return _refused("bad_host", 400, "NotAPoolHost", str(exc))
+        route = self._pools.route(pool)
+        if route is None:
+            return _refused("unknown_pool", 404, "PoolNotFound", f"no AgentPool {pool}")
+        if not route.activated or not route.routed_here:
+            why = (
+                "it does not scale to zero in mode Operator"
+                if not route.activated
+                else "its Service does not route to the activator now: call the Service"
+            )
+            return _refused(
+                "not_routed",
+                421,
+                "NotRoutedToActivator",
+                f"the activator does not serve pool {pool}: {why}",
+            )
+        if self.held(pool) >= self._settings.max_held:
+            return _refused(
+                "too_many_waiting",
+                503,
+                "TooManyWaiting",
+                f"{self._settings.max_held} requests already wait for pool {pool} to wake",
+                retry_after=5,
+            )
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _refused("bad_host", 413, "TooLarge", "the request body is too large to hold")
+        endpoints = await self._hold(pool, route)
+        if not endpoints:
+            return _refused(
+                "not_woken",
+                503,
+                "PoolNotWoken",
+                f"pool {pool} has no ready replica after {self._settings.wait_seconds:g}s; "
+                "it is waking or cannot scale up (paused, or at maxReplicas); retry later",
+                retry_after=min(30.0, self._settings.wait_seconds),
+            )
+        if self._client is None:
+            self._client = new_client(self._settings.pod_proxy)
+        try:
+            answer = await forward(self._client, request, body, endpoints)
+        except UpstreamUnreachableError as exc:
+            log.warning("no ready pod accepted the request", pool=str(pool), error=str(exc))
+            return _refused(
+                "upstream_failed",
+                502,
+                "PoolUnreachable",
+                f"pool {pool} has ready endpoints but none accepted the connection",
+                retry_after=1,
+            )
+        metrics.REQUESTS.labels("proxied").inc()
+        return answer
+
+    async def _hold(self, pool: PoolAddress, route: PoolRoute) -> list[Endpoint]:
+        """The pool's ready endpoints, once it has some (registering a wake request while
+        it has none); empty when the wait ran out."""
+        if route.endpoints:
+            return list(route.endpoints)
+        started = self._clock()
+        deadline = started + self._settings.wait_seconds
+        identity = PoolIdentity(namespace=pool.namespace, name=pool.name)
+        member = None
+        self._held[pool] = self.held(pool) + 1
+        metrics.HELD.inc()
+        try:
+            if route.redis_url is not None:
+                member = await self._wake.register(
+                    route.redis_url, identity, self._settings.wait_seconds
+                )
+                if member is not None:
+                    metrics.WAKEUPS.inc()
+                    log.info("holding a request while the pool wakes", pool=str(pool))
+            while True:
+                current = self._pools.route(pool)
+                if current is None:
+                    return []
+                if current.endpoints:
+                    return list(current.endpoints)
+                left = deadline - self._clock()
+                if left <= 0:
+                    return []
+                await self._pools.changed(left)
+        finally:
+            self._held[pool] -= 1
+            if not self._held[pool]:
+                del self._held[pool]
+            metrics.HELD.dec()
+            metrics.WAIT_SECONDS.observe(self._clock() - started)
+            if member is not None and route.redis_url is not None:
+                await asyncio.shield(self._wake.withdraw(route.redis_url, identity, member))
+
+
+def _refused(
+    outcome: str, status: int, type_: str, message: str, *, retry_after: float | None = None
+) -> Response:
+    metrics.REQUESTS.labels(outcome).inc()
+    return error(status, type_, message, retry_after=retry_after)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the operator's loop: the operator owns its signals."""
+
+    def install_signal_handlers(self) -> None:
+        return None
+
+
+@dataclass
+class ServingActivator:
+    activator: Activator
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int
+
+    async def cleanup(self) -> None:
+        self.server.should_exit = True
+        await self.task
+        await self.activator.close()
+
+
+async def serve_activator(
+    activator: Activator,
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104 - reached through its Service, as the agent pods are
+) -> ServingActivator:
+    """Serve the activator on `port` (0: a free one) until `cleanup`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(
+        activator.app(), log_config=None, log_level="warning", lifespan="off", access_log=False
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the activator stopped before it started")
+        await asyncio.sleep(0.01)
+    log.info("activator serving", port=sock.getsockname()[1])
+    return ServingActivator(activator, server, task, sock.getsockname()[1])
