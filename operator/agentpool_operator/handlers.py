@@ -93,6 +93,11 @@ class IndexView:
                 found[(kind, name)] = ObjectVersion(version, keys)
         return found
 
+    def endpoint_slices(self, namespace: str, pool: str) -> list[Body]:
+        """The EndpointSlices of the pool's Service (the controller's, which carry the
+        Service's labels, and the activator's); watched only with the activator on."""
+        return list(self._values("endpointslices_idx", (namespace, pool)))
+
     def children(self, namespace: str | None, pool: str) -> Mapping[str, Body]:
         found: dict[str, Body] = {}
         for index in CHILD_INDEXES:
@@ -260,11 +265,22 @@ def _ns(namespace: str | None) -> str:
     return namespace
 
 
+SliceListener = Callable[[str, str, Mapping[str, Any], bool], None]
+"""Told of every change of a pool's EndpointSlices: (namespace, pool, slice, deleted)."""
+
+
 def register(
-    registry: kopf.OperatorRegistry, controller: Controller, *, watch_timeout: int | None = None
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    *,
+    watch_timeout: int | None = None,
+    slices: SliceListener | None = None,
 ) -> None:
-    """Register the indexes and event handlers of the operator on `registry`."""
+    """Register the indexes and event handlers of the operator on `registry`; with
+    `slices` (the activator on), also the pools' EndpointSlices."""
     group, version = api.GROUP, api.VERSION
+    if slices is not None:
+        _register_slices(registry, controller, slices)
 
     @kopf.index(group, version, "agentpools", id="pools_idx", registry=registry)
     def pools_idx(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
@@ -387,3 +403,48 @@ def _register_child(
     kopf.on.event(group, version, plural, id=f"{plural}_changed", labels=OWNED, registry=registry)(
         child_changed
     )
+
+
+def _register_slices(
+    registry: kopf.OperatorRegistry, controller: Controller, listener: SliceListener
+) -> None:
+    """The EndpointSlices of the pools' Services, by pool (the EndpointSlice controller
+    copies the Service's labels, the operator's among them, onto its slices)."""
+
+    @kopf.index(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        id="endpointslices_idx",
+        labels=OWNED,
+        registry=registry,
+    )
+    def endpointslices_idx(
+        namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[Any, Any] | None:
+        pool = labels.get(names.POOL_LABEL)
+        if pool is None:
+            return None
+        return {(_ns(namespace), pool): plain(body)}
+
+    # Async: kopf runs a sync handler in a thread, and the listener wakes waiting requests
+    # (asyncio events) in the loop.
+    @kopf.on.event(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        id="endpointslices_changed",
+        labels=OWNED,
+        registry=registry,
+    )
+    async def endpointslice_changed(
+        namespace: str | None,
+        labels: Mapping[str, str],
+        body: kopf.Body,
+        type: str | None,  # kopf's name for the event's type
+        **_: Any,
+    ) -> None:
+        controller.indexed.set()
+        pool = labels.get(names.POOL_LABEL)
+        if pool is not None:
+            listener(_ns(namespace), pool, body, type == "DELETED")

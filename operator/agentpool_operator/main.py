@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import kopf
 import structlog
@@ -14,6 +15,10 @@ from kubernetes import client, config
 from prometheus_client import start_http_server
 
 from agent_runtime.logging_config import configure_logging
+from agentpool_operator.activator.keeper import SliceKeeper
+from agentpool_operator.activator.pools import ClusterPools
+from agentpool_operator.activator.server import Activator, ActivatorSettings, serve_activator
+from agentpool_operator.activator.wake import WakeRequests
 from agentpool_operator.autoscaler.board import LoadBoard
 from agentpool_operator.autoscaler.loop import Autoscaler
 from agentpool_operator.autoscaler.metrics_api.apiservice import ServiceRef, leader_endpoints
@@ -69,6 +74,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "default: AGENTPOOL_METRICS_API_PORT or 0 (off)",
     )
     parser.add_argument(
+        "--activator-port",
+        type=int,
+        default=None,
+        help="serve the activator (requests for pools scaled to zero) on this port, leader "
+        "only; default: AGENTPOOL_ACTIVATOR_PORT or 0 (off)",
+    )
+    parser.add_argument(
         "--health-port",
         type=int,
         default=None,
@@ -105,6 +117,8 @@ def operator_settings(args: argparse.Namespace, env: dict[str, str]) -> Operator
         update["metrics_api_port"] = args.metrics_api_port
     if args.health_port is not None:
         update["health_port"] = args.health_port
+    if args.activator_port is not None:
+        update["activator_port"] = args.activator_port
     return settings.model_copy(update=update)
 
 
@@ -136,6 +150,10 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     if settings.token_reviewer_binding is not None:
         reviewers = ReviewerBinding(settings.token_reviewer_binding, view, reconciler.parsed, kube)
     autoscaler = Autoscaler(view, kube, board=board, default_redis_url=settings.default_redis_url)
+    activation = _activation(settings, view, kube, autoscaler)
+    loops = [autoscaler.run]
+    if activation is not None:
+        loops.append(activation.keeper.run)
     controller = Controller(
         reconciler,
         view,
@@ -143,11 +161,19 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         settings.resync_seconds,
         ToolReconciler(view.tool, kube, discoverer),
         reviewers,
-        loops=[autoscaler.run],
+        loops=loops,
     )
     discoverer.on_change = controller.tool_queue.add
     registry = kopf.OperatorRegistry()
-    register(registry, controller, watch_timeout=settings.watch_timeout_seconds)
+    register(
+        registry,
+        controller,
+        watch_timeout=settings.watch_timeout_seconds,
+        slices=activation.pools.notify if activation is not None else None,
+    )
+    serving_activator = None
+    if activation is not None:
+        serving_activator = await serve_activator(activation.activator, settings.activator_port)
     namespaces = list(settings.watch_namespaces)
     log.info(
         "starting",
@@ -165,9 +191,48 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             stop_flag=stop,
         )
     finally:
+        if serving_activator is not None:
+            await serving_activator.cleanup()
         if metrics_api is not None:
             await metrics_api.cleanup()
         kube.close()
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The activator's parts: its view of the pools, its server, its slice keeper."""
+
+    pools: ClusterPools
+    activator: Activator
+    keeper: SliceKeeper
+
+
+def _activation(
+    settings: OperatorSettings, view: IndexView, kube: KubeApi, autoscaler: Autoscaler
+) -> Activation | None:
+    """The activator, when enabled and it has an address for the pools' slices."""
+    if not settings.activator_port:
+        return None
+    address = settings.activator_address or settings.pod_ip
+    if address is None:
+        log.error(
+            "activator not started: no address for the pools' EndpointSlices "
+            "(set AGENTPOOL_ACTIVATOR_ADDRESS or AGENTPOOL_POD_IP)"
+        )
+        return None
+    pools = ClusterPools(view, autoscaler.redis_url)
+    activator = Activator(
+        pools,
+        WakeRequests(),
+        ActivatorSettings(
+            wait_seconds=settings.activator_wait_seconds,
+            max_held=settings.activator_max_held,
+            pod_proxy=settings.activator_pod_proxy,
+        ),
+    )
+    keeper = SliceKeeper(view, kube, pools, [str(address)], settings.activator_port)
+    log.info("activator on", port=settings.activator_port, address=str(address))
+    return Activation(pools, activator, keeper)
 
 
 async def _start_metrics_api(

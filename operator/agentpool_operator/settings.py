@@ -65,6 +65,21 @@ class OperatorSettings(BaseModel):
     """This replica's pod IP (the chart passes it): with the metrics API on, the leader
     points the metrics-API Service's EndpointSlice at it, so that the aggregator reaches
     the one replica that has the load. Unset out of cluster (the Service is the user's)."""
+    activator_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the activator (docs/autoscaling.md, "Zero and back"): requests for a pool
+    scaled to zero are held there while it wakes; 0 (the default) disables it. Served by
+    the leader only, which also keeps the pools' activator EndpointSlices."""
+    activator_address: IPvAnyAddress | None = None
+    """The address the activator EndpointSlices name (the Service's clients dial it);
+    unset: pod_ip. Out of cluster, an address the pod runner maps to this process
+    (EndpointSlices refuse loopback addresses)."""
+    activator_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long a request waits for its pool to wake before a 503 with Retry-After."""
+    activator_max_held: int = Field(default=100, ge=1, le=100_000)
+    """Requests held at once per pool; more get a 503 at once."""
+    activator_pod_proxy: str | None = Field(default=None, pattern=r"^https?://")
+    """An HTTP proxy through which the activator reaches pods; unset in the cluster (pod
+    IPs are routable). Out of cluster: the pod runner's pod network."""
     workers: int = Field(default=16, ge=1, le=256)
     """Pools reconciled at once."""
     agent_port: int = Field(default=8080, ge=1, le=65535)
@@ -112,6 +127,11 @@ class OperatorSettings(BaseModel):
             "pod_ip": "AGENTPOOL_POD_IP",
             "metrics_api_owner": "AGENTPOOL_METRICS_API_OWNER",
             "agent_port": "AGENTPOOL_AGENT_PORT",
+            "activator_port": "AGENTPOOL_ACTIVATOR_PORT",
+            "activator_address": "AGENTPOOL_ACTIVATOR_ADDRESS",
+            "activator_wait_seconds": "AGENTPOOL_ACTIVATOR_WAIT_SECONDS",
+            "activator_max_held": "AGENTPOOL_ACTIVATOR_MAX_HELD",
+            "activator_pod_proxy": "AGENTPOOL_ACTIVATOR_POD_PROXY",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",
             "discovery_seconds": "AGENTPOOL_DISCOVERY_SECONDS",

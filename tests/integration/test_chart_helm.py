@@ -341,6 +341,45 @@ def test_template_with_the_metrics_api(cluster: Cluster) -> None:
     ]
 
 
+def test_template_with_the_activator(cluster: Cluster) -> None:
+    docs = _template(cluster, "--set", "activator.enabled=true")
+    [deployment] = _by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = _env(container)
+    assert env["AGENTPOOL_ACTIVATOR_PORT"] == "8081"
+    assert env["AGENTPOOL_ACTIVATOR_WAIT_SECONDS"] == "60"
+    assert env["AGENTPOOL_ACTIVATOR_MAX_HELD"] == "100"
+    # The activator slices name the leader's own pod IP.
+    assert env["AGENTPOOL_POD_IP"] == {"fieldPath": "status.podIP"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["activator"] == 8081
+    [policy] = _by_kind(docs, "NetworkPolicy")
+    assert {"ports": [{"port": "activator", "protocol": "TCP"}]} in policy["spec"]["ingress"]
+    rules = next(
+        r for r in _by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "rel-agentpool"
+    )
+    granted = {
+        (g, r): set(rule["verbs"])
+        for rule in rules["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    # Watch the pools' slices, keep the activator's own: no update, no deletecollection.
+    assert granted[("discovery.k8s.io", "endpointslices")] == {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    }
+    defaults = _template(cluster)
+    assert not any(
+        "endpointslices" in rule["resources"]
+        for role in _by_kind(defaults, "ClusterRole")
+        for rule in role["rules"]
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [
@@ -355,6 +394,7 @@ def test_template_with_the_metrics_api(cluster: Cluster) -> None:
         (["--set", "metricsApi.port=0"], "/metricsApi/port"),
         (["--set-string", "metricsApi.enabled=yes"], "/metricsApi/enabled"),
         (["--set-string", "rbac.create=yes"], "/rbac/create"),
+        (["--set", "activator.waitSeconds=0"], "/activator/waitSeconds"),
     ],
     ids=lambda v: v if isinstance(v, str) else v[-1],
 )

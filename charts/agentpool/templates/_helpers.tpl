@@ -106,4 +106,12 @@ apply is a `patch` (and a `create` the first time); nothing here needs `update`.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.activator.enabled }}
+# The activator: it watches the pools' Services' EndpointSlices (ready pods), and keeps
+# one slice of its own per pool at zero (server-side apply: create + patch), deleted
+# when the pool is ready again.
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- end -}}

@@ -174,6 +174,12 @@ class Autoscaler:
         self._secret_urls: dict[tuple[str, str, str], tuple[str, str | None]] = {}
         self._seen: dict[str, tuple[str, Seen]] = {}
         self._exported: set[str] = set()
+        self._urls: dict[str, str] = {}
+
+    def redis_url(self, key: str) -> str | None:
+        """The Redis of pool `key` ("namespace/name") as of the last tick (None: unknown,
+        or the pool has none): where its wake requests go."""
+        return self._urls.get(key)
 
     async def run(self) -> None:
         """Tick every interval until cancelled."""
@@ -205,6 +211,7 @@ class Autoscaler:
                 metrics.forget_pool(namespace, name)
         for gone in set(self.board.keys()) - {s.key for s in seen}:
             self.board.forget(gone)
+        self._urls = {s.key: s.target.url for s in seen if s.target is not None}
         targets = [t for t in (s.reading_target() for s in seen) if t is not None]
         readings = await self._reader.read(targets)
         writes: list[Awaitable[None]] = []
