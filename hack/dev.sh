@@ -75,6 +75,14 @@ print(yaml.safe_dump_all(docs))' \
 # An earlier `make dev` bound billing by hand: the operator's binding does that now.
 kubectl delete clusterrolebinding "agentpool-dev-$NAMESPACE-billing-token-review" --ignore-not-found >/dev/null
 
+# The activator (requests for pools at zero, docs/autoscaling.md): EndpointSlices refuse
+# loopback addresses, so its slices name a TEST-NET-1 address that the pod runner maps to
+# the operator's local port; the activator reaches the pods through the runner's pod
+# network.
+ACTIVATOR_PORT="${AGENTPOOL_DEV_ACTIVATOR_PORT:-18085}"
+ACTIVATOR_ADDRESS=192.0.2.1
+POD_NETWORK_PORT="${AGENTPOOL_DEV_POD_NETWORK_PORT:-18091}"
+
 # One operator per dev cluster: a previous `make dev` leaves it running; restart it so it
 # runs this checkout's code.
 stop_pidfile "$DEV_DIR/operator.pid"
@@ -83,7 +91,10 @@ KUBECONFIG="$KUBECONFIG_PATH" \
 AGENTPOOL_AGENT_IMAGE="${AGENTPOOL_AGENT_IMAGE:-ghcr.io/agentpool/agent:dev}" \
 AGENTPOOL_OPERATOR_NAMESPACE=agentpool-system \
 AGENTPOOL_TOKEN_REVIEWER_BINDING=agentpool-dev-token-reviewer \
+AGENTPOOL_ACTIVATOR_ADDRESS="$ACTIVATOR_ADDRESS" \
+AGENTPOOL_ACTIVATOR_POD_PROXY="http://127.0.0.1:$POD_NETWORK_PORT" \
   nohup "$VENV_BIN/agentpool-operator" --standalone --metrics-port=19090 --health-port=18080 \
+  --activator-port="$ACTIVATOR_PORT" \
   --log-format=json >"$DEV_DIR/operator.log" 2>&1 &
 echo $! >"$DEV_DIR/operator.pid"
 for _ in $(seq 1 60); do
@@ -163,6 +174,8 @@ nohup "$VENV_BIN/python" -m hack.pod_runner --kubeconfig="$KUBECONFIG_PATH" \
   --status-file="$DEV_DIR/pods.json" \
   --front="$NAMESPACE/customer-support=$SUPPORT_PORT" --front="$NAMESPACE/billing=$BILLING_PORT" \
   --alias="agentpool-redis.agentpool-system.svc:6379=127.0.0.1:$REDIS_PORT" \
+  --alias="$ACTIVATOR_ADDRESS:$ACTIVATOR_PORT=127.0.0.1:$ACTIVATOR_PORT" \
+  --pod-network-port="$POD_NETWORK_PORT" \
   "${RUNNER_MODE[@]}" \
   >"$DEV_DIR/pod-runner.log" 2>&1 &
 echo $! >"$DEV_DIR/pod-runner.pid"

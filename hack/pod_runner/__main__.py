@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run each pod's agent container in this image with `buildah run` (image mode: "
         "docs/dev-cluster.md); not with --fork-server",
     )
+    parser.add_argument(
+        "--pod-network-port",
+        type=int,
+        default=None,
+        help="serve the pod network here: an HTTP proxy to each pod's process by pod IP "
+        "(the operator's activator reaches pods through it; 0: a free port)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.image and args.fork_server:
@@ -102,6 +109,7 @@ async def run(args: argparse.Namespace) -> None:
         drain_on_stop=args.drain_on_stop,
         fork_server=args.fork_server,
         image=args.image or None,
+        pod_network_port=args.pod_network_port,
     )
     runner = PodRunner(settings)
     stop = asyncio.Event()

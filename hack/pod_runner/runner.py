@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hack.pod_runner.fork_server import ForkServer
-from hack.pod_runner.front import PoolFront, bind, serve
+from hack.pod_runner.front import PodNetwork, PoolFront, bind, serve
 from hack.pod_runner.image import WorkingContainer
 from hack.pod_runner.plan import DEFAULT_SELECTOR, is_wanted, plan_pod
 from hack.pod_runner.process import AgentProcess
@@ -49,6 +49,8 @@ API_SERVER_NAMES = frozenset(
     | {"kubernetes.default.svc.cluster.local"}
 )
 WATCH_SECONDS = 60
+ACTIVATOR_SLICES = "endpointslice.kubernetes.io/managed-by=activator.agentpool.dev"
+"""The operator's activator EndpointSlices (operator/agentpool_operator/activator)."""
 STATUS_FILE_PERIOD = 0.25
 
 PoolKey = tuple[str, str]
@@ -83,6 +85,9 @@ class RunnerSettings:
     image: str | None = None
     """Image mode: run each pod's agent container in this image with `buildah run`
     (hack/pod_runner/image.py) instead of a process of the checkout."""
+    pod_network_port: int | None = None
+    """The pod network's port (front.PodNetwork: an HTTP proxy to the pods by pod IP,
+    for the operator's activator); None: none, 0: a free one."""
 
     def __post_init__(self) -> None:
         if self.image is not None and self.fork_server:
@@ -126,6 +131,9 @@ class PodRunner:
         self._status_server: Any = None
         self._fork_server: ForkServer | None = None
         self._container: WorkingContainer | None = None
+        self.pod_network: PodNetwork | None = None
+        self._activator_slices: dict[str, tuple[PoolKey, str]] = {}
+        """By slice uid: its pool and its activator's local URL."""
 
     # ------------------------------------------------------------------ the public API
 
@@ -140,9 +148,18 @@ class PodRunner:
             self._container = await WorkingContainer.create(self.settings.image)
         for key, port in self.settings.front_ports.items():
             self._front(*key, port=port)
+        if self.settings.pod_network_port is not None:
+            self.pod_network = PodNetwork(self._pod_by_ip, port=self.settings.pod_network_port)
+            await self.pod_network.start()
         for namespace in self.settings.namespaces or (None,):
             threading.Thread(
                 target=self._watch, args=(namespace,), name=f"watch {namespace}", daemon=True
+            ).start()
+            threading.Thread(
+                target=self._watch_slices,
+                args=(namespace,),
+                name=f"watch slices {namespace}",
+                daemon=True,
             ).start()
         self._tasks.append(asyncio.create_task(self._reconcile_loop()))
         if self.settings.status_file is not None:
@@ -170,6 +187,8 @@ class PodRunner:
         drain = self.settings.drain_on_stop
         await asyncio.gather(*(p.stop(drain=drain) for p in list(self.processes.values())))
         await asyncio.gather(*(f.stop() for f in self.fronts.values()))
+        if self.pod_network is not None:
+            await self.pod_network.stop()
         if self._fork_server is not None:
             await self._fork_server.stop()
         if self._container is not None:
@@ -199,6 +218,8 @@ class PodRunner:
                     pool=pool,
                     url=front.url,
                     waiting=front.waiting,
+                    activator=front.activator,
+                    to_activator=front.to_activator,
                     pods=sorted(pods, key=lambda p: p.pod),
                 )
             )
@@ -314,6 +335,96 @@ class PodRunner:
                     return
                 log.warning("pod watch failed; relisting", namespace=namespace, error=str(exc))
                 self._closing.wait(1.0)
+
+    # ------------------------------------------------------------------ activator slices
+
+    def _watch_slices(self, namespace: str | None) -> None:
+        """The activator EndpointSlices: list then watch, relisting on any error (a thread)."""
+        discovery = client.DiscoveryV1Api(self.api)
+        while not self._closing.is_set():
+            try:
+                kwargs: dict[str, Any] = {"label_selector": ACTIVATOR_SLICES}
+                if namespace is None:
+                    lister: Any = discovery.list_endpoint_slice_for_all_namespaces
+                    args: tuple[str, ...] = ()
+                else:
+                    lister, args = discovery.list_namespaced_endpoint_slice, (namespace,)
+                listed = json.loads(lister(*args, _preload_content=False, **kwargs).data)
+                self._post_slices("SYNC", (namespace, listed.get("items") or []))
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    lister,
+                    *args,
+                    resource_version=listed["metadata"]["resourceVersion"],
+                    timeout_seconds=WATCH_SECONDS,
+                    **kwargs,
+                )
+                for event in stream:
+                    if self._closing.is_set():
+                        return
+                    if event["type"] == "ERROR":
+                        break
+                    self._post_slices(event["type"], event["raw_object"])
+            except Exception as exc:
+                if self._closing.is_set():
+                    return
+                log.warning("slice watch failed; relisting", namespace=namespace, error=str(exc))
+                self._closing.wait(1.0)
+
+    def _post_slices(self, kind: str, payload: Any) -> None:
+        if self._loop is not None and not self._closing.is_set():
+            self._loop.call_soon_threadsafe(self._apply_slices, kind, payload)
+
+    def _apply_slices(self, kind: str, payload: Any) -> None:
+        if kind == "SYNC":
+            namespace, items = payload
+            self._activator_slices = {
+                uid: entry
+                for uid, entry in self._activator_slices.items()
+                if namespace is not None and entry[0][0] != namespace
+            }
+            for item in items:
+                self._add_slice(item)
+        elif kind == "DELETED":
+            self._activator_slices.pop(payload["metadata"]["uid"], None)
+        else:
+            self._add_slice(payload)
+        routed: dict[PoolKey, str] = {}
+        for key, url in self._activator_slices.values():
+            routed[key] = url
+        for key in set(routed) | {k for k, f in self.fronts.items() if f.activator}:
+            front = self._front(*key)
+            if front.activator != routed.get(key):
+                front.activator = routed.get(key)
+                log.info("pool's Service routes to the activator", pool=key, url=front.activator)
+                front.changed()
+
+    def _add_slice(self, body: Mapping[str, Any]) -> None:
+        """kube-proxy's reading of an activator slice: its first ready endpoint on the
+        Service's port, mapped to this machine through the aliases."""
+        meta = body["metadata"]
+        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        port = next((p.get("port") for p in body.get("ports") or [] if p.get("port")), None)
+        address = next(
+            (
+                e["addresses"][0]
+                for e in body.get("endpoints") or []
+                if e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
+            ),
+            None,
+        )
+        if not service or port is None or address is None or meta.get("deletionTimestamp"):
+            self._activator_slices.pop(meta["uid"], None)
+            return
+        where = self.settings.aliases.get(f"{address}:{port}", f"{address}:{port}")
+        self._activator_slices[meta["uid"]] = ((meta["namespace"], service), f"http://{where}")
+
+    def _pod_by_ip(self, ip: str) -> tuple[PoolFront, str] | None:
+        """The front and pod name of the Running pod with IP `ip` that has a process."""
+        for uid, process in self.processes.items():
+            pod = self._pods.get(uid) or {}
+            if (pod.get("status") or {}).get("podIP") == ip and not process.stopping:
+                return self._front(process.plan.namespace, process.plan.pool), process.plan.name
+        return None
 
     # ------------------------------------------------------------------ reconciling
 

@@ -50,6 +50,10 @@ class PoolFrontStatus(_Model):
     url: str
     waiting: int
     """Requests waiting for a ready process."""
+    activator: str | None = None
+    """The activator's local URL while the pool's Service routes to it."""
+    to_activator: int = 0
+    """Requests the front sent to the activator."""
     pods: list[PodProcess]
 
     @property

@@ -35,6 +35,7 @@ from agent_runtime.config.load import load_key
 from hack.pod_runner import RunnerProcess, pod_runner_process
 from tests.support.cluster import Cluster
 from tests.support.operator_process import operator_running
+from tests.support.redis_server import free_port
 from tests.support.scripted_model import scripted_model_process
 from tests.support.wait import ConditionTimeoutError, async_wait_until
 
@@ -120,6 +121,44 @@ def create_served_pool(
     )
 
 
+ACTIVATOR_ADDRESS = "192.0.2.1"
+"""The address the operator's activator EndpointSlices name out of cluster (TEST-NET-1:
+EndpointSlices refuse loopback addresses); the pod runner maps it to the local port."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The operator's activator, as served out of cluster."""
+
+    port: int
+    """Its local port."""
+    pod_network: int
+    """The pod runner's pod network (the activator's way to the pods)."""
+    wait_seconds: float = 60.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def operator_env(self) -> dict[str, str]:
+        return {
+            "AGENTPOOL_ACTIVATOR_PORT": str(self.port),
+            "AGENTPOOL_ACTIVATOR_ADDRESS": ACTIVATOR_ADDRESS,
+            "AGENTPOOL_ACTIVATOR_POD_PROXY": f"http://127.0.0.1:{self.pod_network}",
+            "AGENTPOOL_ACTIVATOR_WAIT_SECONDS": str(self.wait_seconds),
+        }
+
+    def runner_args(self) -> dict[str, Any]:
+        return {
+            "aliases": {f"{ACTIVATOR_ADDRESS}:{self.port}": f"127.0.0.1:{self.port}"},
+            "extra_args": [f"--pod-network-port={self.pod_network}"],
+        }
+
+
+def new_activation(wait_seconds: float = 60.0) -> Activation:
+    return Activation(free_port(), free_port(), wait_seconds)
+
+
 @dataclass(frozen=True)
 class ServedPool:
     model: str
@@ -127,6 +166,8 @@ class ServedPool:
     runner: RunnerProcess
     front: str
     """The pool's front port (the pod runner's), where callers send their turns."""
+    activation: Activation | None = None
+    """The operator's activator, when on."""
 
 
 @contextlib.contextmanager
@@ -142,23 +183,29 @@ def serve_pool(
     concurrency: int = 4,
     think_seconds: float = 1.0,
     operator: bool = True,
+    activation: Activation | None = None,
 ) -> Iterator[ServedPool]:
     """The scripted model (`think_seconds` per answer), the operator (unless told not
-    to: a test that kills it starts its own), the pod runner, and the pool (its CRDs
-    installed already). Everything started here is stopped on exit."""
+    to: a test that kills it starts its own; with `activation`, its activator on), the
+    pod runner, and the pool (its CRDs installed already). Everything started here is
+    stopped on exit."""
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(
             scripted_model_process(workdir / "model.log", think_seconds=think_seconds)
         )
         if operator:
-            stack.enter_context(operator_running(cluster, [namespace], workdir / "operator.log"))
+            env = activation.operator_env() if activation is not None else None
+            stack.enter_context(
+                operator_running(cluster, [namespace], workdir / "operator.log", env)
+            )
+        runner_args = activation.runner_args() if activation is not None else {}
         runner = stack.enter_context(
-            pod_runner_process(cluster.kubeconfig, [namespace], workdir / "runner")
+            pod_runner_process(cluster.kubeconfig, [namespace], workdir / "runner", **runner_args)
         )
         create_served_pool(
             api, namespace, name, model, redis_url, concurrency=concurrency, scaling=scaling
         )
-        yield ServedPool(model, runner, runner.front_url(namespace, name))
+        yield ServedPool(model, runner, runner.front_url(namespace, name), activation)
 
 
 def pool_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:
