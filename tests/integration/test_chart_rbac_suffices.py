@@ -18,6 +18,12 @@ from tests.support.audit import AuditWindow, audit_log_path, flush
 from tests.support.cluster import TEST_CLUSTER, Cluster
 from tests.support.operator_identity import operator_login, remove_chart_rbac
 from tests.support.operator_process import operator_running
+from tests.support.served_pool import (
+    annotate_pool,
+    create_served_pool,
+    new_activation,
+    short_windows,
+)
 from tests.support.wait import wait_until
 
 POOLS = ("customer-support", "billing")
@@ -87,3 +93,70 @@ def test_the_operator_runs_on_the_chart_s_rbac_without_a_refusal(
         )
     finally:
         remove_chart_rbac(cluster, namespace=namespace, release=release)
+
+
+def test_with_the_activator_the_chart_s_rbac_lets_the_operator_keep_its_slices(
+    cluster: Cluster, kube_api: client.ApiClient, namespace: str, tmp_path: Path, redis_url: str
+) -> None:
+    """activator.enabled: the operator, as the chart's ServiceAccount, watches the pools'
+    EndpointSlices, creates a pool's activator slice when it has no ready pod and deletes
+    it when it has one again, without a refused request."""
+    install_crds(cluster)
+    release = f"act-{uuid.uuid4().hex[:6]}"
+    values = ["activator.enabled=true"]
+    login = operator_login(
+        cluster,
+        kube_api,
+        namespace=namespace,
+        directory=tmp_path,
+        release=release,
+        watch_namespaces=[namespace],
+        values=values,
+    )
+    try:
+        window = AuditWindow.starting_now(audit_log_path(TEST_CLUSTER), user=login.user)
+        env = {
+            "KUBECONFIG": str(login.kubeconfig),
+            "AGENTPOOL_OPERATOR_NAMESPACE": namespace,
+            **new_activation().operator_env(),
+        }
+        scaling = short_windows(min_replicas=0, max_replicas=2, signal="ActiveTurnsAndQueuedTasks")
+        with operator_running(cluster, [namespace], tmp_path / "operator.log", env):
+            create_served_pool(
+                kube_api, namespace, "sleepy", "http://127.0.0.1:9/v1", redis_url,
+                concurrency=2, scaling=scaling,
+            )  # fmt: skip
+            # Pinned at 0: no ready pod, the slice; pinned at 1: a ready pod, no slice.
+            annotate_pool(kube_api, namespace, "sleepy", {"agentpool.dev/paused-replicas": "0"})
+            wait_until(
+                lambda: _activator_slice(kube_api, namespace) is not None,
+                timeout=60,
+                what="the activator slice",
+            )
+            annotate_pool(kube_api, namespace, "sleepy", {"agentpool.dev/paused-replicas": "1"})
+            wait_until(
+                lambda: _activator_slice(kube_api, namespace) is None,
+                timeout=60,
+                what="the activator slice deleted once a pod is ready",
+            )
+        window.close()
+        flush(window.path, kube_api)
+        events = window.events()
+        refused = sorted({(e.verb, e.resource, e.namespace) for e in events if e.code == 403})
+        assert not refused, f"the chart's RBAC refused the operator: {refused}"
+        writes = window.writes().by_request
+        assert writes[("patch", "discovery.k8s.io/endpointslices")] >= 1
+        assert writes[("delete", "discovery.k8s.io/endpointslices")] >= 1
+    finally:
+        remove_chart_rbac(cluster, namespace=namespace, release=release, values=values)
+
+
+def _activator_slice(api: client.ApiClient, namespace: str) -> object | None:
+    try:
+        return client.DiscoveryV1Api(api).read_namespaced_endpoint_slice(
+            "sleepy-activator", namespace
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
