@@ -164,6 +164,8 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         loops=loops,
     )
     discoverer.on_change = controller.tool_queue.add
+    if activation is not None:
+        activation.pools.indexed = controller.indexed
     registry = kopf.OperatorRegistry()
     register(
         registry,

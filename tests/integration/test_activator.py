@@ -264,6 +264,12 @@ async def test_beyond_the_held_bound_a_request_gets_503_at_once(redis_url: str) 
         with contextlib.suppress(asyncio.CancelledError):
             await first
 
+        # The client that left no longer holds a place, nor asks for the pool to wake.
+        async def released() -> bool:
+            return activator.held(POOL) == 0 and await live_wake_requests(redis_url) == 0
+
+        await async_wait_until(released, timeout=10, what="the left client's hold released")
+
 
 async def _held(activator: Activator) -> bool:
     return activator.held(POOL) == 1

@@ -31,6 +31,7 @@ OUTCOMES = (
     "too_many_waiting",
     "not_woken",
     "upstream_failed",
+    "client_gone",
 )
 for _outcome in OUTCOMES:
     REQUESTS.labels(_outcome)

@@ -42,9 +42,14 @@ class PoolRoute:
     """Its ready pod endpoints."""
 
 
+class PoolsUnknownError(Exception):
+    """The operator has not listed the pools yet (a leader that just started)."""
+
+
 class Pools(Protocol):
     def route(self, pool: PoolAddress) -> PoolRoute | None:
-        """The pool's route; None when no such pool exists."""
+        """The pool's route; None when no such pool exists; PoolsUnknownError before the
+        pools are known."""
 
     async def changed(self, within: float) -> None:
         """Return at the next change of any pool's slices, or after `within` seconds."""
@@ -82,6 +87,8 @@ class ClusterPools:
         self._parsed = ParseCache()
         self._gone_at: dict[tuple[str, str], float] = {}
         self._changed = asyncio.Event()
+        self.indexed: asyncio.Event | None = None
+        """Set once the operator's indexes hold their first listing (None: from the start)."""
 
     def notify(self, namespace: str, pool: str, body: Mapping[str, Any], deleted: bool) -> None:
         """A slice of the pool changed (call in the event loop)."""
@@ -98,6 +105,8 @@ class ClusterPools:
             await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, within))
 
     def route(self, pool: PoolAddress) -> PoolRoute | None:
+        if self.indexed is not None and not self.indexed.is_set():
+            raise PoolsUnknownError
         body = self._view.pool(pool.namespace, pool.name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None

@@ -30,7 +30,7 @@ from agent_runtime.config.identity import PoolIdentity
 from agentpool_operator.activator import metrics
 from agentpool_operator.activator.errors import error
 from agentpool_operator.activator.host import HostError, PoolAddress, pool_from_host
-from agentpool_operator.activator.pools import PoolRoute, Pools
+from agentpool_operator.activator.pools import PoolRoute, Pools, PoolsUnknownError
 from agentpool_operator.activator.proxy import UpstreamUnreachableError, forward, new_client
 from agentpool_operator.activator.slices import Endpoint
 from agentpool_operator.activator.wake import WakeRequests
@@ -84,7 +84,16 @@ class Activator:
             pool = pool_from_host(request.headers.get("host"))
         except HostError as exc:
             return _refused("bad_host", 400, "NotAPoolHost", str(exc))
-        route = self._pools.route(pool)
+        try:
+            route = self._pools.route(pool)
+        except PoolsUnknownError:
+            return _refused(
+                "not_woken",
+                503,
+                "ActivatorStarting",
+                "the activator has not listed the pools yet; retry in a moment",
+                retry_after=1,
+            )
         if route is None:
             return _refused("unknown_pool", 404, "PoolNotFound", f"no AgentPool {pool}")
         if not route.activated or not route.routed_here:
@@ -110,7 +119,22 @@ class Activator:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _refused("bad_host", 413, "TooLarge", "the request body is too large to hold")
-        endpoints = await self._hold(pool, route)
+        hold = asyncio.ensure_future(self._hold(pool, route))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({hold, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not hold.done():
+                # The client left while its request was held: it no longer waits, nor
+                # asks for the pool to wake (the hold's cleanup withdraws its request).
+                hold.cancel()
+        try:
+            endpoints = await hold
+        except asyncio.CancelledError:
+            if not gone.cancelled() and gone.done():
+                return _refused("client_gone", 499, "ClientGone", "the client disconnected")
+            raise
         if not endpoints:
             return _refused(
                 "not_woken",
@@ -156,7 +180,7 @@ class Activator:
                     metrics.WAKEUPS.inc()
                     log.info("holding a request while the pool wakes", pool=str(pool))
             while True:
-                current = self._pools.route(pool)
+                current = self._pools.route(pool)  # known: it was for the first look
                 if current is None:
                     return []
                 if current.endpoints:
@@ -173,6 +197,15 @@ class Activator:
             metrics.WAIT_SECONDS.observe(self._clock() - started)
             if member is not None and route.redis_url is not None:
                 await asyncio.shield(self._wake.withdraw(route.redis_url, identity, member))
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (its body has been read: the next message is
+    the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def _refused(
