@@ -32,6 +32,8 @@ OUTCOMES = (
     "not_woken",
     "upstream_failed",
     "client_gone",
+    "starting",
+    "too_large",
 )
 for _outcome in OUTCOMES:
     REQUESTS.labels(_outcome)

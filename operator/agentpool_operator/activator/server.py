@@ -13,6 +13,7 @@ pool (`max_held`); beyond either, a 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -88,7 +89,7 @@ class Activator:
             route = self._pools.route(pool)
         except PoolsUnknownError:
             return _refused(
-                "not_woken",
+                "starting",
                 503,
                 "ActivatorStarting",
                 "the activator has not listed the pools yet; retry in a moment",
@@ -118,7 +119,7 @@ class Activator:
             )
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
-            return _refused("bad_host", 413, "TooLarge", "the request body is too large to hold")
+            return _refused("too_large", 413, "TooLarge", "the request body is too large to hold")
         hold = asyncio.ensure_future(self._hold(pool, route))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
@@ -147,7 +148,9 @@ class Activator:
         if self._client is None:
             self._client = new_client(self._settings.pod_proxy)
         try:
-            answer = await forward(self._client, request, body, endpoints)
+            # Requests held together are spread over the pods that became ready together.
+            spread = random.sample(endpoints, len(endpoints))
+            answer = await forward(self._client, request, body, spread)
         except UpstreamUnreachableError as exc:
             log.warning("no ready pod accepted the request", pool=str(pool), error=str(exc))
             return _refused(
