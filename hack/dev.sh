@@ -127,9 +127,12 @@ for _ in $(seq 1 50); do [[ -s "$DEV_DIR/redis.pid" ]] && break; sleep 0.1; done
 echo ">> applying examples/ to namespace $NAMESPACE (model: $MODEL_URL)"
 # The pools' spec.model names the endpoint: point it at the dev model (and name the model
 # when AGENTPOOL_DEV_MODEL_NAME says which; fallbacks name models it may not have).
-"$VENV_BIN/python" - "$REPO_ROOT/examples" "$MODEL_URL" "$MODEL_NAME" <<'PY' >"$DEV_DIR/examples.yaml"
+# Their Redis too: the operator runs out of cluster and reads each pool's Redis (load,
+# wake requests) at the URL the pool names, which must resolve here as well as in the pods.
+"$VENV_BIN/python" - "$REPO_ROOT/examples" "$MODEL_URL" "$MODEL_NAME" "$REDIS_PORT" <<'PY' >"$DEV_DIR/examples.yaml"
 import pathlib, sys, yaml
-folder, url, name = sys.argv[1:]
+folder, url, name, redis_port = sys.argv[1:]
+redis_service = "agentpool-redis.agentpool-system.svc:6379"
 docs = []
 for path in sorted(pathlib.Path(folder).glob("*.yaml")):
     for doc in yaml.safe_load_all(path.read_text()):
@@ -139,6 +142,9 @@ for path in sorted(pathlib.Path(folder).glob("*.yaml")):
             if name:
                 model["name"] = name
                 model.pop("fallbacks", None)
+            redis = (doc["spec"].get("memory") or {}).get("redis") or {}
+            if redis_service in redis.get("url", ""):
+                redis["url"] = redis["url"].replace(redis_service, f"127.0.0.1:{redis_port}")
         if doc:
             docs.append(doc)
 print(yaml.safe_dump_all(docs, sort_keys=False))
@@ -218,7 +224,8 @@ kube-controller-manager, kube-scheduler, kwok fake nodes) with the operator reco
 the sample pools. Kwok's pods run nothing: the pod runner runs one agent process per
 Running pod on this machine and a front port per pool (docs/dev-cluster.md).
 The model: $MODEL_SAID.
-Redis: 127.0.0.1:$REDIS_PORT (what the examples call agentpool-redis.agentpool-system.svc).
+Redis: 127.0.0.1:$REDIS_PORT (what the examples call agentpool-redis.agentpool-system.svc;
+make dev gives the pools this address, which the operator reaches too).
 
 Talk to the customer-support pool (front port $SUPPORT_PORT; billing: $BILLING_PORT):
 
