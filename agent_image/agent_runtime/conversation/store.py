@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -56,6 +57,28 @@ class ConflictError(AgentMemoryError):
         self.conversation_id = conversation_id
         self.expected = expected
         self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class FirstWrite:
+    """What the first append of a conversation nobody has read yet also does, in the
+    same round trip: make `owner` the owner (refused if another tenant is), and with a
+    `lease_key`, take the writer lease for `token` (refused if another holds it)."""
+
+    owner_key: str
+    owner: str
+    lease_key: str | None = None
+    token: bytes = b""
+    lease_ms: int = 0
+
+
+class FirstWriteRefusedError(AgentMemoryError):
+    """A `FirstWrite` found the conversation another tenant's, or its lease held."""
+
+    def __init__(self, conversation_id: str, reason: Literal["owner", "lease"]) -> None:
+        super().__init__(f"conversation {conversation_id!r}: {reason} taken")
+        self.conversation_id = conversation_id
+        self.reason = reason
 
 
 class HistoryUnavailableError(AgentMemoryError):
@@ -104,6 +127,22 @@ if snap_version ~= '' then
   end
 end
 return {1, current}
+"""
+
+# `_APPEND` after a `FirstWrite`'s checks. KEYS: `_APPEND`'s, the owner key, and the
+# lease key if one is taken. ARGV: `_APPEND`'s, then owner, token, lease ms. Returns
+# `_APPEND`'s reply, {3, 0} (another owner) or {4, 0} (the lease held by another token;
+# the same token again is a retry whose reply was lost).
+_FIRST_WRITE = """
+local m = tonumber(ARGV[2])
+local owner = redis.call('GET', KEYS[4])
+if owner and owner ~= ARGV[5 + m] then return {3, 0} end
+if #KEYS == 5 then
+  local held = redis.call('GET', KEYS[5])
+  if held and held ~= ARGV[6 + m] then return {4, 0} end
+  redis.call('SET', KEYS[5], ARGV[6 + m], 'PX', ARGV[7 + m])
+end
+if not owner then redis.call('SET', KEYS[4], ARGV[5 + m]) end
 """
 
 # KEYS: events stream, snapshot hash. ARGV: last version wanted ('+' for all), use
@@ -162,6 +201,7 @@ class ConversationStore:
         self.retention = retention or RetentionSettings()
         self._clock = clock
         self._append = client.register_script(_APPEND)
+        self._first_write = client.register_script(_FIRST_WRITE + _APPEND)
         self._load = client.register_script(_LOAD)
 
     @classmethod
@@ -190,6 +230,7 @@ class ConversationStore:
         state: ConversationState,
         *events: Event,
         then_release: tuple[str, bytes] | None = None,
+        first: FirstWrite | None = None,
     ) -> ConversationState:
         """Append `events` after `state` (which must be the latest); return the new state.
 
@@ -201,6 +242,9 @@ class ConversationStore:
 
         `then_release=(key, token)`: in the same round trip, after the append, delete
         `key` if it still holds `token` (a writer's last append ends its lease).
+
+        `first`: the conversation's owner (and lease) are set by this append, after
+        their checks (`FirstWriteRefusedError`, nothing written).
         """
         if not events:
             return state
@@ -217,6 +261,12 @@ class ConversationStore:
         ]
 
         async def write() -> Any:
+            if first is not None:
+                keys = [*names, first.owner_key]
+                if first.lease_key is not None:
+                    keys.append(first.lease_key)
+                claim: list[bytes | str | int] = [first.owner, first.token, first.lease_ms]
+                return await self._first_write(keys=keys, args=[*args, *claim])
             if then_release is None:
                 return await self._append(keys=names, args=args)
             # EVAL, not the registered script: in a pipeline that would cost a SCRIPT
@@ -230,6 +280,9 @@ class ConversationStore:
         done, version = await self._health.call(
             write, what=f"append to conversation {state.conversation_id!r}"
         )
+        if int(done) in (3, 4):
+            reason: Literal["owner", "lease"] = "owner" if int(done) == 3 else "lease"
+            raise FirstWriteRefusedError(state.conversation_id, reason)
         if not int(done):
             raise ConflictError(state.conversation_id, state.version, int(version))
         if (

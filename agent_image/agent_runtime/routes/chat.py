@@ -208,7 +208,9 @@ async def chat(
 ) -> dict[str, Any] | StreamingResponse:
     tenant = caller.tenant(body.tenant)
     conversation_id = body.conversation_id or uuid.uuid4().hex
-    turn = TurnRequest(conversation_id, tenant=tenant, message=body.message)
+    turn = TurnRequest(
+        conversation_id, tenant=tenant, message=body.message, fresh=not body.conversation_id
+    )
     result = await _run(request, turn, body.stream)
     if isinstance(result, TurnOutcome):
         return result.as_dict()
@@ -341,7 +343,9 @@ async def chat_completions(
 ) -> dict[str, Any] | StreamingResponse:
     tenant = caller.tenant(body.user)  # `user` names the tenant when the credentials allow
     message = _last_user_text(body.messages)
-    turn = TurnRequest(conversation or uuid.uuid4().hex, tenant=tenant, message=message)
+    turn = TurnRequest(
+        conversation or uuid.uuid4().hex, tenant=tenant, message=message, fresh=not conversation
+    )
     result = await _run(request, turn, body.stream)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
