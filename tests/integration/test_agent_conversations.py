@@ -100,15 +100,18 @@ async def test_the_read_matches_the_store_with_snapshots_and_retention(
 
 async def test_the_last_append_ends_the_lease_in_the_same_round_trip(client: Redis) -> None:
     convs = conversations(client)
+    async with convs.turn("warm", "alice", start=True) as (state, _):
+        # (loads the script into Redis: its first EVALSHA is NOSCRIPT, then SCRIPT LOAD)
+        await convs.append(state, InputReceived(at=1, content="hi"), last=True)
     lease = KEYS.conversation_writer("c1")
     async with convs.turn("c1", "alice", start=True) as (state, _):
         state = await convs.append(state, InputReceived(at=1, content="hi"))
         assert await client.exists(lease)
         before = await commands(client)
         await convs.append(state, ResponseGenerated(at=2, content="hello"), last=True)
-        # The INFO, then one pipeline: the append (GET, XADD, SET inside its EVAL) and
-        # the release (GET, DEL inside its EVAL).
-        assert await commands(client) - before == 8
+        # The INFO, then one EVALSHA: the append (GET, XADD, SET) and the release (GET,
+        # DEL).
+        assert await commands(client) - before == 7
         assert not await client.exists(lease)
         # The next turn may start while this one is still finishing; this one's end
         # leaves the next one's lease alone.

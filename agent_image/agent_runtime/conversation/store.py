@@ -164,12 +164,18 @@ return {snap[1], snap[2], redis.call('XRANGE', KEYS[1], from, to)}
 """
 
 
-# KEYS: a lease. ARGV: its holder's token. Deletes the lease if the token still holds it
-# (redis-py's Lock releases the same way).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# `_APPEND`, then the release of a lease whatever the append's outcome. KEYS: `_APPEND`'s
+# and the lease. ARGV: `_APPEND`'s and the lease holder's token. The lease is deleted if
+# the token still holds it (redis-py's Lock releases the same way).
+_APPEND_THEN_RELEASE = (
+    "local function append()\n"
+    + _APPEND
+    + """end
+local reply = append()
+if redis.call('GET', KEYS[4]) == ARGV[#ARGV] then redis.call('DEL', KEYS[4]) end
+return reply
 """
+)
 
 # KEYS: events stream, snapshot hash. Returns {snapshot version or false, snapshot or
 # false, every retained event}: the state and the whole retained log in one read.
@@ -202,6 +208,7 @@ class ConversationStore:
         self._clock = clock
         self._append = client.register_script(_APPEND)
         self._first_write = client.register_script(_FIRST_WRITE + _APPEND)
+        self._append_then_release = client.register_script(_APPEND_THEN_RELEASE)
         self._load = client.register_script(_LOAD)
 
     @classmethod
@@ -269,13 +276,8 @@ class ConversationStore:
                 return await self._first_write(keys=keys, args=[*args, *claim])
             if then_release is None:
                 return await self._append(keys=names, args=args)
-            # EVAL, not the registered script: in a pipeline that would cost a SCRIPT
-            # EXISTS round trip first; Redis caches the compiled script by its digest.
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.eval(_APPEND, len(names), *names, *args)
-                pipe.eval(_RELEASE, 1, then_release[0], then_release[1])
-                appended, _ = await pipe.execute()
-            return appended
+            key, token = then_release
+            return await self._append_then_release(keys=[*names, key], args=[*args, token])
 
         done, version = await self._health.call(
             write, what=f"append to conversation {state.conversation_id!r}"
