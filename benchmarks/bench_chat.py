@@ -7,10 +7,16 @@ Four processes on loopback: a throwaway redis-server, an instant OpenAI-compatib
 (`chat_servers.model_app`), the runtime (`agentpool-agent`, Redis-backed conversations,
 load publishing on), and the baseline, a bare FastAPI endpoint that makes the same model
 call with the same client (`chat_servers.bare_app`). One client process drives both, in
-alternating rounds so machine load hits them alike. Every turn starts a new
-conversation (no history growth). What a turn adds: the Redis work (owner claim, writer
-lease, load, two appends, lease release), the step, the events, metrics, logs at INFO
-rendered as JSON to a file.
+alternating rounds so machine load hits them alike. What a turn adds: the Redis work,
+the memory search, the step, the events, metrics, logs at INFO rendered as JSON to a file.
+Two kinds of turn:
+
+- "chat turn": each starts a new conversation (no `conversationId`: the runtime makes
+  one up, so nothing is read first and the owner claim goes with the turn's one write:
+  one Redis round trip, and the memory search's own beside it);
+- "chat turn, 10 per conversation": each client sends 10 turns to a conversation, then
+  moves to a new one: the owner check, writer lease and history read come first (a
+  round trip more), and the history grows to 20 messages.
 
 The cached tool call: `POST /v1/tools/lookup/call` on the same runtime (a read-only HTTP
 tool whose upstream is the model server's `/items/{q}`; 20 distinct arguments, so after
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import statistics
@@ -76,15 +83,28 @@ def wait_ready(url: str, path: str, proc: Popen[bytes]) -> None:
 ERRORS: dict[str, list[str]] = {}
 
 
-def chat_body(n: int, i: int) -> dict[str, object]:
+_DRIVES = itertools.count()
+"""Numbers each `drive`, so conversations are never continued across rounds."""
+
+
+def chat_body(run: int, n: int, i: int) -> dict[str, object]:
     return {"message": f"hello {n}.{i}", "tenant": "bench"}
 
 
-def tool_body(n: int, i: int) -> dict[str, object]:
+def continued_chat_body(run: int, n: int, i: int) -> dict[str, object]:
+    conversation = f"bench-{os.getpid()}-{run}-{n}-{i // 10}"
+    return {"message": f"hello {n}.{i}", "tenant": "bench", "conversationId": conversation}
+
+
+def tool_body(run: int, n: int, i: int) -> dict[str, object]:
     return {"arguments": {"q": f"sku-{(n + i) % 20}"}, "tenant": "bench"}
 
 
-SUBJECTS = {"chat turn": ("/v1/chat", chat_body), "cached tool call": (TOOL_PATH, tool_body)}
+SUBJECTS = {
+    "chat turn": ("/v1/chat", chat_body),
+    "chat turn, 10 per conversation": ("/v1/chat", continued_chat_body),
+    "cached tool call": (TOOL_PATH, tool_body),
+}
 
 
 async def drive(
@@ -93,6 +113,7 @@ async def drive(
     """(requests per second, per-request latencies in ms) for `clients` clients; failed
     requests are counted in ERRORS and left out of the latencies."""
     path, make_body = SUBJECTS[subject]
+    run = next(_DRIVES)
     latencies: list[float] = []
     errors = ERRORS.setdefault(url, [])
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -100,7 +121,7 @@ async def drive(
 
         async def one_client(n: int) -> None:
             for i in range(turns):
-                body = make_body(n, i)
+                body = make_body(run, n, i)
                 started = time.perf_counter()
                 try:
                     response = await client.post(path, json=body)
@@ -221,7 +242,14 @@ def main() -> None:
         time.sleep(2)  # at rest before reading memory
         print(f"idle runtime RSS: {agent.rss_bytes() / 2**20:.1f} MB (goal < 120 MB)")
         asyncio.run(
-            measure({"chat turn": agent.url, "cached tool call": tool_runtime.url}, bare_url)
+            measure(
+                {
+                    "chat turn": agent.url,
+                    "chat turn, 10 per conversation": agent.url,
+                    "cached tool call": tool_runtime.url,
+                },
+                bare_url,
+            )
         )
     finally:
         runtimes.close()

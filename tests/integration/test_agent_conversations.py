@@ -23,7 +23,7 @@ from agent_runtime.conversation.state import (
     fold,
     new_state,
 )
-from agent_runtime.conversation.store import ConversationStore
+from agent_runtime.conversation.store import ConversationStore, FirstWrite
 from agent_runtime.memory import KeySpace, RedisHealth, create_redis
 from tests.support.identity import identity
 from tests.unit.test_conversation_state import histories
@@ -100,15 +100,18 @@ async def test_the_read_matches_the_store_with_snapshots_and_retention(
 
 async def test_the_last_append_ends_the_lease_in_the_same_round_trip(client: Redis) -> None:
     convs = conversations(client)
+    async with convs.turn("warm", "alice", start=True) as (state, _):
+        # (loads the script into Redis: its first EVALSHA is NOSCRIPT, then SCRIPT LOAD)
+        await convs.append(state, InputReceived(at=1, content="hi"), last=True)
     lease = KEYS.conversation_writer("c1")
     async with convs.turn("c1", "alice", start=True) as (state, _):
         state = await convs.append(state, InputReceived(at=1, content="hi"))
         assert await client.exists(lease)
         before = await commands(client)
         await convs.append(state, ResponseGenerated(at=2, content="hello"), last=True)
-        # The INFO, then one pipeline: the append (GET, XADD, SET inside its EVAL) and
-        # the release (GET, DEL inside its EVAL).
-        assert await commands(client) - before == 8
+        # The INFO, then one EVALSHA: the append (GET, XADD, SET) and the release (GET,
+        # DEL).
+        assert await commands(client) - before == 7
         assert not await client.exists(lease)
         # The next turn may start while this one is still finishing; this one's end
         # leaves the next one's lease alone.
@@ -119,3 +122,114 @@ async def test_the_last_append_ends_the_lease_in_the_same_round_trip(client: Red
         assert not await client.exists(lease)
     async with convs.turn("c1", "alice", start=False) as (state, _):
         assert state.version == 3
+
+
+async def test_a_fresh_conversation_is_read_from_nowhere_and_claimed_by_its_one_write(
+    client: Redis,
+) -> None:
+    convs = conversations(client)
+    async with convs.turn(uuid.uuid4().hex, "alice", start=True, fresh=True) as (state, _):
+        await convs.append(state, InputReceived(at=1, content="warm"), last=True)  # loads
+        # the script into Redis (its first EVALSHA is NOSCRIPT, then SCRIPT LOAD)
+    conversation = uuid.uuid4().hex
+    owner, lease = KEYS.conversation_tenant(conversation), KEYS.conversation_writer(conversation)
+    before = await commands(client)
+    async with convs.turn(conversation, "alice", start=True, fresh=True) as (state, events):
+        assert await commands(client) - before == 1  # the INFO only: nothing was read
+        assert (state.version, events) == (0, [])
+        await convs.append(
+            state,
+            InputReceived(at=1, content="hi"),
+            ResponseGenerated(at=2, content="hello"),
+            last=True,
+        )
+        # Two INFOs, then one EVALSHA: GET owner, SET owner, GET version, 2 XADD, SET.
+        assert await commands(client) - before == 2 + 1 + 6
+        assert await client.get(owner) == b"alice"
+        assert not await client.exists(lease)  # a turn that wrote once needs no lease
+    with pytest.raises(ConversationNotFoundError):
+        async with convs.turn(conversation, "mallory", start=False):
+            pass
+    async with convs.turn(conversation, "alice", start=False) as (state, _):
+        assert (state.version, state.status) == (2, "responded")
+
+
+async def test_a_fresh_turn_that_writes_again_holds_the_lease_from_its_first_write(
+    client: Redis,
+) -> None:
+    convs = conversations(client)
+    conversation = uuid.uuid4().hex
+    lease = KEYS.conversation_writer(conversation)
+    async with convs.turn(conversation, "alice", start=True, fresh=True) as (state, _):
+        state = await convs.append(state, InputReceived(at=1, content="hi"))
+        assert await client.exists(lease)
+        with pytest.raises(ConversationBusyError):  # a second writer, e.g. another replica
+            async with convs.turn(conversation, "alice", start=False):
+                pass
+        state = await convs.append(state, ResponseGenerated(at=2, content="hello"), last=True)
+        assert not await client.exists(lease)
+    async with convs.turn(conversation, "alice", start=False) as (state, _):
+        assert state.version == 2
+
+
+async def test_a_fresh_turn_that_ends_without_its_last_write_leaves_no_lease(
+    client: Redis,
+) -> None:
+    convs = conversations(client)
+    conversation = uuid.uuid4().hex
+
+    async def turn_that_fails() -> None:
+        async with convs.turn(conversation, "alice", start=True, fresh=True) as (state, _):
+            await convs.append(state, InputReceived(at=1, content="hi"))
+            raise RuntimeError("the model failed")
+
+    with pytest.raises(RuntimeError):
+        await turn_that_fails()
+    assert not await client.exists(KEYS.conversation_writer(conversation))
+    async with convs.turn(conversation, "alice", start=False) as (state, _):
+        assert state.version == 1
+
+
+@pytest.mark.parametrize("taken", ["owner", "lease"])
+async def test_a_fresh_write_that_finds_its_id_taken_writes_nothing(
+    client: Redis, taken: str
+) -> None:
+    convs = conversations(client)
+    conversation = uuid.uuid4().hex
+    if taken == "owner":
+        await client.set(KEYS.conversation_tenant(conversation), "mallory")
+    else:
+        await client.set(KEYS.conversation_writer(conversation), "another-writer")
+    expected = ConversationNotFoundError if taken == "owner" else ConversationBusyError
+    with pytest.raises(expected):
+        async with convs.turn(conversation, "alice", start=True, fresh=True) as (state, _):
+            await convs.append(state, InputReceived(at=1, content="hi"))
+    assert await client.xlen(KEYS.conversation_events(conversation)) == 0
+    if taken == "lease":
+        assert await client.get(KEYS.conversation_writer(conversation)) == b"another-writer"
+        assert await client.get(KEYS.conversation_tenant(conversation)) is None
+
+
+async def test_a_fresh_write_sent_again_after_a_lost_reply_is_written_once(
+    client: Redis,
+) -> None:
+    convs = conversations(client)
+    conversation = uuid.uuid4().hex
+    async with convs.turn(conversation, "alice", start=True, fresh=True) as (state, _):
+        pending = convs._unclaimed[conversation]
+        first = FirstWrite(
+            owner_key=KEYS.conversation_tenant(conversation),
+            owner="alice",
+            lease_key=KEYS.conversation_writer(conversation),
+            token=pending.token,
+            lease_ms=5000,
+        )
+        event = InputReceived(at=1, content="hi")
+        # The first try landed but its reply was lost (StoreUnavailableError): the turn
+        # is still unclaimed and sends the same write again.
+        await convs.store.append(state, event, first=first)
+        after = await convs.append(state, event)
+        assert after.version == 1
+        assert await client.xlen(KEYS.conversation_events(conversation)) == 1
+        assert await client.exists(KEYS.conversation_writer(conversation))
+    assert not await client.exists(KEYS.conversation_writer(conversation))

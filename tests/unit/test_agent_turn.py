@@ -174,6 +174,36 @@ async def test_the_opening_message_is_written_with_the_models_first_reply(
     assert [v for v, _ in events] == list(range(1, len(events) + 1))
 
 
+class OpeningConversations(MemoryConversations):
+    """Records how each turn opened the conversation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: list[tuple[bool, bool]] = []
+
+    def turn(self, conversation_id: str, tenant: str, *, start: bool, fresh: bool = False) -> Any:
+        self.opened.append((start, fresh))
+        return super().turn(conversation_id, tenant, start=start, fresh=fresh)
+
+
+async def test_a_made_up_id_skips_the_read_unless_the_turn_streams_it_first(
+    registry: ToolRegistry,
+) -> None:
+    store = OpeningConversations()
+    agent, _, _ = make_agent(lambda m: answer("hello"), registry, store)
+    await agent.run_turn(TurnRequest("c1", "alice", "hi", fresh=True))
+    steps: list[dict[str, Any]] = []
+
+    async def emit(step: dict[str, Any]) -> None:
+        steps.append(step)
+
+    # A streamed turn's first step tells the id before anything is written: read first.
+    await agent.run_turn(TurnRequest("c2", "alice", "hi", fresh=True), emit)
+    await agent.run_turn(TurnRequest("c1", "alice", "again"))
+    assert store.opened == [(True, True), (True, False), (True, False)]
+    assert steps[0]["type"] == "start"
+
+
 async def test_a_model_failure_before_its_first_reply_leaves_no_trace(
     registry: ToolRegistry,
 ) -> None:

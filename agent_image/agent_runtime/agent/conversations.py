@@ -12,7 +12,10 @@ after `lease_seconds`, and the next turn resumes the conversation.
 A turn opens with `turn()`: the owner claim (or check), the writer lease and the read of
 the state and events go to Redis in one pipelined round trip instead of four; on a
 loaded machine each round trip is a wake-up of two processes, the largest part of a
-turn's overhead (benchmarks/README.md).
+turn's overhead (benchmarks/README.md). A turn on a conversation whose id it made up
+(`fresh`: random, told to no one before the turn's first write) reads nothing: the
+conversation is new by construction, and its owner claim (and lease, if the turn writes
+again after) go to Redis with its first append, in one round trip.
 
 `MemoryConversations` keeps the same contract in one process, for a runtime without
 Redis and for unit tests.
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -38,7 +42,12 @@ from agent_runtime.conversation.state import (
     fold,
     new_state,
 )
-from agent_runtime.conversation.store import ConflictError, ConversationStore
+from agent_runtime.conversation.store import (
+    ConflictError,
+    ConversationStore,
+    FirstWrite,
+    FirstWriteRefusedError,
+)
 from agent_runtime.memory.errors import AgentMemoryError
 from agent_runtime.memory.health import RedisHealth
 from agent_runtime.memory.keys import KeySpace
@@ -95,11 +104,25 @@ class Conversations(Protocol):
         ...
 
     def turn(
-        self, conversation_id: str, tenant: str, *, start: bool
+        self, conversation_id: str, tenant: str, *, start: bool, fresh: bool = False
     ) -> contextlib.AbstractAsyncContextManager[tuple[ConversationState, list[Versioned]]]:
         """`claim` (`start`) or `check_owner`, then `writer`, then `load`: what a turn does
-        before its first step, with the same errors, in one step."""
+        before its first step, with the same errors, in one step.
+
+        `fresh` (with `start`): the caller made the id up for this turn (random) and has
+        told no one yet, so the conversation is empty; a store may then claim it with
+        the turn's first append instead of before."""
         ...
+
+
+@dataclass
+class _Unclaimed:
+    """A fresh conversation's turn before its first append (which claims it)."""
+
+    tenant: str
+    lock: Any
+    token: bytes
+    stack: contextlib.AsyncExitStack
 
 
 class RedisConversations:
@@ -121,6 +144,8 @@ class RedisConversations:
         self.lease_seconds = lease_seconds
         self._held: dict[str, Any] = {}
         """The lease (a redis-py Lock) of each conversation a turn here is writing."""
+        self._unclaimed: dict[str, _Unclaimed] = {}
+        """Fresh conversations whose turn has not written yet (see `turn`)."""
 
     async def load(self, conversation_id: str) -> tuple[ConversationState, list[Versioned]]:
         state = await self.store.load(conversation_id)
@@ -130,6 +155,9 @@ class RedisConversations:
     async def append(
         self, state: ConversationState, *events: Event, last: bool = False
     ) -> ConversationState:
+        pending = self._unclaimed.get(state.conversation_id) if state.version == 0 else None
+        if pending is not None and events:
+            return await self._first_append(pending, state, events, last)
         lock = self._held.get(state.conversation_id) if last else None
         token = lock.local.token if lock is not None else None
         if lock is None or token is None:
@@ -138,6 +166,42 @@ class RedisConversations:
         # has nothing left to release.
         after = await self.store.append(state, *events, then_release=(lock.name, token))
         lock.local.token = None
+        return after
+
+    async def _first_append(
+        self, pending: _Unclaimed, state: ConversationState, events: tuple[Event, ...], last: bool
+    ) -> ConversationState:
+        """Claim the fresh conversation (and its lease, unless nothing follows) with the
+        append; once it is written, the turn goes on as one that claimed it first."""
+        conversation_id = state.conversation_id
+        lock = pending.lock
+        first = FirstWrite(
+            owner_key=self._keys.conversation_tenant(conversation_id),
+            owner=pending.tenant,
+            lease_key=None if last else lock.name,
+            token=pending.token,
+            lease_ms=int(self.lease_seconds * 1000),
+        )
+        try:
+            after = await self.store.append(state, *events, first=first)
+        except FirstWriteRefusedError as exc:
+            del self._unclaimed[conversation_id]
+            if exc.reason == "owner":
+                raise ConversationNotFoundError(conversation_id) from None
+            raise ConversationBusyError(conversation_id) from None
+        except ConflictError:
+            # Written by someone else after all: the lease this append took is ours.
+            del self._unclaimed[conversation_id]
+            if not last:
+                lock.local.token = pending.token
+                with contextlib.suppress(LockError, RedisError, OSError):
+                    await lock.release()
+            raise
+        # (Redis unreachable: still unclaimed, so a retry of this append claims again.)
+        del self._unclaimed[conversation_id]
+        if not last:
+            lock.local.token = pending.token
+            await pending.stack.enter_async_context(self._holding(lock, conversation_id))
         return after
 
     async def claim(self, conversation_id: str, tenant: str) -> None:
@@ -182,8 +246,12 @@ class RedisConversations:
 
     @contextlib.asynccontextmanager
     async def turn(
-        self, conversation_id: str, tenant: str, *, start: bool
+        self, conversation_id: str, tenant: str, *, start: bool, fresh: bool = False
     ) -> AsyncIterator[tuple[ConversationState, list[Versioned]]]:
+        if fresh and start:
+            async with self._fresh_turn(conversation_id, tenant) as opened:
+                yield opened
+            return
         owner_key = self._keys.conversation_tenant(check_conversation_id(conversation_id))
         lock = self._lock(conversation_id)
         token = uuid.uuid4().hex.encode()
@@ -224,6 +292,24 @@ class RedisConversations:
             raise
         async with self._holding(lock, conversation_id):
             yield state, events
+
+    @contextlib.asynccontextmanager
+    async def _fresh_turn(
+        self, conversation_id: str, tenant: str
+    ) -> AsyncIterator[tuple[ConversationState, list[Versioned]]]:
+        check_conversation_id(conversation_id)
+        if conversation_id in self._unclaimed or conversation_id in self._held:
+            raise ConversationBusyError(conversation_id)  # a made-up id made up twice
+        async with contextlib.AsyncExitStack() as stack:
+            pending = _Unclaimed(
+                tenant, self._lock(conversation_id), uuid.uuid4().hex.encode(), stack
+            )
+            self._unclaimed[conversation_id] = pending
+            try:
+                yield new_state(conversation_id), []
+            finally:
+                if self._unclaimed.get(conversation_id) is pending:
+                    del self._unclaimed[conversation_id]
 
     @contextlib.asynccontextmanager
     async def _holding(self, lock: Any, conversation_id: str) -> AsyncIterator[None]:
@@ -294,9 +380,9 @@ class MemoryConversations:
 
     @contextlib.asynccontextmanager
     async def turn(
-        self, conversation_id: str, tenant: str, *, start: bool
+        self, conversation_id: str, tenant: str, *, start: bool, fresh: bool = False
     ) -> AsyncIterator[tuple[ConversationState, list[Versioned]]]:
-        if start:
+        if start:  # (`fresh` changes nothing here: a claim costs no round trip)
             await self.claim(conversation_id, tenant)
         else:
             await self.check_owner(conversation_id, tenant)

@@ -113,6 +113,10 @@ class TurnRequest:
     input_id: str | None = None
     """Set by senders that may send the same input again (a task's id): a turn whose
     input is already in the log resumes that turn instead of sending it twice."""
+    fresh: bool = False
+    """The conversation id was made up (random) for this turn and told to no one: the
+    store need not read it first (`Conversations.turn`). Ignored when the turn streams,
+    since its first step tells the id before anything is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,8 @@ class _Turn:
     """Events in `state` and `events` that the next append writes first (`_hold`)."""
     stored: ConversationState | None = None
     """The state as written, while `unwritten` events follow it."""
+    recall: asyncio.Task[list[str]] | None = None
+    """The memory search started with the turn (on its message), if any."""
 
 
 class Agent:
@@ -260,12 +266,41 @@ class Agent:
         otherwise the conversation must exist and be the tenant's.
         """
         started = time.perf_counter()
-        conversation = self.conversations.turn(request.conversation_id, request.tenant, start=start)
+        # Memory is searched with the message while the conversation is taken and read
+        # (their Redis round trips overlap); a turn refused at the start drops the result.
+        recall = (
+            asyncio.create_task(self._recall(request.tenant, request.message))
+            if request.message and self._recalls
+            else None
+        )
+        try:
+            return await self._drive_turn(request, opening, emit, start, started, recall)
+        finally:
+            if recall is not None and not recall.done():
+                recall.cancel()
+
+    async def _drive_turn(
+        self,
+        request: TurnRequest,
+        opening: Opening,
+        emit: Emit | None,
+        start: bool,
+        started: float,
+        recall: asyncio.Task[list[str]] | None,
+    ) -> TurnOutcome:
+        conversation = self.conversations.turn(
+            request.conversation_id,
+            request.tenant,
+            start=start,
+            fresh=request.fresh and start and emit is None,
+        )
         async with conversation as (state, events):
             first = opening(
                 state, events
             )  # refused here, the request is an HTTP error: nothing written
-            turn = _Turn(request, state, events, TurnStart.of(state, self._clock()), emit)
+            turn = _Turn(
+                request, state, events, TurnStart.of(state, self._clock()), emit, recall=recall
+            )
             if emit is not None:
                 await emit(
                     {
@@ -301,7 +336,13 @@ class Agent:
             self._hold(turn, *opening)  # written with the model's reply
         else:
             await self._append(turn, *opening)
-        system = await self._system_prompt(turn.request.tenant, _recall_query(turn))
+        if turn.recall is not None:
+            recalled = await turn.recall
+        elif self._recalls:
+            recalled = await self._recall(turn.request.tenant, _recall_query(turn))
+        else:
+            recalled = []
+        system = self._system_prompt(recalled)
         tools = self.registry.openai_tools()
         while True:
             action = next_action(turn.state, turn.start, self.limits, self._clock())
@@ -422,19 +463,28 @@ class Agent:
 
     # ------------------------------------------------------------------ context
 
-    async def _system_prompt(self, tenant: str, query: str) -> str:
+    @property
+    def _recalls(self) -> bool:
+        return self.memory is not None and self.recall_k > 0
+
+    async def _recall(self, tenant: str, query: str) -> list[str]:
+        """The memories of `tenant` that may bear on `query`, as text (none on failure)."""
+        if self.memory is None or not query:
+            return []
+        try:
+            found = await self.memory.search(query, tenant=tenant, k=self.recall_k)
+        except Exception as exc:  # memory is help, not a precondition of answering
+            log.warning("memory recall skipped", error=str(exc))
+            return []
+        return [codec.canonical_text(hit.value) for hit in found]
+
+    def _system_prompt(self, recalled: Sequence[str]) -> str:
         parts = [self.instructions]
         if self.domain:
             parts.append(f"Domain: {self.domain}")
-        if self.memory is not None and self.recall_k and query:
-            try:
-                found = await self.memory.search(query, tenant=tenant, k=self.recall_k)
-            except Exception as exc:  # memory is help, not a precondition of answering
-                log.warning("memory recall skipped", error=str(exc))
-                found = []
-            if found:
-                lines = "\n".join(f"- {codec.canonical_text(hit.value)}" for hit in found)
-                parts.append(f"Things remembered that may be relevant:\n{lines}")
+        if recalled:
+            lines = "\n".join(f"- {text}" for text in recalled)
+            parts.append(f"Things remembered that may be relevant:\n{lines}")
         return "\n\n".join(parts)
 
     async def _compact(self, turn: _Turn, system: str, tools: Sequence[Mapping[str, Any]]) -> None:

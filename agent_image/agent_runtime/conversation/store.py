@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -56,6 +57,28 @@ class ConflictError(AgentMemoryError):
         self.conversation_id = conversation_id
         self.expected = expected
         self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class FirstWrite:
+    """What the first append of a conversation nobody has read yet also does, in the
+    same round trip: make `owner` the owner (refused if another tenant is), and with a
+    `lease_key`, take the writer lease for `token` (refused if another holds it)."""
+
+    owner_key: str
+    owner: str
+    lease_key: str | None = None
+    token: bytes = b""
+    lease_ms: int = 0
+
+
+class FirstWriteRefusedError(AgentMemoryError):
+    """A `FirstWrite` found the conversation another tenant's, or its lease held."""
+
+    def __init__(self, conversation_id: str, reason: Literal["owner", "lease"]) -> None:
+        super().__init__(f"conversation {conversation_id!r}: {reason} taken")
+        self.conversation_id = conversation_id
+        self.reason = reason
 
 
 class HistoryUnavailableError(AgentMemoryError):
@@ -106,6 +129,22 @@ end
 return {1, current}
 """
 
+# `_APPEND` after a `FirstWrite`'s checks. KEYS: `_APPEND`'s, the owner key, and the
+# lease key if one is taken. ARGV: `_APPEND`'s, then owner, token, lease ms. Returns
+# `_APPEND`'s reply, {3, 0} (another owner) or {4, 0} (the lease held by another token;
+# the same token again is a retry whose reply was lost).
+_FIRST_WRITE = """
+local m = tonumber(ARGV[2])
+local owner = redis.call('GET', KEYS[4])
+if owner and owner ~= ARGV[5 + m] then return {3, 0} end
+if #KEYS == 5 then
+  local held = redis.call('GET', KEYS[5])
+  if held and held ~= ARGV[6 + m] then return {4, 0} end
+  redis.call('SET', KEYS[5], ARGV[6 + m], 'PX', ARGV[7 + m])
+end
+if not owner then redis.call('SET', KEYS[4], ARGV[5 + m]) end
+"""
+
 # KEYS: events stream, snapshot hash. ARGV: last version wanted ('+' for all), use
 # snapshot ('1'/'0'). Returns {snapshot version or false, snapshot or false, events}.
 _LOAD = """
@@ -125,12 +164,18 @@ return {snap[1], snap[2], redis.call('XRANGE', KEYS[1], from, to)}
 """
 
 
-# KEYS: a lease. ARGV: its holder's token. Deletes the lease if the token still holds it
-# (redis-py's Lock releases the same way).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# `_APPEND`, then the release of a lease whatever the append's outcome. KEYS: `_APPEND`'s
+# and the lease. ARGV: `_APPEND`'s and the lease holder's token. The lease is deleted if
+# the token still holds it (redis-py's Lock releases the same way).
+_APPEND_THEN_RELEASE = (
+    "local function append()\n"
+    + _APPEND
+    + """end
+local reply = append()
+if redis.call('GET', KEYS[4]) == ARGV[#ARGV] then redis.call('DEL', KEYS[4]) end
+return reply
 """
+)
 
 # KEYS: events stream, snapshot hash. Returns {snapshot version or false, snapshot or
 # false, every retained event}: the state and the whole retained log in one read.
@@ -162,6 +207,8 @@ class ConversationStore:
         self.retention = retention or RetentionSettings()
         self._clock = clock
         self._append = client.register_script(_APPEND)
+        self._first_write = client.register_script(_FIRST_WRITE + _APPEND)
+        self._append_then_release = client.register_script(_APPEND_THEN_RELEASE)
         self._load = client.register_script(_LOAD)
 
     @classmethod
@@ -190,6 +237,7 @@ class ConversationStore:
         state: ConversationState,
         *events: Event,
         then_release: tuple[str, bytes] | None = None,
+        first: FirstWrite | None = None,
     ) -> ConversationState:
         """Append `events` after `state` (which must be the latest); return the new state.
 
@@ -201,6 +249,9 @@ class ConversationStore:
 
         `then_release=(key, token)`: in the same round trip, after the append, delete
         `key` if it still holds `token` (a writer's last append ends its lease).
+
+        `first`: the conversation's owner (and lease) are set by this append, after
+        their checks (`FirstWriteRefusedError`, nothing written).
         """
         if not events:
             return state
@@ -217,19 +268,23 @@ class ConversationStore:
         ]
 
         async def write() -> Any:
+            if first is not None:
+                keys = [*names, first.owner_key]
+                if first.lease_key is not None:
+                    keys.append(first.lease_key)
+                claim: list[bytes | str | int] = [first.owner, first.token, first.lease_ms]
+                return await self._first_write(keys=keys, args=[*args, *claim])
             if then_release is None:
                 return await self._append(keys=names, args=args)
-            # EVAL, not the registered script: in a pipeline that would cost a SCRIPT
-            # EXISTS round trip first; Redis caches the compiled script by its digest.
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.eval(_APPEND, len(names), *names, *args)
-                pipe.eval(_RELEASE, 1, then_release[0], then_release[1])
-                appended, _ = await pipe.execute()
-            return appended
+            key, token = then_release
+            return await self._append_then_release(keys=[*names, key], args=[*args, token])
 
         done, version = await self._health.call(
             write, what=f"append to conversation {state.conversation_id!r}"
         )
+        if int(done) in (3, 4):
+            reason: Literal["owner", "lease"] = "owner" if int(done) == 3 else "lease"
+            raise FirstWriteRefusedError(state.conversation_id, reason)
         if not int(done):
             raise ConflictError(state.conversation_id, state.version, int(version))
         if (

@@ -277,8 +277,14 @@ class EpisodicMemory:
         self, tenant: str, query: str, k: int = 5, *, exact: bool = False, sync: bool = True
     ) -> list[EpisodeHit]:
         """The `k` episodes of `tenant` most similar to `query`, best first."""
+        check_tenant(tenant)
+        if sync:
+            await self.sync()
+        if tenant not in self._indexes:
+            # Nothing to compare with: no query vector (with a remote embedder, no call).
+            return []
         vectors = await self.embedder.embed([query])
-        return await self.search_vector(tenant, vectors[0], k, exact=exact, sync=sync)
+        return await self.search_vector(tenant, vectors[0], k, exact=exact, sync=False)
 
     async def search_vector(
         self,
