@@ -229,6 +229,8 @@ def _activation(
         ActivatorSettings(
             wait_seconds=settings.activator_wait_seconds,
             max_held=settings.activator_max_held,
+            max_body_bytes=settings.activator_max_body_bytes,
+            max_held_bytes=64 * settings.activator_max_body_bytes,
             pod_proxy=settings.activator_pod_proxy,
         ),
     )

@@ -77,6 +77,10 @@ class OperatorSettings(BaseModel):
     """How long a request waits for its pool to wake before a 503 with Retry-After."""
     activator_max_held: int = Field(default=100, ge=1, le=100_000)
     """Requests held at once per pool; more get a 503 at once."""
+    activator_max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    """The largest request body the activator holds (413 beyond): match the pools'
+    `--max-body-bytes` if they raise theirs. All held bodies together stay within 64
+    times this (503 with Retry-After beyond)."""
     activator_pod_proxy: str | None = Field(default=None, pattern=r"^https?://")
     """An HTTP proxy through which the activator reaches pods; unset in the cluster (pod
     IPs are routable). Out of cluster: the pod runner's pod network."""
@@ -131,6 +135,7 @@ class OperatorSettings(BaseModel):
             "activator_address": "AGENTPOOL_ACTIVATOR_ADDRESS",
             "activator_wait_seconds": "AGENTPOOL_ACTIVATOR_WAIT_SECONDS",
             "activator_max_held": "AGENTPOOL_ACTIVATOR_MAX_HELD",
+            "activator_max_body_bytes": "AGENTPOOL_ACTIVATOR_MAX_BODY_BYTES",
             "activator_pod_proxy": "AGENTPOOL_ACTIVATOR_POD_PROXY",
             "watch_timeout_seconds": "AGENTPOOL_WATCH_TIMEOUT_SECONDS",
             "resync_seconds": "AGENTPOOL_RESYNC_SECONDS",

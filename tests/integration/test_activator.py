@@ -273,3 +273,52 @@ async def test_beyond_the_held_bound_a_request_gets_503_at_once(redis_url: str) 
 
 async def _held(activator: Activator) -> bool:
     return activator.held(POOL) == 1
+
+
+async def test_a_body_over_the_limit_is_refused_before_it_is_held(redis_url: str) -> None:
+    pools = TablePools()
+    pools.set(POOL, at_zero(redis_url))
+    settings = ActivatorSettings(max_body_bytes=2048, max_held_bytes=4096)
+    async with activator_serving(pools, settings) as (activator, _, client):
+        declared = await client.post("/v1/chat", headers={"Host": HOST}, content=b"x" * 4000)
+        assert declared.status_code == 413
+        assert declared.json()["error"]["type"] == "BodyTooLarge"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+            for _ in range(4):
+                yield b"x" * 1000
+
+        streamed = await client.post("/v1/chat", headers={"Host": HOST}, content=chunks())
+        assert streamed.status_code == 413
+        assert activator.held(POOL) == 0
+    assert await live_wake_requests(redis_url) == 0
+
+
+async def test_the_bodies_held_together_stay_within_their_budget(redis_url: str) -> None:
+    pools = TablePools()
+    pools.set(POOL, at_zero(redis_url))
+    settings = ActivatorSettings(max_body_bytes=2048, max_held_bytes=3000)
+    async with activator_serving(pools, settings) as (activator, _, client):
+        first = asyncio.create_task(
+            client.post("/v1/chat", headers={"Host": HOST}, content=b"x" * 2000)
+        )
+        await async_wait_until(lambda: _held(activator), timeout=10, what="one held request")
+        # Within its own limit, but the first body leaves 1,000 bytes of the budget.
+        answer = await client.post("/v1/chat", headers={"Host": HOST}, content=b"y" * 1500)
+        assert answer.status_code == 503
+        assert answer.json()["error"]["type"] == "TooManyWaiting"
+        assert answer.headers["retry-after"] == "1"
+        small = asyncio.create_task(
+            client.post("/v1/chat", headers={"Host": HOST}, content=b"z" * 500)
+        )
+        await async_wait_until(
+            lambda: _held_n(activator, 2), timeout=10, what="the small one held too"
+        )
+        for task in (first, small):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _held_n(activator: Activator, n: int) -> bool:
+    return activator.held(POOL) == n

@@ -34,6 +34,8 @@ OUTCOMES = (
     "client_gone",
     "starting",
     "too_large",
+    "bad_request",
+    "body_timeout",
 )
 for _outcome in OUTCOMES:
     REQUESTS.labels(_outcome)

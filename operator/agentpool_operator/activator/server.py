@@ -39,7 +39,6 @@ from agentpool_operator.activator.wake import WakeRequests
 log = structlog.get_logger(__name__)
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,22 @@ class ActivatorSettings:
     """Requests held at once per pool; more get a 503 at once."""
     pod_proxy: str | None = None
     """An HTTP proxy to the pods (out of cluster: the pod runner's pod network)."""
+    max_body_bytes: int = 1 << 20
+    """The largest body held (the runtime's own default limit)."""
+    max_held_bytes: int = 64 << 20
+    """The bodies held at once, all pools together: the operator's memory is not the
+    callers' to fill."""
+    body_timeout_seconds: float = 30.0
+    """How long a client may take to send its body."""
+
+
+class _BodyRefusedError(Exception):
+    def __init__(
+        self, outcome: str, status: int, type_: str, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.answer = (outcome, status, type_, message)
+        self.retry_after = retry_after
 
 
 class Activator:
@@ -66,6 +81,7 @@ class Activator:
         self._settings = settings
         self._clock = clock
         self._held: dict[PoolAddress, int] = {}
+        self._held_bytes = 0
         self._client: httpx.AsyncClient | None = None
 
     def app(self) -> Starlette:
@@ -117,9 +133,44 @@ class Activator:
                 f"{self._settings.max_held} requests already wait for pool {pool} to wake",
                 retry_after=5,
             )
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _refused("too_large", 413, "TooLarge", "the request body is too large to hold")
+        try:
+            body = await self._read_body(request)
+        except _BodyRefusedError as refused:
+            return _refused(*refused.answer, retry_after=refused.retry_after)
+        self._held_bytes += len(body)
+        try:
+            return await self._serve(request, pool, route, body)
+        finally:
+            self._held_bytes -= len(body)
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, within the size and time limits and the bytes all held requests may
+        take; read in chunks, so an oversized one is refused before it is all here."""
+        limit = min(self._settings.max_body_bytes, self._settings.max_held_bytes - self._held_bytes)
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise _BodyRefusedError("bad_request", 400, "BadRequest", "invalid Content-Length")
+            if int(declared) > limit:
+                raise _too_large(self._settings.max_body_bytes, int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._settings.body_timeout_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(self._settings.max_body_bytes, size)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _BodyRefusedError(
+                "body_timeout", 408, "RequestTimeout", "the body was not sent in time"
+            ) from None
+        return b"".join(chunks)
+
+    async def _serve(
+        self, request: Request, pool: PoolAddress, route: PoolRoute, body: bytes
+    ) -> Response:
         hold = asyncio.ensure_future(self._hold(pool, route))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
@@ -200,6 +251,20 @@ class Activator:
             metrics.WAIT_SECONDS.observe(self._clock() - started)
             if member is not None and route.redis_url is not None:
                 await asyncio.shield(self._wake.withdraw(route.redis_url, identity, member))
+
+
+def _too_large(max_body_bytes: int, size: int) -> _BodyRefusedError:
+    if size <= max_body_bytes:  # within the limit: the bodies already held fill the budget
+        return _BodyRefusedError(
+            "too_large",
+            503,
+            "TooManyWaiting",
+            "the activator holds as many request bodies as it may; retry in a moment",
+            retry_after=1,
+        )
+    return _BodyRefusedError(
+        "too_large", 413, "BodyTooLarge", f"the body is over {max_body_bytes} bytes"
+    )
 
 
 async def _disconnected(request: Request) -> None:
