@@ -302,55 +302,43 @@ class PodRunner:
         self._dirty.set()
 
     def _watch(self, namespace: str | None) -> None:
-        """List then watch, relisting on any error or expiry (runs in a thread)."""
+        """The agent pods (runs in a thread)."""
         core = client.CoreV1Api(self.api)
-        selector = self.settings.label_selector
-        while not self._closing.is_set():
-            try:
-                # Raw JSON: the pods as the API server wrote them (what plan_pod reads).
-                kwargs: dict[str, Any] = {"label_selector": selector}
-                if namespace is None:
-                    lister: Any = core.list_pod_for_all_namespaces
-                    args: tuple[str, ...] = ()
-                else:
-                    lister, args = core.list_namespaced_pod, (namespace,)
-                listed = lister(*args, _preload_content=False, **kwargs)
-                body = json.loads(listed.data)
-                self._post("SYNC", (namespace, body.get("items") or []))
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    lister,
-                    *args,
-                    resource_version=body["metadata"]["resourceVersion"],
-                    timeout_seconds=WATCH_SECONDS,
-                    **kwargs,
-                )
-                for event in stream:
-                    if self._closing.is_set():
-                        return
-                    if event["type"] == "ERROR":
-                        break
-                    self._post(event["type"], event["raw_object"])
-            except Exception as exc:
-                if self._closing.is_set():
-                    return
-                log.warning("pod watch failed; relisting", namespace=namespace, error=str(exc))
-                self._closing.wait(1.0)
+        listers = (core.list_pod_for_all_namespaces, core.list_namespaced_pod)
+        self._list_and_watch(namespace, listers, self.settings.label_selector, self._post, "pod")
 
     # ------------------------------------------------------------------ activator slices
 
     def _watch_slices(self, namespace: str | None) -> None:
-        """The activator EndpointSlices: list then watch, relisting on any error (a thread)."""
+        """The activator EndpointSlices (runs in a thread)."""
         discovery = client.DiscoveryV1Api(self.api)
+        listers = (
+            discovery.list_endpoint_slice_for_all_namespaces,
+            discovery.list_namespaced_endpoint_slice,
+        )
+        self._list_and_watch(namespace, listers, ACTIVATOR_SLICES, self._post_slices, "slice")
+
+    def _list_and_watch(
+        self,
+        namespace: str | None,
+        listers: tuple[Any, Any],
+        selector: str,
+        post: Any,
+        what: str,
+    ) -> None:
+        """List then watch (all namespaces, or one), relisting on any error or expiry;
+        `post` gets ("SYNC", (namespace, items)) after each list, then each event."""
         while not self._closing.is_set():
             try:
-                kwargs: dict[str, Any] = {"label_selector": ACTIVATOR_SLICES}
+                # Raw JSON: the objects as the API server wrote them (what plan_pod reads).
+                kwargs: dict[str, Any] = {"label_selector": selector}
                 if namespace is None:
-                    lister: Any = discovery.list_endpoint_slice_for_all_namespaces
+                    lister: Any = listers[0]
                     args: tuple[str, ...] = ()
                 else:
-                    lister, args = discovery.list_namespaced_endpoint_slice, (namespace,)
+                    lister, args = listers[1], (namespace,)
                 listed = json.loads(lister(*args, _preload_content=False, **kwargs).data)
-                self._post_slices("SYNC", (namespace, listed.get("items") or []))
+                post("SYNC", (namespace, listed.get("items") or []))
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     lister,
                     *args,
@@ -363,11 +351,11 @@ class PodRunner:
                         return
                     if event["type"] == "ERROR":
                         break
-                    self._post_slices(event["type"], event["raw_object"])
+                    post(event["type"], event["raw_object"])
             except Exception as exc:
                 if self._closing.is_set():
                     return
-                log.warning("slice watch failed; relisting", namespace=namespace, error=str(exc))
+                log.warning(f"{what} watch failed; relisting", namespace=namespace, error=str(exc))
                 self._closing.wait(1.0)
 
     def _post_slices(self, kind: str, payload: Any) -> None:

@@ -150,6 +150,22 @@ def wake_key(key_prefix: str, pool: PoolIdentity) -> str:
     return pool_root(key_prefix, pool) + ":wake"
 
 
+# How a wake request is written (the runtime's pool-as-tool calls and the operator's
+# activator both do). KEYS: the wake key. ARGV: member, its deadline, now. Adds the
+# member, drops dead ones and keeps the key alive until its latest deadline, atomically:
+# a later request with an earlier deadline must not cut a longer wait short (a plain
+# PEXPIREAT would).
+WAKE_REGISTER_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2]) * 1000) + 1000)
+end
+return 1
+"""
+
+
 def task_queue_keys(key_prefix: str, pool: PoolIdentity) -> tuple[str, str]:
     """The task queue's stream and the count of tasks waiting behind their conversation:
     with no replica left to publish a sample, the autoscaler reads these to wake the pool."""

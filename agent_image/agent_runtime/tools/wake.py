@@ -27,22 +27,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agent_runtime.config.identity import PoolIdentity
-from agent_runtime.config.load import wake_key
+from agent_runtime.config.load import WAKE_REGISTER_SCRIPT, wake_key
 
 log = structlog.get_logger(__name__)
-
-# KEYS: the wake key. ARGV: member, its deadline, now. Adds the member, drops dead ones
-# and keeps the key alive until its latest deadline, atomically: a later call with an
-# earlier deadline must not cut a longer wait short (a plain PEXPIREAT would).
-_REGISTER = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then
-  redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2]) * 1000) + 1000)
-end
-return 1
-"""
 
 
 class WakeRequests:
@@ -58,7 +45,7 @@ class WakeRequests:
         self._client = client
         self._prefix = key_prefix
         self._clock = clock
-        self._script = client.register_script(_REGISTER)
+        self._script = client.register_script(WAKE_REGISTER_SCRIPT)
 
     def key(self, pool: PoolIdentity) -> str:
         return wake_key(self._prefix, pool)

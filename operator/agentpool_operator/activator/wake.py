@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agent_runtime.config.identity import PoolIdentity
-from agent_runtime.config.load import wake_key
+from agent_runtime.config.load import WAKE_REGISTER_SCRIPT, wake_key
 from agent_runtime.config.memory import MemoryConfig
 
 log = structlog.get_logger(__name__)
@@ -28,18 +28,6 @@ log = structlog.get_logger(__name__)
 KEY_PREFIX: str = MemoryConfig.model_fields["key_prefix"].default
 """The runtime's Redis key prefix (pools do not set another)."""
 TIMEOUT_SECONDS = 2.0
-
-# KEYS: the wake key. ARGV: member, its deadline, now. As the runtime's: adds the member,
-# drops dead ones and keeps the key alive until its latest deadline, atomically.
-_REGISTER = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then
-  redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2]) * 1000) + 1000)
-end
-return 1
-"""
 
 
 class WakeRequests:
@@ -67,7 +55,12 @@ class WakeRequests:
         client = self._client(url)
         try:
             await client.eval(
-                _REGISTER, 1, wake_key(KEY_PREFIX, pool), member, now + waits_seconds, now
+                WAKE_REGISTER_SCRIPT,
+                1,
+                wake_key(KEY_PREFIX, pool),
+                member,
+                now + waits_seconds,
+                now,
             )
         except (RedisError, OSError) as exc:
             log.warning("wake request not registered", pool=str(pool), error=str(exc))
