@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 
-from starlette.responses import JSONResponse
+from aiohttp import web
 
 
 def error(
     status: int, type_: str, message: str, *, retry_after: float | None = None
-) -> JSONResponse:
+) -> web.Response:
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
-    return JSONResponse(
-        {"error": {"type": type_, "message": message}}, status_code=status, headers=headers
+    return web.json_response(
+        {"error": {"type": type_, "message": message}}, status=status, headers=headers
     )

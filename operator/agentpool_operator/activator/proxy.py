@@ -4,16 +4,17 @@ Method, path, query, headers (Authorization included: the pod checks credentials
 activator never looks at them) and body go through; the answer streams back chunk by
 chunk as the pod sends it (a `stream: true` turn's server-sent events arrive as they
 are written, not at the end). Hop-by-hop headers stay on their hop.
+
+On aiohttp, as the operator's other servers: it is in the operator's image already (kopf
+runs on it), where a second HTTP stack would not be.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
-import httpx
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+import aiohttp
+from aiohttp import web
 
 from agentpool_operator.activator.slices import Endpoint
 
@@ -32,56 +33,66 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+CHUNK_BYTES = 64 * 1024
+
 
 class UpstreamUnreachableError(Exception):
     """No ready endpoint accepted the connection."""
 
 
-def new_client(pod_proxy: str | None) -> httpx.AsyncClient:
-    """The client the activator reaches pods with: no overall timeout (a turn may take
-    minutes), a short connect timeout; `pod_proxy`: an HTTP proxy to the pod network (the
-    pod runner's, out of cluster), None in the cluster."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(None, connect=5.0), proxy=pod_proxy, trust_env=False
+def new_session() -> aiohttp.ClientSession:
+    """The session the activator reaches pods with: no overall timeout (a turn may take
+    minutes), a short connect timeout; no proxy from the environment."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
+        trust_env=False,
+        auto_decompress=False,
     )
 
 
 async def forward(
-    client: httpx.AsyncClient, request: Request, body: bytes, endpoints: Sequence[Endpoint]
-) -> Response:
+    session: aiohttp.ClientSession,
+    request: web.Request,
+    body: bytes,
+    endpoints: Sequence[Endpoint],
+    *,
+    pod_proxy: str | None = None,
+) -> web.StreamResponse:
     """The first endpoint that accepts the connection answers (nothing reached the
-    others, so trying the next is safe even for a POST)."""
+    others, so trying the next is safe even for a POST). `pod_proxy`: an HTTP proxy to
+    the pod network (the pod runner's, out of cluster), None in the cluster."""
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-    client_host = request.client.host if request.client else None
-    if client_host:
+    if request.remote:
         prior = request.headers.get("x-forwarded-for")
-        headers.append(("x-forwarded-for", f"{prior}, {client_host}" if prior else client_host))
+        headers.append(
+            ("x-forwarded-for", f"{prior}, {request.remote}" if prior else request.remote)
+        )
     last: Exception | None = None
     for endpoint in endpoints:
-        upstream = client.build_request(
-            request.method,
-            endpoint.url + request.url.path,
-            params=request.url.query,
-            headers=headers,
-            content=body,
-        )
         try:
-            answer = await client.send(upstream, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError) as exc:
+            upstream = await session.request(
+                request.method,
+                endpoint.url + request.rel_url.path_qs,
+                headers=headers,
+                data=body,
+                proxy=pod_proxy,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError) as exc:
             last = exc
             continue
-        return StreamingResponse(
-            _relay(answer),
-            status_code=answer.status_code,
-            headers={k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP},
-            background=BackgroundTask(answer.aclose),
-        )
+        try:
+            answer = web.StreamResponse(
+                status=upstream.status,
+                headers=[
+                    (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
+                ],
+            )
+            await answer.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await answer.write(chunk)
+            await answer.write_eof()
+            return answer
+        finally:
+            upstream.release()
     raise UpstreamUnreachableError(str(last) if last else "no endpoint")
-
-
-async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in answer.aiter_raw():
-            yield chunk
-    finally:
-        await answer.aclose()

@@ -19,26 +19,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 import structlog
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from aiohttp import web
 
 from agent_runtime.config.identity import PoolIdentity
 from agentpool_operator.activator import metrics
 from agentpool_operator.activator.errors import error
 from agentpool_operator.activator.host import HostError, PoolAddress, pool_from_host
 from agentpool_operator.activator.pools import PoolRoute, Pools, PoolsUnknownError
-from agentpool_operator.activator.proxy import UpstreamUnreachableError, forward, new_client
+from agentpool_operator.activator.proxy import (
+    CHUNK_BYTES,
+    UpstreamUnreachableError,
+    forward,
+    new_session,
+)
 from agentpool_operator.activator.slices import Endpoint
 from agentpool_operator.activator.wake import WakeRequests
 
 log = structlog.get_logger(__name__)
 
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+Response = web.StreamResponse
 
 
 @dataclass(frozen=True)
@@ -82,21 +83,23 @@ class Activator:
         self._clock = clock
         self._held: dict[PoolAddress, int] = {}
         self._held_bytes = 0
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self.handle, methods=METHODS)])
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self.handle)
+        return app
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         await self._wake.close()
 
     def held(self, pool: PoolAddress) -> int:
         return self._held.get(pool, 0)
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: web.Request) -> Response:
         try:
             pool = pool_from_host(request.headers.get("host"))
         except HostError as exc:
@@ -143,7 +146,7 @@ class Activator:
         finally:
             self._held_bytes -= len(body)
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: web.Request) -> bytes:
         """The body, within the size and time limits and the bytes all held requests may
         take; read in chunks, so an oversized one is refused before it is all here."""
         limit = min(self._settings.max_body_bytes, self._settings.max_held_bytes - self._held_bytes)
@@ -157,7 +160,7 @@ class Activator:
         size = 0
         try:
             async with asyncio.timeout(self._settings.body_timeout_seconds):
-                async for chunk in request.stream():
+                async for chunk in request.content.iter_chunked(CHUNK_BYTES):
                     size += len(chunk)
                     if size > limit:
                         raise _too_large(self._settings.max_body_bytes, size)
@@ -169,23 +172,15 @@ class Activator:
         return b"".join(chunks)
 
     async def _serve(
-        self, request: Request, pool: PoolAddress, route: PoolRoute, body: bytes
+        self, request: web.Request, pool: PoolAddress, route: PoolRoute, body: bytes
     ) -> Response:
-        hold = asyncio.ensure_future(self._hold(pool, route))
-        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            await asyncio.wait({hold, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-            if not hold.done():
-                # The client left while its request was held: it no longer waits, nor
-                # asks for the pool to wake (the hold's cleanup withdraws its request).
-                hold.cancel()
-        try:
-            endpoints = await hold
+            endpoints = await self._hold(pool, route)
         except asyncio.CancelledError:
-            if not gone.cancelled() and gone.done():
-                return _refused("client_gone", 499, "ClientGone", "the client disconnected")
+            # The client left while its request was held (the server cancels the handler:
+            # `handler_cancellation`): it no longer waits, nor asks for the pool to wake
+            # (the hold's cleanup withdrew its request).
+            metrics.REQUESTS.labels("client_gone").inc()
             raise
         if not endpoints:
             return _refused(
@@ -196,12 +191,14 @@ class Activator:
                 "it is waking or cannot scale up (paused, or at maxReplicas); retry later",
                 retry_after=min(30.0, self._settings.wait_seconds),
             )
-        if self._client is None:
-            self._client = new_client(self._settings.pod_proxy)
+        if self._session is None:
+            self._session = new_session()
         try:
             # Requests held together are spread over the pods that became ready together.
             spread = random.sample(endpoints, len(endpoints))
-            answer = await forward(self._client, request, body, spread)
+            answer = await forward(
+                self._session, request, body, spread, pod_proxy=self._settings.pod_proxy
+            )
         except UpstreamUnreachableError as exc:
             log.warning("no ready pod accepted the request", pool=str(pool), error=str(exc))
             return _refused(
@@ -267,15 +264,6 @@ def _too_large(max_body_bytes: int, size: int) -> _BodyRefusedError:
     )
 
 
-async def _disconnected(request: Request) -> None:
-    """Return when the client disconnects (its body has been read: the next message is
-    the disconnect)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 def _refused(
     outcome: str, status: int, type_: str, message: str, *, retry_after: float | None = None
 ) -> Response:
@@ -283,23 +271,14 @@ def _refused(
     return error(status, type_, message, retry_after=retry_after)
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the operator's loop: the operator owns its signals."""
-
-    def install_signal_handlers(self) -> None:
-        return None
-
-
 @dataclass
 class ServingActivator:
     activator: Activator
-    server: uvicorn.Server
-    task: asyncio.Task[None]
+    runner: web.AppRunner
     port: int
 
     async def cleanup(self) -> None:
-        self.server.should_exit = True
-        await self.task
+        await self.runner.cleanup()
         await self.activator.close()
 
 
@@ -313,15 +292,11 @@ async def serve_activator(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(
-        activator.app(), log_config=None, log_level="warning", lifespan="off", access_log=False
-    )
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the activator stopped before it started")
-        await asyncio.sleep(0.01)
-    log.info("activator serving", port=sock.getsockname()[1])
-    return ServingActivator(activator, server, task, sock.getsockname()[1])
+    # A client that goes away while its request is held cancels the handler: its place
+    # and its wake request are given up at once, not at the wait's deadline.
+    runner = web.AppRunner(activator.app(), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    bound = sock.getsockname()[1]
+    log.info("activator serving", port=bound)
+    return ServingActivator(activator, runner, bound)
