@@ -3,7 +3,10 @@
 - `model_app`: an instant OpenAI-compatible model (answers at once, no tool calls);
 - `bare_app`: the baseline, a bare FastAPI endpoint that asks that model once through
   the same `openai` client and returns the answer: the model's own time plus the least
-  a chat endpoint can do, so (runtime - bare) is what our turn adds. Its tool route is
+  a chat endpoint can do, so (runtime - bare) is what our turn adds. A request that names
+  a `conversationId` continues a history kept in a dict (no durability, no second
+  writer, no tenant: the least a chat endpoint with conversations can do), sent whole
+  to the model as the runtime sends its own. Its tool route is
   the least a cached tool call can be: the arguments as the key of a dict in memory,
   the upstream (`model_app`'s `/items/{q}`) asked on a miss.
 """
@@ -54,13 +57,21 @@ _client = openai.AsyncOpenAI(
 )
 
 
+_histories: dict[str, list[dict[str, Any]]] = {}
+
+
 @bare_app.post("/v1/chat")
 async def bare_chat(request: Request) -> dict[str, Any]:
     body = await request.json()
+    history = _histories.setdefault(body["conversationId"], []) if "conversationId" in body else []
+    said = {"role": "user", "content": body["message"]}
     reply = await _client.chat.completions.create(
-        model="instant", messages=[{"role": "user", "content": body["message"]}]
+        model="instant",
+        messages=[{"role": "system", "content": "be brief"}, *history, said],  # type: ignore[list-item]
     )
-    return {"answer": reply.choices[0].message.content}
+    answer = reply.choices[0].message.content
+    history.extend([said, {"role": "assistant", "content": answer}])
+    return {"answer": answer}
 
 
 _upstream = httpx.AsyncClient(
