@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from subprocess import Popen
 
-from benchmarks.bench_chat import drive, uvicorn, wait_ready
+from benchmarks.bench_chat import drive, runtime_config, uvicorn, wait_ready
 from tests.support.redis_server import RedisServer, free_port
 
 _START = "import sys; from agent_runtime.main import main; main(sys.argv[1:])"
@@ -43,13 +43,7 @@ def start_runtime(
     name: str, tree: Path, model_url: str, redis_url: str, tmp: Path
 ) -> tuple[Popen[bytes], str]:
     port = free_port()
-    config = {
-        "pool": {"namespace": "bench", "name": name},
-        "auth": {"mode": "disabled"},
-        "agent": {"instructions": "be brief", "concurrency": 64},
-        "model": {"primary": {"name": "instant", "baseUrl": f"{model_url}/v1"}},
-        "memory": {"redis": {"url": redis_url}},
-    }
+    config = runtime_config(name, model_url, redis_url)
     (tmp / f"{name}.json").write_text(json.dumps(config))
     with (tmp / f"{name}.log").open("wb") as out:
         proc = subprocess.Popen(

@@ -205,6 +205,17 @@ LOOKUP_TOOL = {
 }
 
 
+def runtime_config(pool: str, model_url: str, redis_url: str) -> dict[str, object]:
+    """The benchmarked runtime's config: the instant model, Redis-backed state."""
+    return {
+        "pool": {"namespace": "bench", "name": pool},
+        "auth": {"mode": "disabled"},  # the baseline checks no token either
+        "agent": {"instructions": "be brief", "concurrency": 64},
+        "model": {"primary": {"name": "instant", "baseUrl": f"{model_url}/v1"}},
+        "memory": {"redis": {"url": redis_url}},
+    }
+
+
 def workdir(path: Path) -> Path:
     path.mkdir()
     return path
@@ -228,13 +239,7 @@ def main() -> None:
         procs.append(
             uvicorn("benchmarks.chat_servers:bare_app", bare_port, bare_env, tmp / "b.log")
         )
-        config: dict[str, object] = {
-            "pool": {"namespace": "bench", "name": "chat"},
-            "auth": {"mode": "disabled"},  # the baseline checks no token either
-            "agent": {"instructions": "be brief", "concurrency": 64},
-            "model": {"primary": {"name": "instant", "baseUrl": f"{model_url}/v1"}},
-            "memory": {"redis": {"url": redis.url}},
-        }
+        config = runtime_config("chat", model_url, redis.url)
         # The tool has a runtime of its own: in the chat runtime its definition would go
         # to the model with every turn, which the baseline's turn does not send.
         http = {"http": {"url": f"{model_url}/items/{{q}}", "method": "GET"}}

@@ -265,7 +265,6 @@ class Agent:
         `start`: the turn may start the conversation (its tenant becomes the owner);
         otherwise the conversation must exist and be the tenant's.
         """
-        started = time.perf_counter()
         # Memory is searched with the message while the conversation is taken and read
         # (their Redis round trips overlap); a turn refused at the start drops the result.
         recall = (
@@ -274,7 +273,7 @@ class Agent:
             else None
         )
         try:
-            return await self._drive_turn(request, opening, emit, start, started, recall)
+            return await self._drive_turn(request, opening, emit, start, recall)
         finally:
             if recall is not None and not recall.done():
                 recall.cancel()
@@ -285,9 +284,9 @@ class Agent:
         opening: Opening,
         emit: Emit | None,
         start: bool,
-        started: float,
         recall: asyncio.Task[list[str]] | None,
     ) -> TurnOutcome:
+        started = time.perf_counter()
         conversation = self.conversations.turn(
             request.conversation_id,
             request.tenant,
@@ -338,10 +337,8 @@ class Agent:
             await self._append(turn, *opening)
         if turn.recall is not None:
             recalled = await turn.recall
-        elif self._recalls:
+        else:  # a turn without a message of its own (an approval's): its last one
             recalled = await self._recall(turn.request.tenant, _recall_query(turn))
-        else:
-            recalled = []
         system = self._system_prompt(recalled)
         tools = self.registry.openai_tools()
         while True:
@@ -469,7 +466,7 @@ class Agent:
 
     async def _recall(self, tenant: str, query: str) -> list[str]:
         """The memories of `tenant` that may bear on `query`, as text (none on failure)."""
-        if self.memory is None or not query:
+        if self.memory is None or not self._recalls or not query:
             return []
         try:
             found = await self.memory.search(query, tenant=tenant, k=self.recall_k)
