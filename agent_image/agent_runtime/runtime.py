@@ -83,7 +83,11 @@ class Runtime:
         redis: Redis | None = None
         health: RedisHealth | None = None
         keys: KeySpace | None = None
+        follow_block = 1.0
         if config.memory.redis is not None:
+            # The episode follower's reads block at most half the socket timeout: no
+            # read of its may time out.
+            follow_block = min(follow_block, config.memory.redis.socket_timeout_seconds / 2)
             keys = KeySpace(config.memory.key_prefix, config.pool)
             redis = create_redis(config.memory.redis, environ)
             health = create_health(config.pool, redis, config.memory.redis)
@@ -167,6 +171,10 @@ class Runtime:
             runtime._tasks = [
                 asyncio.create_task(health.watch(), name="redis-health"),
                 asyncio.create_task(memory.watch_invalidations(), name="memory-invalidations"),
+                asyncio.create_task(
+                    memory.follow_episodes(block_seconds=follow_block),
+                    name="episode-index-follower",
+                ),
             ]
             if runtime.tasks is not None:  # the load signal reads it: tasks.last_queued()
                 interval = config.load.publish_interval_seconds

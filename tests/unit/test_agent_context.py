@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,3 +113,27 @@ def test_compaction_keeps_the_newest_turns_that_fit() -> None:
     kept_tokens = sum(estimate_tokens(m) for m in model_messages("", kept)[1:])
     assert kept_tokens <= 500
     assert versioned[through][1].type == "inputReceived"  # the cut falls between turns
+
+
+@given(
+    role=st.sampled_from(["system", "user", "assistant"]),
+    content=st.text(max_size=300),
+)
+def test_a_plain_message_is_estimated_as_its_json_length_without_encoding_it(
+    role: str, content: str
+) -> None:
+    message = {"role": role, "content": content}
+    from_encoding = len(json.dumps(message, ensure_ascii=False)) // 4 + 4
+    # Escapes are all it leaves out: never more than the encoding, exact without them.
+    assert estimate_tokens(message) <= from_encoding
+    if json.dumps(content, ensure_ascii=False) == f'"{content}"':
+        assert estimate_tokens(message) == from_encoding
+
+
+def test_other_messages_are_estimated_from_their_encoding() -> None:
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f"}}],
+    }
+    assert estimate_tokens(call) == len(json.dumps(call, ensure_ascii=False)) // 4 + 4

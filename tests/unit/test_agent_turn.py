@@ -560,6 +560,31 @@ async def test_long_history_is_summarised_and_the_log_kept(registry: ToolRegistr
     assert last[-1]["content"].startswith("question 5")
 
 
+async def test_a_tool_registered_between_turns_counts_against_the_context_at_once(
+    registry: ToolRegistry,
+) -> None:
+    """The tool definitions' size is kept between turns; a new tool must renew it."""
+
+    def script(messages: list[dict[str, Any]]) -> ModelReply:
+        if messages[0]["content"].startswith("Summarise"):
+            return answer("SUMMARY")
+        return answer("ok")
+
+    agent, _model, store = make_agent(script, registry, context_window_tokens=3000)
+    for i in range(3):
+        await agent.run_turn(TurnRequest("c1", "alice", f"question {i} " + "x" * 400))
+    _state, events = await store.load("c1")
+    assert [e.type for _, e in events].count("contextSummarized") == 0
+
+    async def bulky(args: dict[str, Any], context: CallContext) -> str:
+        return "never called"
+
+    registry.register_function(bulky, name="bulky", description="d " * 5000)
+    await agent.run_turn(TurnRequest("c1", "alice", "question 3"))
+    _state, events = await store.load("c1")
+    assert [e.type for _, e in events].count("contextSummarized") == 1
+
+
 async def test_a_task_turn_logs_with_its_pool_tenant_conversation_and_task(
     registry: ToolRegistry,
 ) -> None:

@@ -47,7 +47,15 @@ def estimate_tokens(message: Message) -> int:
     Exact counts need the model's tokenizer, which an OpenAI-compatible endpoint does not
     share; compaction only needs to stay well inside the window, hence the margins above.
     """
+    content = message.get("content")
+    if len(message) == 2 and isinstance(content, str) and isinstance(message.get("role"), str):
+        # Most messages are {"role", "content"}: their length as JSON without encoding
+        # them (every message is estimated on every model call), escapes aside.
+        return (len(message["role"]) + len(content) + _PLAIN_FRAMING) // 4 + 4
     return len(json.dumps(message, ensure_ascii=False)) // 4 + 4
+
+
+_PLAIN_FRAMING = len(json.dumps({"role": "", "content": ""}))
 
 
 def _text(output: object) -> str:

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from agent_runtime.agent import metrics
 from agent_runtime.agent.admission import Admission
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.config.load import (
     DrainRequest,
     LoadSample,
@@ -137,6 +138,7 @@ class LoadPublisher:
             except (RedisError, OSError) as exc:
                 log.warning("load not published", error=str(exc))
                 self._lapse(self._clock())
+            stop_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 # `within`, not `asyncio.wait_for`: on 3.11 wait_for can swallow the
                 # cancellation that stops this loop when the event fires at the same time.

@@ -214,6 +214,8 @@ class Agent:
         self.context_window_tokens = context_window_tokens
         self.recall_k = recall_k
         self._clock = clock
+        self._tools_tokens: tuple[int, int] | None = None
+        """(registry revision, the estimate of its tool definitions): `_fixed_tokens`."""
 
     async def run_turn(self, request: TurnRequest, emit: Emit | None = None) -> TurnOutcome:
         """Take `request.message`, think, call tools, answer: one turn, logged step by step.
@@ -341,6 +343,7 @@ class Agent:
             recalled = await self._recall(turn.request.tenant, _recall_query(turn))
         system = self._system_prompt(recalled)
         tools = self.registry.openai_tools()
+        fixed = self._fixed_tokens(system, tools)
         while True:
             action = next_action(turn.state, turn.start, self.limits, self._clock())
             if isinstance(action, Finish):
@@ -352,7 +355,7 @@ class Agent:
                 await self._run_tools(turn, action.calls)
                 continue
             assert isinstance(action, CallModel)
-            await self._compact(turn, system, tools)
+            await self._compact(turn, fixed)
             messages = model_messages(system, current_view(turn.events))
             try:
                 reply = await self.model.complete(messages, tools, on_delta=_deltas(turn))
@@ -484,11 +487,16 @@ class Agent:
             parts.append(f"Things remembered that may be relevant:\n{lines}")
         return "\n\n".join(parts)
 
-    async def _compact(self, turn: _Turn, system: str, tools: Sequence[Mapping[str, Any]]) -> None:
+    def _fixed_tokens(self, system: str, tools: Sequence[Mapping[str, Any]]) -> int:
+        """What every model call of the turn carries besides the history: the system
+        prompt and the tool definitions (estimated again only when the tools change)."""
+        revision = self.registry.revision
+        if self._tools_tokens is None or self._tools_tokens[0] != revision:
+            self._tools_tokens = (revision, sum(estimate_tokens(dict(t)) for t in tools))
+        return estimate_tokens({"role": "system", "content": system}) + self._tools_tokens[1]
+
+    async def _compact(self, turn: _Turn, fixed: int) -> None:
         view = current_view(turn.events)
-        fixed = estimate_tokens({"role": "system", "content": system}) + sum(
-            estimate_tokens(dict(t)) for t in tools
-        )
         through = plan_compaction(view, self.context_window_tokens, fixed_tokens=fixed)
         if through is None:
             return

@@ -3,9 +3,21 @@
 Redis holds the truth: per tenant, a hash of episode documents, a hash of their
 vectors and a hash from key to episode id; every change is also appended to one
 pool-wide Stream. Each replica keeps an approximate index per tenant and brings it
-up to date incrementally by reading the Stream from where it stopped (one XRANGE per
-sync), after a full load on first use. Searches only ever see one tenant's index,
-so tenants never see each other's episodes.
+up to date incrementally by reading the Stream from where it stopped, after a full
+load on first use. Searches only ever see one tenant's index, so tenants never see
+each other's episodes.
+
+Two ways to stay current:
+
+- `follow` (the runtime runs it as a task): a blocking XREAD tails the Stream and
+  applies each change as it is written. While it keeps up, a search reads nothing to
+  sync: this takes a Redis round trip off every turn's memory recall (every chat turn
+  searches). A search waits for a change the follower is applying, and syncs itself
+  when this replica wrote something the follower has not applied yet, so a replica
+  reads its own writes; another replica's change shows once its Stream entry reaches
+  the follower (the same moment Redis answers the writer, plus one vector read).
+- without a follower (or while it is down: Redis gone, a read past its deadline), each
+  search syncs first (one XRANGE).
 
 The Stream is not trimmed: a replica that starts later rebuilds from the hashes, and
 entries are small (~60 bytes), but a pool with tens of millions of changes would want
@@ -26,17 +38,35 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from redis.asyncio import Redis
 
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.config.memory import IndexSettings
 from agent_runtime.memory import codec
 from agent_runtime.memory.embeddings import Embedder, Vectors
-from agent_runtime.memory.errors import CorruptRecordError, InvalidMemoryError
-from agent_runtime.memory.health import RedisHealth
+from agent_runtime.memory.errors import (
+    CorruptRecordError,
+    InvalidMemoryError,
+    StoreUnavailableError,
+)
+from agent_runtime.memory.health import UNREACHABLE_ERRORS, RedisHealth
 from agent_runtime.memory.keys import KeySpace, check_key, check_tenant
 from agent_runtime.memory.vector_index import VectorIndex
 
 log = structlog.get_logger(__name__)
 
 SYNC_BATCH = 1000
+FOLLOW_GRACE_SECONDS = 0.5
+"""How long past its blocking read's own deadline the follower still vouches for the
+indexes: a read that has not answered by then is stuck, and searches sync again."""
+
+_FOLLOW_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE_ERRORS, StoreUnavailableError)
+
+StreamId = tuple[int, int]
+
+
+def _stream_id(raw: str | bytes) -> StreamId:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class Episode(BaseModel):
@@ -64,6 +94,7 @@ class EpisodeHit(BaseModel):
 
 
 # Adds an episode; a key already in use moves to the new episode and the old one goes.
+# Returns the id of the log entry of the add.
 _ADD = """
 local old = false
 if ARGV[4] ~= '' then
@@ -78,11 +109,11 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
-redis.call('XADD', KEYS[4], '*', 'op', 'add', 'tenant', ARGV[5], 'id', ARGV[1])
-return 1
+return redis.call('XADD', KEYS[4], '*', 'op', 'add', 'tenant', ARGV[5], 'id', ARGV[1])
 """
 
-# Deletes an episode by id (ARGV[1]) or, when ARGV[1] is '', by key (ARGV[3]).
+# Deletes an episode by id (ARGV[1]) or, when ARGV[1] is '', by key (ARGV[3]); returns its
+# log entry's id, or 0 when there was no such episode.
 _DELETE = """
 local id = ARGV[1]
 if id == '' then
@@ -96,8 +127,7 @@ redis.call('HDEL', KEYS[2], id)
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) == id then
   redis.call('HDEL', KEYS[3], ARGV[3])
 end
-redis.call('XADD', KEYS[4], '*', 'op', 'del', 'tenant', ARGV[2], 'id', id)
-return 1
+return redis.call('XADD', KEYS[4], '*', 'op', 'del', 'tenant', ARGV[2], 'id', id)
 """
 
 
@@ -142,6 +172,10 @@ class EpisodicMemory:
         self._clock = clock
         self._indexes: dict[str, VectorIndex] = {}
         self._cursor: str | None = None
+        self._written: StreamId = (0, 0)
+        """The newest log entry this replica wrote (`following`: read your own writes)."""
+        self._followed_until = 0.0
+        """`time.monotonic()` until which the follower vouches for the indexes."""
         # One sync at a time: concurrent searches would otherwise each read and apply
         # the same log entries (N-fold Redis reads and index writes under load).
         self._sync_lock = asyncio.Lock()
@@ -209,7 +243,8 @@ class EpisodicMemory:
                 args=[episode_id, payload, _vector_bytes(vectors[0]), key or "", tenant],
             )
 
-        await self._health.call(write, what=f"episode write in {tenant!r}")
+        entry = await self._health.call(write, what=f"episode write in {tenant!r}")
+        self._note_written(entry)
         return episode
 
     async def delete(self, tenant: str, episode_id: int) -> bool:
@@ -226,7 +261,15 @@ class EpisodicMemory:
                 keys=self._script_keys(tenant)[:4], args=[episode_id, tenant, key]
             )
 
-        return bool(await self._health.call(remove, what=f"episode delete in {tenant!r}"))
+        entry = await self._health.call(remove, what=f"episode delete in {tenant!r}")
+        if not entry:
+            return False
+        self._note_written(entry)
+        return True
+
+    def _note_written(self, entry: object) -> None:
+        if isinstance(entry, str | bytes):
+            self._written = max(self._written, _stream_id(entry))
 
     async def get(self, tenant: str, episode_id: int) -> Episode | None:
         """One episode by id, or None."""
@@ -279,7 +322,7 @@ class EpisodicMemory:
         """The `k` episodes of `tenant` most similar to `query`, best first."""
         check_tenant(tenant)
         if sync:
-            await self.sync()
+            await self._catch_up()
         if tenant not in self._indexes:
             # Nothing to compare with: no query vector (with a remote embedder, no call).
             return []
@@ -298,7 +341,7 @@ class EpisodicMemory:
         """Like `search` with a ready query vector; `exact=True` uses brute force."""
         check_tenant(tenant)
         if sync:
-            await self.sync()
+            await self._catch_up()
         index = self._indexes.get(tenant)
         if index is None:
             return []
@@ -316,6 +359,72 @@ class EpisodicMemory:
         """Bring this replica's indexes up to date with Redis; return the changes applied."""
         async with self._sync_lock:
             return await self._sync()
+
+    @property
+    def following(self) -> bool:
+        """Whether the follower keeps the indexes current, this replica's writes included
+        (searches then sync nothing)."""
+        return (
+            self._cursor is not None
+            and time.monotonic() < self._followed_until
+            and self._written <= _stream_id(self._cursor)
+        )
+
+    async def _catch_up(self) -> None:
+        """What a search does first: nothing while the follower keeps up (but wait for a
+        change it is applying), else a sync."""
+        if not self.following:
+            await self.sync()
+        elif self._sync_lock.locked():
+            async with self._sync_lock:
+                pass
+
+    async def follow(self, *, block_seconds: float = 1.0, max_backoff: float = 5.0) -> None:
+        """Tail the log and apply every change as it comes (run as a task; never returns).
+
+        `block_seconds` bounds each blocking read: keep it under the client's socket
+        timeout. On a Redis error the follower stops vouching for the indexes (searches
+        sync again), backs off and starts over from a sync.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                await self.sync()  # the full load on first use; after a gap, what it missed
+                backoff = 0.1
+                await self._tail(block_seconds)
+            except asyncio.CancelledError:
+                raise
+            except _FOLLOW_ERRORS as exc:
+                log.warning("episode index follower lost redis", error=str(exc))
+            except Exception:  # a bug must not end following for good: searches sync meanwhile
+                log.exception("episode index follower failed")
+            finally:
+                self._followed_until = 0.0
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+    async def _tail(self, block_seconds: float) -> None:
+        block_ms = max(1, int(block_seconds * 1000))
+        while True:
+            cursor = self._cursor or "0-0"
+            self._followed_until = time.monotonic() + block_seconds + FOLLOW_GRACE_SECONDS
+            # Not under the lock: a search must not wait for the blocking read.
+            read = functools.partial(
+                self._client.xread,
+                {self._keys.episode_log: cursor},
+                count=SYNC_BATCH,
+                block=block_ms,
+            )
+            found: Any = await self._health.call(read, what="episode log follow")
+            stop_if_cancelled()
+            if not found:
+                continue
+            # Taken before anything else runs (a free asyncio lock is taken without a
+            # suspension): a search from here on waits until the changes are applied.
+            async with self._sync_lock:
+                applied = _stream_id(self._cursor) if self._cursor else (0, 0)
+                entries = [e for e in found[0][1] if _stream_id(e[0]) > applied]
+                await self._apply(entries)
 
     async def _sync(self) -> int:
         if self._cursor is None:

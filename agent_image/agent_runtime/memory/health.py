@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.memory.errors import StoreUnavailableError
 
@@ -164,3 +165,4 @@ class RedisHealth:
                 await self.probe()
             except Exception:  # e.g. an auth error: keep watching, never die silently
                 log.exception("memory health probe failed", pool=str(self.pool))
+            stop_if_cancelled()

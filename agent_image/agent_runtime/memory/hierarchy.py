@@ -167,6 +167,13 @@ class MemoryHierarchy:
             drop_durable=lambda: self.working.drop_matching(lambda item: item.durable),
         )
 
+    async def follow_episodes(self, *, block_seconds: float = 1.0) -> None:
+        """Keep the episode indexes current as episodes change (run as a task; see
+        `EpisodicMemory.follow`): memory searches then cost no Redis round trip."""
+        if self.episodic is None:
+            return
+        await self.episodic.follow(block_seconds=block_seconds)
+
     async def remember(
         self,
         key: str,

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.memory.health import UNREACHABLE_ERRORS, RedisHealth
 from agent_runtime.memory.keys import KeySpace
 
@@ -82,6 +83,7 @@ class Invalidator:
             await pubsub.subscribe(self.channel)
             while True:
                 message = await pubsub.get_message(timeout=5.0)
+                stop_if_cancelled()
                 if message is None:
                     continue
                 if message["type"] == "subscribe":

@@ -41,6 +41,7 @@ from pydantic import JsonValue
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.config.identity import PoolIdentity
 from agent_runtime.config.tasks import TasksSettings
 from agent_runtime.conversation.state import check_conversation_id
@@ -286,6 +287,7 @@ class TaskQueue:
                 pass  # the health gate logged it; the last depth stays until Redis is back
             except Exception:
                 log.exception("task queue depth read failed", pool=str(self.pool))
+            stop_if_cancelled()
             await asyncio.sleep(interval)
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import structlog
 from pydantic import JsonValue
 
+from agent_runtime.cancellation import stop_if_cancelled
 from agent_runtime.memory.errors import StoreUnavailableError
 from agent_runtime.tasks import metrics
 from agent_runtime.tasks.errors import TaskDeferredError, TaskFailedError
@@ -149,6 +150,7 @@ class TaskWorker:
                 log.exception("task read failed", consumer=self.consumer)
                 await asyncio.sleep(backoff)
                 continue
+            stop_if_cancelled()
             backoff = self.retry_backoff_seconds
             for delivery in deliveries:
                 try:
@@ -173,6 +175,7 @@ class TaskWorker:
                 continue  # the health gate logged it; leases renew again once Redis is back
             except Exception:
                 log.exception("task lease loop failed", consumer=self.consumer)
+            stop_if_cancelled()
 
     async def _reclaim(self) -> None:
         """Take over expired leases, scanning the whole pending list a few pages at a

@@ -147,6 +147,9 @@ class ToolRegistry:
             on_evict=lambda tool: labelled(metrics.CACHE_EVICTIONS, tool).inc(),
         )
         self._entries: dict[str, _Entry] = {}
+        self.revision = 0
+        """Changes with every tool registered or removed (what depends on the set of
+        tools, such as its size in a model's context, may be kept until it changes)."""
         self._closers: list[Closer] = []
         self._breakers = CircuitBreakerMiddleware(
             redis=redis, key_prefix=keys.breaker_prefix if keys is not None else None, clock=clock
@@ -189,6 +192,7 @@ class ToolRegistry:
         )
         self._forget(tool.name)  # only once the new definition compiled
         self._entries[tool.name] = entry
+        self.revision += 1
         return tool
 
     def register_function(
@@ -223,6 +227,7 @@ class ToolRegistry:
         """Remove a tool."""
         self._entry(name)
         del self._entries[name]
+        self.revision += 1
         self._forget(name)
 
     def get(self, name: str) -> Tool:
