@@ -181,9 +181,13 @@ async def measure_one(
     differences = [a - b for a, b in zip(medians["agent"], medians["bare"], strict=True)]
     added = statistics.median(differences)
     ratio = statistics.median(rates["bare"]) / statistics.median(rates["agent"])
+    # The goal is per turn, so it is read at one client. At 50 the 2-core box is saturated
+    # by the client, the model server and Redis beside the server measured: latencies
+    # there are queueing, and the figures to read are throughput and p99.
+    goal = "goal < 2 ms" if clients == 1 else "queueing on a saturated box; read req/s, p99"
     print(
         f"  added per request (median latency, agent - bare, paired by round): {added:.2f} ms "
-        f"(rounds {min(differences):.2f} to {max(differences):.2f}; goal < 2 ms)"
+        f"(rounds {min(differences):.2f} to {max(differences):.2f}; {goal})"
     )
     print(f"  throughput ratio bare/agent: {ratio:.2f}x")
     for name, url in (("bare", bare_url), ("agent", agent_url)):
