@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         log_config=None,
+        access_log=False,  # `request_metrics` logs each request, with its route and time
         http=guarded_protocol(limits.header_timeout_seconds),
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=limits.keep_alive_seconds,

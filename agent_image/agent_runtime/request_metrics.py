@@ -1,4 +1,13 @@
-"""Requests by route and status: `agentpool_http_requests_total` and their duration.
+"""Every HTTP request recorded: counted and timed by route, and logged as one line.
+
+Metrics: `agentpool_http_requests_total` and `agentpool_http_request_duration_seconds`.
+The log line (`request`: method, route, path, status, duration, client) replaces
+uvicorn's access log, which is a string without the route, the duration or the request
+id. Each request has an id: the caller's `X-Request-Id` when it is a plain token of at
+most 64 characters, else a new one. It is bound to every log line of the request (the
+turn's too, which runs in a task started from it) and sent back as `X-Request-Id`.
+Probes and scrapes (`/livez`, `/readyz`, `/metrics`) log at DEBUG: one a few seconds
+per pod would otherwise drown the rest.
 
 A plain ASGI middleware (not Starlette's `BaseHTTPMiddleware`, which costs a task and a
 stream per request): it reads the status from the response's start and the route from
@@ -9,11 +18,17 @@ probing random paths adds one series (`unmatched`), not thousands.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import uuid
 from typing import Any
 
+import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("agentpool.access")
 
 REQUESTS = Counter(
     "agentpool_http_requests_total",
@@ -28,6 +43,19 @@ DURATION = Histogram(
 )
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            # Anything else (too long, spaces, control characters) is not echoed into
+            # logs and headers: the request gets an id of ours.
+            if _REQUEST_ID.fullmatch(value):
+                return str(value.decode())
+            break
+    return uuid.uuid4().hex[:16]
 
 
 class RequestMetrics:
@@ -46,20 +74,36 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # what the client gets when the app raises before answering
+        rid = _request_id(scope)
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            with structlog.contextvars.bound_contextvars(request=rid):
+                await self.app(scope, receive, send_and_note)
         finally:
+            elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self._count(route, method, status).inc()
-            self._timer(route).observe(time.perf_counter() - started)
+            self._timer(route).observe(elapsed)
+            client = scope.get("client")
+            log.log(
+                logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO,
+                "request",
+                request=rid,
+                method=method,
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+                client=client[0] if client else None,
+            )
 
     def _count(self, route: str, method: str, status: int) -> Any:
         key = (route, method, status)

@@ -145,19 +145,18 @@ async def _run(
     its steps.
     """
     runtime, agent = _runtime(request), _agent(request)
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
     steps: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def emit(step: dict[str, Any]) -> None:
         steps.put_nowait(step)
 
     async def work() -> TurnOutcome:
-        # Every log line of the turn (tools, model, store) carries who and what it is for.
+        # Every log line of the turn (tools, model, store) carries who and what it is
+        # for; the request's id is bound already (`request_metrics`).
         with structlog.contextvars.bound_contextvars(
             pool=str(runtime.config.pool),
             tenant=turn.tenant,
             conversation=turn.conversation_id,
-            request=request_id,
         ):
             try:
                 # A caller retrying the same conversation counts once as refused demand.
