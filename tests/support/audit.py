@@ -49,10 +49,18 @@ class AuditEvent:
     code: int
     """The HTTP status of the response (0 if it has none)."""
     impersonated_user: str = ""
+    authorized: bool = True
+    """False when the authorizer (RBAC) refused the request. A 403 can come from
+    elsewhere too: admission refuses new objects in a namespace being deleted
+    (`NamespaceTerminating`) after RBAC allowed the request."""
 
     @property
     def is_lease(self) -> bool:
         return self.resource == "coordination.k8s.io/leases"
+
+    @property
+    def refused_by_rbac(self) -> bool:
+        return self.code == 403 and not self.authorized
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ def _event(raw: dict[str, Any]) -> AuditEvent | None:
         name=ref.get("name", ""),
         code=int((raw.get("responseStatus") or {}).get("code", 0)),
         impersonated_user=(raw.get("impersonatedUser") or {}).get("username", ""),
+        authorized=(raw.get("annotations") or {}).get("authorization.k8s.io/decision") != "forbid",
     )
 
 
