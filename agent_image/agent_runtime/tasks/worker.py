@@ -136,6 +136,7 @@ class TaskWorker:
         backoff = self.retry_backoff_seconds
         poll = self.queue.settings.poll_seconds
         while not self._stopping:
+            stop_if_cancelled()  # first, so that every path below comes back to it
             if self.free == 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -150,7 +151,6 @@ class TaskWorker:
                 log.exception("task read failed", consumer=self.consumer)
                 await asyncio.sleep(backoff)
                 continue
-            stop_if_cancelled()
             backoff = self.retry_backoff_seconds
             for delivery in deliveries:
                 try:
@@ -162,6 +162,7 @@ class TaskWorker:
         interval = self.queue.settings.lease_seconds / 3
         beats = 0
         while True:
+            stop_if_cancelled()  # first: the `continue` below skips the loop's end
             await asyncio.sleep(interval)
             beats += 1
             try:
@@ -175,7 +176,6 @@ class TaskWorker:
                 continue  # the health gate logged it; leases renew again once Redis is back
             except Exception:
                 log.exception("task lease loop failed", consumer=self.consumer)
-            stop_if_cancelled()
 
     async def _reclaim(self) -> None:
         """Take over expired leases, scanning the whole pending list a few pages at a
